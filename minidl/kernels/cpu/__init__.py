@@ -1,0 +1,1 @@
+"""Numba CPU kernels: ``@njit(cache=True)``, C-contiguous arrays in, parallel over outputs."""

@@ -1,0 +1,333 @@
+"""Functional forms of the layers and losses: ``import minidl.nn.functional as F``.
+
+Each op here is a Function whose forward and backward pick the kernels of the tensors'
+device (``kernels.for_device``); layers call these, never a kernel.
+"""
+import numpy as np
+
+from .. import ops
+from ..function import Function
+from ..kernels import for_device
+from ..random import default_generator
+from ..tensor import Tensor
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------- activations
+
+def relu(input):
+    return ops.ReLU.apply(input)
+
+
+def leaky_relu(input, negative_slope=0.01):
+    return ops.LeakyReLU.apply(input, negative_slope=negative_slope)
+
+
+def sigmoid(input):
+    return ops.Sigmoid.apply(input)
+
+
+def tanh(input):
+    return ops.Tanh.apply(input)
+
+
+def softmax(input, dim=-1):
+    return ops.Softmax.apply(input, dim=dim)
+
+
+def log_softmax(input, dim=-1):
+    return ops.LogSoftmax.apply(input, dim=dim)
+
+
+def flatten(input, start_dim=1, end_dim=-1):
+    return input.flatten(start_dim, end_dim)
+
+
+# ---------------------------------------------------------------- linear
+
+class Linear(Function):
+    """Y = X W^T + b (rows of X are samples);  dX = dY W,  dW = dY^T X,  db = sum_rows dY."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = x @ weight.T
+        if bias is not None:
+            y += bias
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_arrays
+        grad_rows = grad.reshape(-1, grad.shape[-1])
+        dx = (grad @ weight) if ctx.needs_input_grad[0] else None
+        dw = grad_rows.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        db = grad_rows.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+def linear(input, weight, bias=None):
+    """y = x W^T + b over the last axis of ``input``."""
+    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {tuple(input.shape)} has last dimension "
+                         f"{input.shape[-1] if input.ndim else None}, but weight of shape "
+                         f"{tuple(weight.shape)} expects {weight.shape[1]}")
+    return Linear.apply(input, weight, bias)
+
+
+# ---------------------------------------------------------------- dropout
+
+class Dropout(Function):
+    """y = x m / (1 - p) with m ~ Bernoulli(1 - p);  dx = dy m / (1 - p)."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        keep = default_generator().random(x.shape) >= p
+        scale = x.dtype.type(1.0 / (1.0 - p))
+        ctx.mask = keep * scale
+        return x * ctx.mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.mask
+
+
+def dropout(input, p=0.5, training=True):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    return Dropout.apply(input, p=p)
+
+
+# ---------------------------------------------------------------- classification losses
+
+def _check_class_target(name, input, target):
+    """Check (N, C) or (N, C, d1, ...) input against (N) or (N, d1, ...) integer class indices."""
+    shape = tuple(input.shape)
+    expected = shape[:1] + shape[2:] if input.ndim > 1 else ()
+    if input.ndim < 1 or tuple(target.shape) != expected:
+        raise ValueError(f"{name}: input of shape {shape} needs a target of shape {expected} "
+                         f"(class indices), got {tuple(target.shape)}")
+    if not np.issubdtype(target.dtype, np.integer):
+        raise TypeError(f"{name}: target must hold integer class indices, got dtype {target.dtype}")
+
+
+def _rows_last(array):
+    """Move the class axis (1) last and flatten the rest: (N, C, d...) -> (N * prod(d), C)."""
+    if array.ndim == 1:
+        return array[None, :]
+    if array.ndim > 2:
+        array = np.moveaxis(array, 1, -1)
+    return np.ascontiguousarray(array.reshape(-1, array.shape[-1]))
+
+
+def _rows_back(grad_rows, shape):
+    """Inverse of ``_rows_last``."""
+    if len(shape) == 1:
+        return grad_rows[0]
+    if len(shape) > 2:
+        moved = (shape[0],) + shape[2:] + (shape[1],)
+        return np.ascontiguousarray(np.moveaxis(grad_rows.reshape(moved), -1, 1))
+    return grad_rows
+
+
+def _check_classes(name, target, n_classes, ignore_index):
+    valid = target != ignore_index
+    bad = valid & ((target < 0) | (target >= n_classes))
+    if bad.any():
+        raise IndexError(f"{name}: target {int(target[bad][0])} is out of range for "
+                         f"{n_classes} classes (expected 0..{n_classes - 1} or ignore_index)")
+    return valid
+
+
+def _reduce_rows(losses, weights, reduction, out_shape):
+    """Apply a reduction to per-row losses; returns (value, per-row scale of the upstream grad)."""
+    if reduction == "none":
+        return losses.reshape(out_shape), None
+    if reduction == "sum":
+        return losses.sum(dtype=losses.dtype), np.ones_like(losses)
+    total_weight = weights.sum(dtype=losses.dtype)
+    return losses.sum(dtype=losses.dtype) / total_weight, np.full_like(losses, 1.0 / total_weight)
+
+
+class CrossEntropy(Function):
+    """Fused log-softmax + NLL: one kernel forward, one backward; formula in kernels/*/softmax_ce."""
+
+    @staticmethod
+    def forward(ctx, logits, target, class_weight, ignore_index, smoothing, reduction):
+        kernel = for_device(ctx.device, "softmax_ce")
+        rows = _rows_last(logits)
+        flat_target = np.ascontiguousarray(target.reshape(-1), dtype=np.int64)
+        n_classes = rows.shape[1]
+        valid = _check_classes("cross_entropy", flat_target, n_classes, ignore_index)
+        weight = (np.ones(n_classes, dtype=logits.dtype) if class_weight is None
+                  else np.ascontiguousarray(class_weight, dtype=logits.dtype))
+        losses, lse = kernel.cross_entropy_forward(rows, flat_target, weight, ignore_index, smoothing)
+        row_weights = np.where(valid, weight[np.where(valid, flat_target, 0)], 0).astype(logits.dtype)
+        value, scale = _reduce_rows(losses, row_weights, reduction, target.shape)
+        ctx.save_for_backward(rows, flat_target, lse, weight)
+        ctx.options = (ignore_index, smoothing, reduction, scale, logits.shape)
+        return np.asarray(value, dtype=logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, flat_target, lse, weight = ctx.saved_arrays
+        ignore_index, smoothing, reduction, scale, shape = ctx.options
+        grad_rows = (np.ascontiguousarray(grad.reshape(-1), dtype=rows.dtype) if reduction == "none"
+                     else scale * grad)
+        kernel = for_device(ctx.device, "softmax_ce")
+        d_rows = kernel.cross_entropy_backward(rows, flat_target, lse, grad_rows, weight,
+                                               ignore_index, smoothing)
+        return _rows_back(d_rows, shape), None, None
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """L = -sum_c q_c log softmax(x)_c, q = (1 - e) onehot(t) + e / C;  dL/dx = softmax(x) - q."""
+    _check_reduction("cross_entropy", reduction)
+    _check_class_target("cross_entropy", input, target)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    weight = weight.data if isinstance(weight, Tensor) else weight
+    return CrossEntropy.apply(input, target, weight, int(ignore_index), float(label_smoothing), reduction)
+
+
+class NLLLoss(Function):
+    """L_i = -w_t logp[i, t_i];  dlogp[i, c] = -w_t 1[c = t_i] (scaled by the reduction)."""
+
+    @staticmethod
+    def forward(ctx, logp, target, class_weight, ignore_index, reduction):
+        rows = _rows_last(logp)
+        flat_target = target.reshape(-1).astype(np.int64)
+        valid = _check_classes("nll_loss", flat_target, rows.shape[1], ignore_index)
+        weight = np.ones(rows.shape[1], logp.dtype) if class_weight is None else class_weight
+        safe_target = np.where(valid, flat_target, 0)
+        row_weights = np.where(valid, weight[safe_target], 0).astype(logp.dtype)
+        losses = -rows[np.arange(len(rows)), safe_target] * row_weights
+        value, scale = _reduce_rows(losses, row_weights, reduction, target.shape)
+        ctx.options = (safe_target, row_weights, scale, rows.shape, logp.shape, reduction)
+        return np.asarray(value, dtype=logp.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        safe_target, row_weights, scale, rows_shape, shape, reduction = ctx.options
+        per_row = grad.reshape(-1) if reduction == "none" else scale * grad
+        d_rows = np.zeros(rows_shape, dtype=row_weights.dtype)
+        d_rows[np.arange(rows_shape[0]), safe_target] = -row_weights * per_row
+        return _rows_back(d_rows, shape), None, None
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    _check_reduction("nll_loss", reduction)
+    _check_class_target("nll_loss", input, target)
+    weight = weight.data if isinstance(weight, Tensor) else weight
+    return NLLLoss.apply(input, target, weight, int(ignore_index), reduction)
+
+
+# ---------------------------------------------------------------- regression and binary losses
+
+def _check_reduction(name, reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_same_shape(name, input, target):
+    if tuple(input.shape) != tuple(target.shape):
+        raise ValueError(f"{name}: input of shape {tuple(input.shape)} and target of shape "
+                         f"{tuple(target.shape)} differ; reshape one so they match")
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def mse_loss(input, target, reduction="mean"):
+    """L = (y - t)^2 (then reduced);  dL/dy = 2 (y - t)."""
+    _check_reduction("mse_loss", reduction)
+    _check_same_shape("mse_loss", input, target)
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    """L = |y - t|;  dL/dy = sign(y - t)."""
+    _check_reduction("l1_loss", reduction)
+    _check_same_shape("l1_loss", input, target)
+    return _reduce((input - target).abs(), reduction)
+
+
+class BinaryCrossEntropy(Function):
+    """L = -w (t log y + (1 - t) log(1 - y)), logs clamped at -100 (as PyTorch);
+    dL/dy = w (y - t) / max(y (1 - y), 1e-12)."""
+
+    @staticmethod
+    def forward(ctx, y, t, weight):
+        with np.errstate(divide="ignore"):
+            loss = -(t * np.maximum(np.log(y), -100) + (1 - t) * np.maximum(np.log1p(-y), -100))
+        if weight is not None:
+            loss = loss * weight
+        ctx.save_for_backward(y, t, weight)
+        return loss.astype(y.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, t, weight = ctx.saved_arrays
+        dy = grad * (y - t) / np.maximum(y * (1 - y), 1e-12)
+        if weight is not None:
+            dy = dy * weight
+        return dy.astype(y.dtype, copy=False), None, None
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    _check_reduction("binary_cross_entropy", reduction)
+    _check_same_shape("binary_cross_entropy", input, target)
+    if ((input.data < 0) | (input.data > 1)).any():
+        raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]; "
+                         "for logits use binary_cross_entropy_with_logits")
+    weight = weight.data if isinstance(weight, Tensor) else weight
+    return _reduce(BinaryCrossEntropy.apply(input, _as_data(target), weight), reduction)
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """Stable from logits x, with pos_weight p:  L = (1 - t) x + (1 + (p - 1) t) softplus(-x),
+    softplus(-x) = max(-x, 0) + log(1 + e^-|x|);  dL/dx = (1 - t) - (1 + (p - 1) t) sigmoid(-x)
+    (p = 1: sigmoid(x) - t)."""
+
+    @staticmethod
+    def forward(ctx, x, t, weight, pos_weight):
+        softplus_neg = np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x)))
+        coef = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
+        loss = (1 - t) * x + coef * softplus_neg
+        if weight is not None:
+            loss = loss * weight
+        ctx.save_for_backward(x, t, weight, coef)
+        return loss.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t, weight, coef = ctx.saved_arrays
+        half = x.dtype.type(0.5)
+        sigmoid_neg = half - half * np.tanh(half * x)
+        dx = grad * ((1 - t) - coef * sigmoid_neg)
+        if weight is not None:
+            dx = dx * weight
+        return dx.astype(x.dtype, copy=False), None, None, None
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    _check_same_shape("binary_cross_entropy_with_logits", input, target)
+    return _reduce(BinaryCrossEntropyWithLogits.apply(
+        input, _as_data(target), _as_data(weight), _as_data(pos_weight)), reduction)
+
+
+def _as_data(value):
+    return value.data if isinstance(value, Tensor) else value

@@ -1,0 +1,486 @@
+"""Differentiable tensor operations: elementwise, reductions, shapes, indexing, joins.
+
+Each class is a Function over numpy arrays; its backward is the derivative written out.
+Broadcasting in forward means summing in backward: ``unbroadcast`` folds a gradient back to
+the shape of the input it belongs to.
+"""
+import numpy as np
+
+from .function import Function
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched to reach ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _grad_of(ctx, i, grad, shape):
+    return unbroadcast(grad, shape) if ctx.needs_input_grad[i] else None
+
+
+# ---------------------------------------------------------------- arithmetic (broadcasting)
+
+class Add(Function):
+    """y = a + b;  da = dy,  db = dy (each summed back over broadcast axes)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        return _grad_of(ctx, 0, grad, sa), _grad_of(ctx, 1, grad, sb)
+
+
+class Sub(Function):
+    """y = a - b;  da = dy,  db = -dy."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        return _grad_of(ctx, 0, grad, sa), _grad_of(ctx, 1, -grad, sb)
+
+
+class Mul(Function):
+    """y = a * b;  da = dy * b,  db = dy * a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_arrays
+        da = unbroadcast(grad * b, np.shape(a)) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(grad * a, np.shape(b)) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Div(Function):
+    """y = a / b;  da = dy / b,  db = -dy a / b^2."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_arrays
+        da = unbroadcast(grad / b, np.shape(a)) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(-grad * a / (b * b), np.shape(b)) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Pow(Function):
+    """y = a ** b;  da = dy b a^(b-1),  db = dy y ln a (defined for a > 0)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        y = a ** b
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, y = ctx.saved_arrays
+        da = unbroadcast(grad * b * a ** (b - 1), np.shape(a)) if ctx.needs_input_grad[0] else None
+        db = None
+        if ctx.needs_input_grad[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                db = unbroadcast(grad * y * np.log(a), np.shape(b))
+        return da, db
+
+
+class Neg(Function):
+    """y = -x;  dx = -dy."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class MatMul(Function):
+    """Y = A @ B;  dA = dY @ B^T,  dB = A^T @ dY (batch axes summed back when broadcast).
+
+    1-D operands follow numpy: a vector on the left is a row, on the right a column.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_arrays
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = grad
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            db = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+        return da, db
+
+
+# ---------------------------------------------------------------- elementwise functions
+
+class Exp(Function):
+    """y = e^x;  dx = dy * y."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad * y
+
+
+class Log(Function):
+    """y = ln x;  dx = dy / x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return grad / x
+
+
+class Sqrt(Function):
+    """y = sqrt(x);  dx = dy / (2 y)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad / (2 * y)
+
+
+class Abs(Function):
+    """y = |x|;  dx = dy * sign(x) (0 at x = 0, as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return grad * np.sign(x)
+
+
+class Clip(Function):
+    """y = min(max(x, lo), hi);  dx = dy where lo <= x <= hi, else 0."""
+
+    @staticmethod
+    def forward(ctx, x, min=None, max=None):
+        ctx.save_for_backward(x)
+        ctx.bounds = (min, max)
+        return np.clip(x, min, max)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        lo, hi = ctx.bounds
+        inside = np.ones(x.shape, dtype=bool)
+        if lo is not None:
+            inside &= x >= lo
+        if hi is not None:
+            inside &= x <= hi
+        return grad * inside
+
+
+class ReLU(Function):
+    """y = x (x > 0);  dx = dy (x > 0)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad * (y > 0)
+
+
+class LeakyReLU(Function):
+    """y = x if x > 0 else a x;  dx = dy if x > 0 else a dy."""
+
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        ctx.save_for_backward(x)
+        ctx.slope = negative_slope
+        return np.where(x > 0, x, x * x.dtype.type(negative_slope))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return np.where(x > 0, grad, grad * grad.dtype.type(ctx.slope))
+
+
+class Sigmoid(Function):
+    """s = 1 / (1 + e^-x), computed as 1/2 + 1/2 tanh(x/2) (no overflow);  dx = dy s (1 - s)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        half = x.dtype.type(0.5)
+        s = half + half * np.tanh(half * x)
+        ctx.save_for_backward(s)
+        return s
+
+    @staticmethod
+    def backward(ctx, grad):
+        (s,) = ctx.saved_arrays
+        return grad * s * (1 - s)
+
+
+class Tanh(Function):
+    """y = tanh x;  dx = dy (1 - y^2)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad * (1 - y * y)
+
+
+class Softmax(Function):
+    """y_i = e^(x_i - max) / sum_k e^(x_k - max);  dx = y * (dy - sum_i dy_i y_i)  (J = diag(y) - y y^T)."""
+
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        shifted = x - x.max(axis=dim, keepdims=True)
+        e = np.exp(shifted)
+        y = e / e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return y * (grad - (grad * y).sum(axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x - max - log sum e^(x - max);  dx = dy - softmax(x) * sum dy."""
+
+    @staticmethod
+    def forward(ctx, x, dim=-1):
+        shifted = x - x.max(axis=dim, keepdims=True)
+        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad - np.exp(y) * grad.sum(axis=ctx.dim, keepdims=True)
+
+
+# ---------------------------------------------------------------- reductions
+
+def _normalize_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if np.isscalar(axis) else tuple(axis)
+    return tuple(a % ndim if ndim else 0 for a in axes)
+
+
+def _restore_reduced(grad, shape, axes, keepdims):
+    """Give a reduced gradient back its reduced axes (size 1) so it broadcasts over ``shape``."""
+    if not keepdims:
+        grad = np.expand_dims(grad, axes) if axes else grad
+    return grad
+
+
+class Sum(Function):
+    """y = sum over axes;  dx = dy broadcast back over the summed axes."""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        ctx.shape = x.shape
+        ctx.axes = _normalize_axes(axis, x.ndim)
+        ctx.keepdims = keepdims
+        return np.sum(x, axis=ctx.axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = _restore_reduced(grad, ctx.shape, ctx.axes, ctx.keepdims)
+        return np.broadcast_to(grad, ctx.shape).copy()
+
+
+class Mean(Function):
+    """y = sum / n over axes;  dx = dy / n broadcast back."""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        ctx.shape = x.shape
+        ctx.axes = _normalize_axes(axis, x.ndim)
+        ctx.keepdims = keepdims
+        ctx.count = int(np.prod([x.shape[a] for a in ctx.axes])) if x.ndim else 1
+        return np.mean(x, axis=ctx.axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = _restore_reduced(grad, ctx.shape, ctx.axes, ctx.keepdims)
+        return np.broadcast_to(grad / grad.dtype.type(ctx.count), ctx.shape).copy()
+
+
+class Max(Function):
+    """y = max over axes;  dx = dy shared equally among the entries equal to the max (as torch.amax)."""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        ctx.axes = _normalize_axes(axis, x.ndim)
+        ctx.keepdims = keepdims
+        y = np.max(x, axis=ctx.axes, keepdims=True)
+        ctx.save_for_backward(x, y)
+        return y if keepdims else np.squeeze(y, axis=ctx.axes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_arrays
+        grad = _restore_reduced(grad, x.shape, ctx.axes, ctx.keepdims)
+        winners = x == y
+        return winners * (grad / winners.sum(axis=ctx.axes, keepdims=True).astype(grad.dtype))
+
+
+# ---------------------------------------------------------------- shapes and dtypes
+
+class Cast(Function):
+    """y = x converted to another dtype;  dx = dy converted back."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.dtype = x.dtype
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.astype(ctx.dtype)
+
+
+
+class Reshape(Function):
+    """y = x viewed with a new shape;  dx = dy reshaped back."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.shape)
+
+
+class Permute(Function):
+    """y = x with axes reordered;  dx = dy with the inverse order."""
+
+    @staticmethod
+    def forward(ctx, x, axes):
+        ctx.axes = axes
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.transpose(grad, np.argsort(ctx.axes))
+
+
+class GetItem(Function):
+    """y = x[index];  dx = zeros with dy added at the indexed places (repeats accumulate)."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.shape, ctx.dtype, ctx.index = x.shape, x.dtype, index
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        dx = np.zeros(ctx.shape, dtype=grad.dtype)
+        if _is_basic_index(ctx.index):
+            dx[ctx.index] = grad  # slices pick each element at most once
+        else:
+            np.add.at(dx, ctx.index, grad)
+        return dx
+
+
+def _is_basic_index(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice)) for p in parts)
+
+
+class Concatenate(Function):
+    """y = [x_1, ..., x_k] along an axis;  dx_i = the slice of dy that x_i filled."""
+
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        ctx.axis = axis
+        ctx.bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(np.split(grad, ctx.bounds, axis=ctx.axis))
+
+
+class Stack(Function):
+    """y = the x_i stacked along a new axis;  dx_i = dy taken at index i of that axis."""
+
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        ctx.axis = axis
+        return np.stack(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(np.moveaxis(grad, ctx.axis, 0))

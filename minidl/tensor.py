@@ -1,0 +1,424 @@
+"""Tensor: an array, the device it lives on, its gradient, and the node that produced it."""
+import numpy as np
+
+from . import ops
+from .device import Device
+from .random import default_generator
+
+float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
+_DEFAULT_FLOAT = np.dtype(np.float32)
+
+
+def default_device():
+    return Device("cpu")
+
+
+def _as_dtype(dtype):
+    return None if dtype is None else np.dtype(dtype)
+
+
+def _to_array(data, dtype=None):
+    """numpy arrays keep their dtype; Python floats become float32 and ints int64 (as PyTorch)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    dtype = _as_dtype(dtype)
+    if isinstance(data, np.ndarray):
+        return data.astype(dtype, copy=False) if dtype is not None else data
+    array = np.asarray(data)
+    if dtype is not None:
+        return array.astype(dtype, copy=False)
+    if array.dtype == np.float64:
+        return array.astype(_DEFAULT_FLOAT)
+    return array
+
+
+class Tensor:
+    """An n-d array that can record the operations made on it and run them backward.
+
+    ``data`` is the numpy array (on cpu); ``grad`` a Tensor of the same shape after
+    ``backward()`` for leaves with ``requires_grad=True``.
+    """
+
+    __array_priority__ = 1000  # ndarray <op> Tensor hands over to the Tensor's reflected op
+
+    def __init__(self, data, dtype=None, requires_grad=False, device="cpu"):
+        self.data = _to_array(data, dtype)
+        self.device = Device(device)
+        if self.device != "cpu":
+            raise RuntimeError(f"Tensor: the {self.device} device has no backend in this build")
+        self.grad = None
+        self._node = None
+        self._retains_grad = False
+        self.requires_grad = False
+        self.requires_grad_(requires_grad)
+
+    @classmethod
+    def _from_array(cls, array, device, requires_grad=False):
+        """Wrap an op's output array without copying or converting it."""
+        t = cls.__new__(cls)
+        t.data = array if isinstance(array, np.ndarray) else np.asarray(array)
+        t.device = device
+        t.grad = None
+        t._node = None
+        t._retains_grad = False
+        t.requires_grad = requires_grad
+        return t
+
+    # ------------------------------------------------------------ properties
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    def dim(self):
+        return self.data.ndim
+
+    def size(self, dim=None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def numel(self):
+        return self.data.size
+
+    def __len__(self):
+        if not self.data.ndim:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
+            raise RuntimeError(f"only floating-point tensors can require gradients, got {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor too."""
+        self._retains_grad = True
+        return self
+
+    # ------------------------------------------------------------ conversion
+    def numpy(self):
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on a tensor that requires grad; use detach().numpy()")
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): the tensor has {self.data.size} elements, not 1")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def detach(self):
+        return Tensor._from_array(self.data, self.device)
+
+    def to(self, target=None, dtype=None):
+        """``t.to("cpu")``, ``t.to(minidl.float64)``: a tensor moved/cast (self when nothing changes)."""
+        if target is not None and not isinstance(target, (str, Device)):
+            target, dtype = None, target
+        if target is not None and Device(target) != self.device:
+            raise RuntimeError(f"to({target!r}): the {Device(target)} device has no backend in this build")
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            return ops.Cast.apply(self, dtype=np.dtype(dtype))
+        return self
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def long(self):
+        return self.to(np.int64)
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extras = []
+        if self.dtype != _DEFAULT_FLOAT and self.dtype != np.int64:
+            extras.append(f"dtype={self.dtype}")
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self._node is not None:
+            extras.append(f"grad_fn={self._node}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    # ------------------------------------------------------------ autograd
+    def backward(self, gradient=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) * gradient into every leaf's ``.grad``."""
+        from .function import run_backward
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward(): grad can be implicitly created only for scalar outputs; this "
+                    f"tensor has shape {self.shape}, pass gradient=")
+            seed = np.ones(self.shape, dtype=self.dtype)
+        else:
+            seed = _to_array(gradient, self.dtype)
+            if seed.shape != self.shape:
+                raise RuntimeError(f"backward(): gradient has shape {seed.shape}, tensor {self.shape}")
+        run_backward(self, seed, retain_graph=retain_graph)
+
+    def _accumulate_grad(self, grad):
+        grad = np.asarray(grad, dtype=self.dtype)
+        if self.grad is None:
+            self.grad = Tensor._from_array(np.array(grad, copy=True), self.device)
+        else:
+            self.grad.data += grad
+
+    # ------------------------------------------------------------ arithmetic
+    def __add__(self, other):
+        return ops.Add.apply(self, _operand(other))
+
+    def __radd__(self, other):
+        return ops.Add.apply(_operand(other), self)
+
+    def __sub__(self, other):
+        return ops.Sub.apply(self, _operand(other))
+
+    def __rsub__(self, other):
+        return ops.Sub.apply(_operand(other), self)
+
+    def __mul__(self, other):
+        return ops.Mul.apply(self, _operand(other))
+
+    def __rmul__(self, other):
+        return ops.Mul.apply(_operand(other), self)
+
+    def __truediv__(self, other):
+        return ops.Div.apply(self, _operand(other))
+
+    def __rtruediv__(self, other):
+        return ops.Div.apply(_operand(other), self)
+
+    def __pow__(self, other):
+        return ops.Pow.apply(self, _operand(other))
+
+    def __rpow__(self, other):
+        return ops.Pow.apply(_operand(other), self)
+
+    def __matmul__(self, other):
+        return ops.MatMul.apply(self, _operand(other))
+
+    def __rmatmul__(self, other):
+        return ops.MatMul.apply(_operand(other), self)
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    # comparisons give boolean tensors outside the graph
+    def _compare(self, other, op):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._from_array(op(self.data, other), self.device)
+
+    def __eq__(self, other):
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other):
+        return self._compare(other, np.not_equal)
+
+    def __lt__(self, other):
+        return self._compare(other, np.less)
+
+    def __le__(self, other):
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other):
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other):
+        return self._compare(other, np.greater_equal)
+
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    # ------------------------------------------------------------ elementwise
+    def exp(self):
+        return ops.Exp.apply(self)
+
+    def log(self):
+        return ops.Log.apply(self)
+
+    def sqrt(self):
+        return ops.Sqrt.apply(self)
+
+    def abs(self):
+        return ops.Abs.apply(self)
+
+    def __abs__(self):
+        return self.abs()
+
+    def clip(self, min=None, max=None):
+        return ops.Clip.apply(self, min=min, max=max)
+
+    clamp = clip
+
+    def relu(self):
+        return ops.ReLU.apply(self)
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+    def softmax(self, dim=-1):
+        return ops.Softmax.apply(self, dim=dim)
+
+    def log_softmax(self, dim=-1):
+        return ops.LogSoftmax.apply(self, dim=dim)
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim=False):
+        return ops.Sum.apply(self, axis=dim, keepdims=keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        return ops.Mean.apply(self, axis=dim, keepdims=keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        return ops.Max.apply(self, axis=dim, keepdims=keepdim)
+
+    def argmax(self, dim=None, keepdim=False):
+        return Tensor._from_array(np.argmax(self.data, axis=dim, keepdims=keepdim), self.device)
+
+    # ------------------------------------------------------------ shapes
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return ops.Reshape.apply(self, shape=tuple(shape))
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        nd = max(self.ndim, 1)
+        start, end = start_dim % nd, end_dim % nd
+        shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
+        return self.reshape(shape)
+
+    def permute(self, *dims):
+        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        return ops.Permute.apply(self, axes=tuple(d % self.ndim for d in dims))
+
+    def transpose(self, dim0=0, dim1=1):
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return ops.Permute.apply(self, axes=tuple(axes))
+
+    @property
+    def T(self):
+        return ops.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
+
+    def unsqueeze(self, dim):
+        return self.reshape(np.expand_dims(self.data, dim).shape)
+
+    def squeeze(self, dim=None):
+        return self.reshape(np.squeeze(self.data, axis=dim).shape)
+
+    def __getitem__(self, index):
+        return ops.GetItem.apply(self, index=_plain_index(index))
+
+
+def _operand(value):
+    """Tensors pass through; Python scalars stay weak scalars (keep the tensor's dtype);
+    arrays become constant tensors."""
+    if isinstance(value, (Tensor, int, float, bool)):
+        return value
+    return Tensor(value)
+
+
+def _plain_index(index):
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+# ---------------------------------------------------------------- factories
+
+def tensor(data, dtype=None, requires_grad=False, device="cpu"):
+    """A new tensor from data (copied, like ``torch.tensor``)."""
+    if isinstance(data, (Tensor, np.ndarray)):
+        data = np.array(data.data if isinstance(data, Tensor) else data, copy=True)
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def _shape_args(shape):
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+
+
+def zeros(*shape, dtype=float32, requires_grad=False, device="cpu"):
+    return Tensor(np.zeros(_shape_args(shape), dtype=dtype), requires_grad=requires_grad, device=device)
+
+
+def ones(*shape, dtype=float32, requires_grad=False, device="cpu"):
+    return Tensor(np.ones(_shape_args(shape), dtype=dtype), requires_grad=requires_grad, device=device)
+
+
+def randn(*shape, dtype=float32, requires_grad=False, device="cpu"):
+    data = default_generator().standard_normal(_shape_args(shape)).astype(dtype)
+    return Tensor(data, requires_grad=requires_grad, device=device)
+
+
+def rand(*shape, dtype=float32, requires_grad=False, device="cpu"):
+    data = default_generator().random(_shape_args(shape)).astype(dtype)
+    return Tensor(data, requires_grad=requires_grad, device=device)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad=False, device="cpu"):
+    data = np.arange(start, end, step) if end is not None else np.arange(start)
+    if dtype is None and np.issubdtype(data.dtype, np.floating):
+        dtype = float32
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def zeros_like(t, dtype=None, requires_grad=False):
+    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=t.device)
+
+
+def ones_like(t, dtype=None, requires_grad=False):
+    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=t.device)
+
+
+def concatenate(tensors, dim=0):
+    return ops.Concatenate.apply(*[_operand(t) for t in tensors], axis=dim)
+
+
+cat = concatenate
+
+
+def stack(tensors, dim=0):
+    return ops.Stack.apply(*[_operand(t) for t in tensors], axis=dim)

@@ -1,0 +1,2 @@
+"""Utilities: gradient checking, serialization, model summary."""
+from .gradcheck import gradcheck, numerical_grads
