@@ -1,12 +1,13 @@
 """Loss layers with PyTorch's names and defaults; formulas in minidl.nn.functional."""
 from . import functional as F
+from .functional.loss import check_reduction
 from .module import Module
 
 
 class _Loss(Module):
     def __init__(self, reduction="mean"):
         super().__init__()
-        F._check_reduction(type(self).__name__, reduction)
+        check_reduction(type(self).__name__, reduction)
         self.reduction = reduction
 
     def extra_repr(self):

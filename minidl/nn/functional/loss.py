@@ -1,110 +1,12 @@
-"""Functional forms of the layers and losses: ``import minidl.nn.functional as F``.
-
-Each op here is a Function whose forward and backward pick the kernels of the tensors'
-device (``kernels.for_device``); layers call these, never a kernel.
-"""
+"""Losses as Functions; cross-entropy runs the device's fused softmax_ce kernel."""
 import numpy as np
 
-from .. import ops
-from ..function import Function
-from ..kernels import for_device
-from ..random import default_generator
-from ..tensor import Tensor
+from ...function import Function
+from ...kernels import for_device
+from ...tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
 
-
-# ---------------------------------------------------------------- activations
-
-def relu(input):
-    return ops.ReLU.apply(input)
-
-
-def leaky_relu(input, negative_slope=0.01):
-    return ops.LeakyReLU.apply(input, negative_slope=negative_slope)
-
-
-def sigmoid(input):
-    return ops.Sigmoid.apply(input)
-
-
-def tanh(input):
-    return ops.Tanh.apply(input)
-
-
-def softmax(input, dim=-1):
-    return ops.Softmax.apply(input, dim=dim)
-
-
-def log_softmax(input, dim=-1):
-    return ops.LogSoftmax.apply(input, dim=dim)
-
-
-def flatten(input, start_dim=1, end_dim=-1):
-    return input.flatten(start_dim, end_dim)
-
-
-# ---------------------------------------------------------------- linear
-
-class Linear(Function):
-    """Y = X W^T + b (rows of X are samples);  dX = dY W,  dW = dY^T X,  db = sum_rows dY."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias=None):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        y = x @ weight.T
-        if bias is not None:
-            y += bias
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_arrays
-        grad_rows = grad.reshape(-1, grad.shape[-1])
-        dx = (grad @ weight) if ctx.needs_input_grad[0] else None
-        dw = grad_rows.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
-        db = grad_rows.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return dx, dw, db
-
-
-def linear(input, weight, bias=None):
-    """y = x W^T + b over the last axis of ``input``."""
-    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input of shape {tuple(input.shape)} has last dimension "
-                         f"{input.shape[-1] if input.ndim else None}, but weight of shape "
-                         f"{tuple(weight.shape)} expects {weight.shape[1]}")
-    return Linear.apply(input, weight, bias)
-
-
-# ---------------------------------------------------------------- dropout
-
-class Dropout(Function):
-    """y = x m / (1 - p) with m ~ Bernoulli(1 - p);  dx = dy m / (1 - p)."""
-
-    @staticmethod
-    def forward(ctx, x, p):
-        keep = default_generator().random(x.shape) >= p
-        scale = x.dtype.type(1.0 / (1.0 - p))
-        ctx.mask = keep * scale
-        return x * ctx.mask
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.mask
-
-
-def dropout(input, p=0.5, training=True):
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
-    if not training or p == 0.0:
-        return input
-    if p == 1.0:
-        return input * 0.0
-    return Dropout.apply(input, p=p)
-
-
-# ---------------------------------------------------------------- classification losses
 
 def _check_class_target(name, input, target):
     """Check (N, C) or (N, C, d1, ...) input against (N) or (N, d1, ...) integer class indices."""
@@ -188,7 +90,7 @@ class CrossEntropy(Function):
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     """L = -sum_c q_c log softmax(x)_c, q = (1 - e) onehot(t) + e / C;  dL/dx = softmax(x) - q."""
-    _check_reduction("cross_entropy", reduction)
+    check_reduction("cross_entropy", reduction)
     _check_class_target("cross_entropy", input, target)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
@@ -222,7 +124,7 @@ class NLLLoss(Function):
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
-    _check_reduction("nll_loss", reduction)
+    check_reduction("nll_loss", reduction)
     _check_class_target("nll_loss", input, target)
     weight = weight.data if isinstance(weight, Tensor) else weight
     return NLLLoss.apply(input, target, weight, int(ignore_index), reduction)
@@ -230,7 +132,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
 # ---------------------------------------------------------------- regression and binary losses
 
-def _check_reduction(name, reduction):
+def check_reduction(name, reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
@@ -251,7 +153,7 @@ def _reduce(loss, reduction):
 
 def mse_loss(input, target, reduction="mean"):
     """L = (y - t)^2 (then reduced);  dL/dy = 2 (y - t)."""
-    _check_reduction("mse_loss", reduction)
+    check_reduction("mse_loss", reduction)
     _check_same_shape("mse_loss", input, target)
     diff = input - target
     return _reduce(diff * diff, reduction)
@@ -259,7 +161,7 @@ def mse_loss(input, target, reduction="mean"):
 
 def l1_loss(input, target, reduction="mean"):
     """L = |y - t|;  dL/dy = sign(y - t)."""
-    _check_reduction("l1_loss", reduction)
+    check_reduction("l1_loss", reduction)
     _check_same_shape("l1_loss", input, target)
     return _reduce((input - target).abs(), reduction)
 
@@ -287,7 +189,7 @@ class BinaryCrossEntropy(Function):
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
-    _check_reduction("binary_cross_entropy", reduction)
+    check_reduction("binary_cross_entropy", reduction)
     _check_same_shape("binary_cross_entropy", input, target)
     if ((input.data < 0) | (input.data > 1)).any():
         raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]; "
@@ -323,7 +225,7 @@ class BinaryCrossEntropyWithLogits(Function):
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
-    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    check_reduction("binary_cross_entropy_with_logits", reduction)
     _check_same_shape("binary_cross_entropy_with_logits", input, target)
     return _reduce(BinaryCrossEntropyWithLogits.apply(
         input, _as_data(target), _as_data(weight), _as_data(pos_weight)), reduction)

@@ -1,0 +1,11 @@
+"""Functional forms of the layers and losses: ``import minidl.nn.functional as F``.
+
+Each op is a Function whose forward and backward pick the kernels of the tensors' device
+(``minidl.kernels.for_device``); layers call these, never a kernel. One module per family.
+"""
+from .activation import flatten, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .linear import dropout, linear
+from .loss import (
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss,
+    nll_loss,
+)

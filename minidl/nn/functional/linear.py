@@ -1,0 +1,61 @@
+"""Dense layer and dropout as Functions."""
+from ...function import Function
+from ...random import default_generator
+
+
+class Linear(Function):
+    """Y = X W^T + b (rows of X are samples);  dX = dY W,  dW = dY^T X,  db = sum_rows dY."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = x @ weight.T
+        if bias is not None:
+            y += bias
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_arrays
+        grad_rows = grad.reshape(-1, grad.shape[-1])
+        dx = (grad @ weight) if ctx.needs_input_grad[0] else None
+        dw = grad_rows.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        db = grad_rows.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+def linear(input, weight, bias=None):
+    """y = x W^T + b over the last axis of ``input``."""
+    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {tuple(input.shape)} has last dimension "
+                         f"{input.shape[-1] if input.ndim else None}, but weight of shape "
+                         f"{tuple(weight.shape)} expects {weight.shape[1]}")
+    return Linear.apply(input, weight, bias)
+
+
+# ---------------------------------------------------------------- dropout
+
+class Dropout(Function):
+    """y = x m / (1 - p) with m ~ Bernoulli(1 - p);  dx = dy m / (1 - p)."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        keep = default_generator().random(x.shape) >= p
+        scale = x.dtype.type(1.0 / (1.0 - p))
+        ctx.mask = keep * scale
+        return x * ctx.mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.mask
+
+
+def dropout(input, p=0.5, training=True):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    return Dropout.apply(input, p=p)
