@@ -1,0 +1,101 @@
+"""The optimizers of the course notes, with torch.optim's names, defaults and algorithms."""
+from .optimizer import Optimizer
+
+
+def _check(name, **values):
+    for key, value in values.items():
+        if value < 0.0:
+            raise ValueError(f"{name}: invalid {key} {value} (must be >= 0)")
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum and weight decay."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+        _check("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def update(self, kernels, group, param, grad, state):
+        first = "momentum_buffer" not in state
+        buf = self._buffer(state, "momentum_buffer", param) if group["momentum"] else param[:0]
+        kernels.sgd_step(param, grad, buf, float(group["lr"]), float(group["momentum"]),
+                         float(group["dampening"]), float(group["weight_decay"]),
+                         bool(group["nesterov"]), first)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba): bias-corrected first and second moments; formula in kernels optim."""
+
+    decoupled_weight_decay = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False):
+        _check(type(self).__name__, lr=lr, eps=eps, weight_decay=weight_decay)
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad))
+
+    def update(self, kernels, group, param, grad, state):
+        state["step"] = state.get("step", 0) + 1
+        m = self._buffer(state, "exp_avg", param)
+        v = self._buffer(state, "exp_avg_sq", param)
+        v_max = self._buffer(state, "max_exp_avg_sq", param) if group["amsgrad"] else param[:0]
+        beta1, beta2 = group["betas"]
+        kernels.adam_step(param, grad, m, v, v_max, float(group["lr"]), float(beta1), float(beta2),
+                          float(group["eps"]), float(group["weight_decay"]),
+                          self.decoupled_weight_decay, bool(group["amsgrad"]), float(state["step"]))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr wd before the Adam step (Loshchilov & Hutter)."""
+
+    decoupled_weight_decay = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+class Adagrad(Optimizer):
+    """Adagrad: per-coordinate step lr / sqrt(sum of squared gradients).
+
+    The course notes show it is Adam's limit for beta1 = 0, beta2 -> 1, lr = eta0 / sqrt(t).
+    """
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10):
+        _check("Adagrad", lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+               initial_accumulator_value=initial_accumulator_value)
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps))
+
+    def update(self, kernels, group, param, grad, state):
+        state["step"] = state.get("step", 0) + 1
+        total = self._buffer(state, "sum", param, group["initial_accumulator_value"])
+        kernels.adagrad_step(param, grad, total, float(group["lr"]), float(group["lr_decay"]),
+                             float(group["weight_decay"]), float(group["eps"]), float(state["step"]))
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton): divide by a running RMS of the gradient; optional centering and momentum."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+        _check("RMSprop", lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered))
+
+    def update(self, kernels, group, param, grad, state):
+        state["step"] = state.get("step", 0) + 1
+        square_avg = self._buffer(state, "square_avg", param)
+        grad_avg = self._buffer(state, "grad_avg", param) if group["centered"] else param[:0]
+        buf = self._buffer(state, "momentum_buffer", param) if group["momentum"] > 0 else param[:0]
+        kernels.rmsprop_step(param, grad, square_avg, grad_avg, buf, float(group["lr"]),
+                             float(group["alpha"]), float(group["eps"]),
+                             float(group["weight_decay"]), float(group["momentum"]),
+                             bool(group["centered"]))
