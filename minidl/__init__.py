@@ -21,6 +21,6 @@ from .tensor import (  # noqa: E402
     concatenate, cat, stack, float32, float64, int64, int32, bool_,
 )
 
-from . import nn, optim  # noqa: E402
+from . import data, nn, optim  # noqa: E402
 
 __version__ = "0.1.0"

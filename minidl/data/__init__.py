@@ -1,0 +1,4 @@
+"""Datasets and loading: ``from minidl.data import DataLoader, TensorDataset, FashionMNIST``."""
+from .dataset import DataLoader, Dataset, TensorDataset
+from .fashion_mnist import FashionMNIST
+from .idx import read_idx, write_idx

@@ -1,0 +1,131 @@
+"""Fashion-MNIST: 70,000 28x28 grey images of 10 kinds of clothing (60,000 train, 10,000 test).
+
+Where the files are looked for, in order:
+  1. ``root`` if given, else the directory in ``$MINIDL_DATA``;
+  2. the user cache, ``~/.cache/minidl/fashion-mnist`` (``$XDG_CACHE_HOME`` respected);
+  3. Debian's package ``dataset-fashion-mnist``: ``/usr/share/datasets/fashion-mnist``;
+  4. a download from the official mirror into (1) or else (2), each file checked by MD5.
+"""
+import hashlib
+import os
+import tempfile
+import urllib.request
+
+import numpy as np
+
+from .dataset import Dataset
+from .idx import read_idx
+
+MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+           "Bag", "Ankle boot")
+
+
+def user_cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "minidl", "fashion-mnist")
+
+
+def _find(directory, name):
+    """``name`` (gzip) or its uncompressed twin inside ``directory``, or None."""
+    for candidate in (name, name[:-3]):
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(directory, names, mirror=MIRROR, checksums=MD5, progress=True):
+    """Fetch ``names`` from ``mirror`` into ``directory``; each file appears only once its MD5
+    matches (written to a temporary file first, so a failed download leaves nothing behind)."""
+    from tqdm.auto import tqdm
+    os.makedirs(directory, exist_ok=True)
+    for name in names:
+        target = os.path.join(directory, name)
+        if os.path.isfile(target):
+            continue
+        fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(mirror + name, timeout=60) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
+                    for block in iter(lambda: response.read(1 << 16), b""):
+                        out.write(block)
+                        bar.update(len(block))
+            actual = _md5(partial)
+            if actual != checksums[name]:
+                raise OSError(f"{name}: MD5 {actual} does not match the expected {checksums[name]}")
+            os.replace(partial, target)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+
+
+def resolve(root=None, train=True, download_missing=True, mirror=MIRROR):
+    """The paths (images, labels) of the requested split, found or fetched as the module says."""
+    names = FILES["train" if train else "test"]
+    explicit = root or os.environ.get("MINIDL_DATA")
+    candidates = [d for d in (explicit, user_cache_dir(), SYSTEM_DIR) if d]
+    for directory in candidates:
+        paths = [_find(directory, name) for name in names]
+        if all(paths):
+            return tuple(paths)
+    destination = explicit or user_cache_dir()
+    if download_missing:
+        try:
+            download(destination, names, mirror=mirror)
+            return tuple(os.path.join(destination, name) for name in names)
+        except OSError as error:
+            reason = f"the download from {mirror} failed ({error})"
+    else:
+        reason = "download=False"
+    raise FileNotFoundError(
+        f"Fashion-MNIST files {', '.join(names)} were not found in {', '.join(candidates)} and "
+        f"{reason}. Get them one of these ways:\n"
+        f"  - Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist   (installs {SYSTEM_DIR})\n"
+        f"  - download the four .gz files from {mirror} into {user_cache_dir()}\n"
+        f"  - point MINIDL_DATA (or root=) at a directory that holds them")
+
+
+class FashionMNIST(Dataset):
+    """Samples (image float32 (1, 28, 28) in [0, 1], label int64); see the module docstring."""
+
+    classes = CLASSES
+
+    def __init__(self, root=None, train=True, download=True):
+        images_path, labels_path = resolve(root, train, download_missing=download)
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or len(images) != len(labels):
+            raise ValueError(f"FashionMNIST: {images_path} holds shape {images.shape} and "
+                             f"{labels_path} {labels.shape}; expected (N, 28, 28) and (N,)")
+        self.data = (images.astype(np.float32) / np.float32(255))[:, None, :, :]
+        self.targets = labels.astype(np.int64)
+        self.train = train
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        return self.data[index], self.targets[index]
+
+    def get_batch(self, indices):
+        return self.data[indices], self.targets[indices]
