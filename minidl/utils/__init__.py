@@ -1,2 +1,3 @@
-"""Utilities: gradient checking, serialization, model summary."""
+"""Utilities: gradient checking and serialization."""
 from .gradcheck import gradcheck, numerical_grads
+from .serialization import load, load_checkpoint, save, save_checkpoint
