@@ -21,7 +21,7 @@ from .tensor import (  # noqa: E402
     concatenate, cat, stack, float32, float64, int64, int32, bool_,
 )
 
-from . import data, nn, optim, utils  # noqa: E402
+from . import cuda, data, nn, optim, utils  # noqa: E402
 from .train import Trainer  # noqa: E402
 from .utils.serialization import load, save  # noqa: E402
 

@@ -1,0 +1,25 @@
+"""Shared test set-up: a fixed seed per test, and PyTorch as an optional oracle."""
+import numpy as np
+import pytest
+
+import minidl
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    minidl.manual_seed(0)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what=""):
+    """Compare a Tensor/array with a torch tensor/array, reporting the worst difference."""
+    actual = np.asarray(actual.data if isinstance(actual, minidl.Tensor) else actual)
+    if hasattr(expected, "detach"):
+        expected = expected.detach().numpy()
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
