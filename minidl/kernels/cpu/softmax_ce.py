@@ -14,10 +14,10 @@ from numba import njit, prange
 
 @njit(cache=True, parallel=True)
 def cross_entropy_forward(logits, target, class_weight, ignore_index, smoothing):
-    """Per-row losses and each row's log-sum-exp (kept for the backward pass)."""
+    """Per-row losses and each row's log-sum-exp in float64 (kept for the backward pass)."""
     n, c = logits.shape
     losses = np.zeros(n, dtype=logits.dtype)
-    lse = np.zeros(n, dtype=logits.dtype)
+    lse = np.zeros(n, dtype=np.float64)  # float64: x - lse must not lose digits when |x| ~ 1e4
     for i in prange(n):
         row = logits[i]
         peak = row[0]

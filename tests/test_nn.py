@@ -1,0 +1,236 @@
+"""Module system, dense layers, init and dropout."""
+import math
+
+import numpy as np
+import pytest
+
+import minidl
+import minidl.nn.functional as F
+from minidl import nn
+from minidl.utils import gradcheck
+from conftest import assert_close
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+        self.scale = nn.Parameter(np.ones(4, dtype=np.float32))
+        self.register_buffer("count", minidl.zeros(1))
+        self.plain = 5  # not registered
+
+    def forward(self, x):
+        return self.fc(x) * self.scale
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = Block()
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(4, 2, bias=False))
+
+    def forward(self, x):
+        return self.head(self.block(x))
+
+
+def test_registration_and_traversal():
+    net = Net()
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["block.scale", "block.fc.weight", "block.fc.bias", "head.1.weight"]
+    assert [n for n, _ in net.named_buffers()] == ["block.count"]
+    assert len(list(net.children())) == 2
+    assert len(list(net.modules())) == 6
+    assert "plain" not in dict(net.named_parameters())
+    assert list(net.state_dict()) == ["block.scale", "block.count", "block.fc.weight", "block.fc.bias",
+                                      "head.1.weight"]
+
+
+def test_shared_parameter_is_listed_once():
+    shared = nn.Linear(2, 2)
+    model = nn.Sequential(shared, shared)
+    assert len(list(model.parameters())) == 2
+
+
+def test_reassigning_an_attribute_unregisters_it():
+    block = Block()
+    block.fc = None
+    assert "fc.weight" not in dict(block.named_parameters())
+
+
+def test_assignment_before_init_is_a_clear_error():
+    class Broken(nn.Module):
+        def __init__(self):
+            self.fc = nn.Linear(2, 2)
+
+    with pytest.raises(AttributeError, match="super"):
+        Broken()
+
+
+def test_train_eval_and_zero_grad():
+    net = Net()
+    net.eval()
+    assert not any(m.training for m in net.modules())
+    net.train()
+    assert all(m.training for m in net.modules())
+    net(minidl.randn(5, 3)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_state_dict_round_trip_copies():
+    a, b = Net(), Net()
+    b.load_state_dict(a.state_dict())
+    x = minidl.randn(4, 3)
+    np.testing.assert_array_equal(a(x).data, b(x).data)
+    state = a.state_dict()
+    state["block.fc.weight"][...] = 0  # a state_dict is a copy
+    assert np.any(a.block.fc.weight.data != 0)
+
+
+def test_load_state_dict_reports_by_name_and_writes_nothing_on_error():
+    net = Net()
+    before = net.state_dict()
+    state = Net().state_dict()
+    del state["block.scale"]
+    state["extra.weight"] = np.zeros(2)
+    state["head.1.weight"] = np.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(RuntimeError) as error:
+        net.load_state_dict(state)
+    message = str(error.value)
+    assert "missing keys: block.scale" in message
+    assert "unexpected keys: extra.weight" in message
+    assert "size mismatch for head.1.weight: checkpoint has shape (3, 4), model has (2, 4)" in message
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_load_state_dict_non_strict_returns_missing_and_unexpected():
+    net = Net()
+    state = Net().state_dict()
+    del state["block.count"]
+    state["junk"] = np.zeros(1)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    assert missing == ["block.count"] and unexpected == ["junk"]
+    np.testing.assert_array_equal(net.block.fc.weight.data, state["block.fc.weight"])
+
+
+def test_repr_like_pytorch():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Dropout(0.2))
+    assert repr(model) == ("Sequential(\n"
+                           "  (0): Flatten(start_dim=1, end_dim=-1)\n"
+                           "  (1): Linear(in_features=784, out_features=10, bias=True)\n"
+                           "  (2): Dropout(p=0.2)\n"
+                           ")")
+
+
+def test_module_to_float64_casts_parameters_and_buffers():
+    net = Net().to(minidl.float64)
+    assert all(p.dtype == np.float64 for p in net.parameters())
+    assert net.block.count.dtype == np.float64
+    assert net(minidl.randn(2, 3, dtype=np.float64)).dtype == np.float64
+
+
+def test_linear_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    layer = nn.Linear(5, 3)
+    t_layer = torch.nn.Linear(5, 3)
+    with torch.no_grad():
+        t_layer.weight.copy_(torch.tensor(layer.weight.data))
+        t_layer.bias.copy_(torch.tensor(layer.bias.data))
+    data = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    x = minidl.tensor(data, requires_grad=True)
+    tx = torch.tensor(data, requires_grad=True)
+    out, expected = layer(x), t_layer(tx)
+    upstream = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    assert_close(out, expected)
+    assert_close(x.grad, tx.grad)
+    assert_close(layer.weight.grad, t_layer.weight.grad)
+    assert_close(layer.bias.grad, t_layer.bias.grad)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_gradcheck(bias, rng):
+    layer = nn.Linear(4, 3, bias=bias).double()
+    x = minidl.tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    params = [x, layer.weight] + ([layer.bias] if bias else [])
+    assert gradcheck(lambda x, w, b=None: F.linear(x, w, b), params)
+
+
+def test_linear_error_names_the_layer_and_shapes():
+    with pytest.raises(ValueError, match=r"Linear\(in_features=784, out_features=10, bias=True\): "
+                                         r"expected input of shape \(\*, 784\), got \(8, 28, 28\)"):
+        nn.Linear(784, 10)(minidl.randn(8, 28, 28))
+
+
+def test_linear_init_bounds_follow_pytorch():
+    layer = nn.Linear(400, 300)
+    bound = 1 / math.sqrt(400)
+    for p in (layer.weight, layer.bias):
+        assert np.abs(p.data).max() <= bound
+        assert np.abs(p.data).max() > 0.9 * bound  # uniform over the whole range, not narrower
+
+
+@pytest.mark.parametrize("method,expected_std", [
+    (lambda t: nn.init.kaiming_normal_(t, nonlinearity="relu"), math.sqrt(2 / 500)),
+    (lambda t: nn.init.kaiming_uniform_(t, nonlinearity="relu"), math.sqrt(2 / 500)),
+    (lambda t: nn.init.xavier_normal_(t), math.sqrt(2 / (500 + 400))),
+    (lambda t: nn.init.xavier_uniform_(t), math.sqrt(2 / (500 + 400))),
+])
+def test_init_standard_deviations(method, expected_std):
+    weight = nn.Parameter(np.empty((400, 500), dtype=np.float32))
+    method(weight)
+    assert weight.data.std() == pytest.approx(expected_std, rel=0.03)
+    assert abs(weight.data.mean()) < 0.05 * expected_std * 10
+
+
+def test_init_zeros_and_gain():
+    w = nn.Parameter(np.ones((2, 2), dtype=np.float32))
+    nn.init.zeros_(w)
+    assert not w.data.any()
+    assert nn.init.calculate_gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / 1.04))
+    with pytest.raises(ValueError, match="2 or more dimensions"):
+        nn.init.xavier_uniform_(nn.Parameter(np.zeros(3)))
+
+
+def test_dropout_train_and_eval(rng):
+    layer = nn.Dropout(0.25)
+    x = minidl.ones(200, 100, requires_grad=True)
+    y = layer(x)
+    kept = y.data != 0
+    assert kept.mean() == pytest.approx(0.75, abs=0.02)
+    np.testing.assert_allclose(y.data[kept], 1 / 0.75, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data != 0, kept)
+    layer.eval()
+    assert layer(x) is x
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        nn.Dropout(1.5)
+
+
+@pytest.mark.parametrize("layer,torch_name", [
+    (nn.ReLU(), "ReLU"), (nn.Sigmoid(), "Sigmoid"), (nn.Tanh(), "Tanh"),
+    (nn.LeakyReLU(0.2), "LeakyReLU"), (nn.Softmax(1), "Softmax"), (nn.LogSoftmax(1), "LogSoftmax"),
+])
+def test_activation_layers_match_torch(layer, torch_name, rng):
+    torch = pytest.importorskip("torch")
+    args = {"LeakyReLU": (0.2,), "Softmax": (1,), "LogSoftmax": (1,)}.get(torch_name, ())
+    theirs = getattr(torch.nn, torch_name)(*args)
+    data = rng.standard_normal((3, 4)).astype(np.float32) * 5
+    x, tx = minidl.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    out, expected = layer(x), theirs(tx)
+    upstream = rng.standard_normal((3, 4)).astype(np.float32)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    assert_close(out, expected)
+    assert_close(x.grad, tx.grad)
+
+
+def test_sequential_indexing_and_identity():
+    model = nn.Sequential(nn.Linear(2, 3), nn.Identity(), nn.ReLU())
+    assert isinstance(model[0], nn.Linear) and len(model) == 3
+    assert len(model[1:]) == 2
+    x = minidl.randn(4, 2)
+    np.testing.assert_array_equal(model(x).data, np.maximum(model[0](x).data, 0))
