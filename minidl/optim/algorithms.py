@@ -1,5 +1,12 @@
 """The optimizers of the course notes, with torch.optim's names, defaults and algorithms."""
+import math
+
 from .optimizer import Optimizer
+
+
+def _scalars(param, *values):
+    """Hyperparameters in the parameter's dtype, so float32 updates stay in float32."""
+    return tuple(param.dtype.type(v) for v in values)
 
 
 def _check(name, **values):
@@ -22,8 +29,8 @@ class SGD(Optimizer):
     def update(self, kernels, group, param, grad, state):
         first = "momentum_buffer" not in state
         buf = self._buffer(state, "momentum_buffer", param) if group["momentum"] else param[:0]
-        kernels.sgd_step(param, grad, buf, float(group["lr"]), float(group["momentum"]),
-                         float(group["dampening"]), float(group["weight_decay"]),
+        kernels.sgd_step(param, grad, buf, *_scalars(param, group["lr"], group["momentum"],
+                                                     group["dampening"], group["weight_decay"]),
                          bool(group["nesterov"]), first)
 
 
@@ -46,9 +53,13 @@ class Adam(Optimizer):
         v = self._buffer(state, "exp_avg_sq", param)
         v_max = self._buffer(state, "max_exp_avg_sq", param) if group["amsgrad"] else param[:0]
         beta1, beta2 = group["betas"]
-        kernels.adam_step(param, grad, m, v, v_max, float(group["lr"]), float(beta1), float(beta2),
-                          float(group["eps"]), float(group["weight_decay"]),
-                          self.decoupled_weight_decay, bool(group["amsgrad"]), float(state["step"]))
+        lr, weight_decay, step = group["lr"], group["weight_decay"], state["step"]
+        coupled_decay, decay_factor = ((0.0, 1.0 - lr * weight_decay) if self.decoupled_weight_decay
+                                       else (weight_decay, 1.0))
+        kernels.adam_step(param, grad, m, v, v_max,
+                          *_scalars(param, lr / (1.0 - beta1 ** step), beta1, beta2, group["eps"],
+                                    coupled_decay, decay_factor, math.sqrt(1.0 - beta2 ** step)),
+                          bool(group["amsgrad"]))
 
 
 class AdamW(Adam):
@@ -77,8 +88,9 @@ class Adagrad(Optimizer):
     def update(self, kernels, group, param, grad, state):
         state["step"] = state.get("step", 0) + 1
         total = self._buffer(state, "sum", param, group["initial_accumulator_value"])
-        kernels.adagrad_step(param, grad, total, float(group["lr"]), float(group["lr_decay"]),
-                             float(group["weight_decay"]), float(group["eps"]), float(state["step"]))
+        clr = group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])
+        kernels.adagrad_step(param, grad, total,
+                             *_scalars(param, clr, group["weight_decay"], group["eps"]))
 
 
 class RMSprop(Optimizer):
@@ -95,7 +107,7 @@ class RMSprop(Optimizer):
         square_avg = self._buffer(state, "square_avg", param)
         grad_avg = self._buffer(state, "grad_avg", param) if group["centered"] else param[:0]
         buf = self._buffer(state, "momentum_buffer", param) if group["momentum"] > 0 else param[:0]
-        kernels.rmsprop_step(param, grad, square_avg, grad_avg, buf, float(group["lr"]),
-                             float(group["alpha"]), float(group["eps"]),
-                             float(group["weight_decay"]), float(group["momentum"]),
+        kernels.rmsprop_step(param, grad, square_avg, grad_avg, buf,
+                             *_scalars(param, group["lr"], group["alpha"], group["eps"],
+                                       group["weight_decay"], group["momentum"]),
                              bool(group["centered"]))
