@@ -40,7 +40,8 @@ def make_optimizer(name, params, lr):
 def main(argv=None):
     args = parse_args(argv)
     minidl.manual_seed(args.seed)
-    train_set, test_set = FashionMNIST(args.data, train=True), FashionMNIST(args.data, train=False)
+    train_set = FashionMNIST(args.data, train=True, normalize=True)
+    test_set = FashionMNIST(args.data, train=False, normalize=True)
     if args.limit:
         train_set.data, train_set.targets = train_set.data[:args.limit], train_set.targets[:args.limit]
     train_loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed)
