@@ -24,5 +24,6 @@ from .tensor import (  # noqa: E402
 from . import cuda, data, nn, optim, utils  # noqa: E402
 from .train import Trainer  # noqa: E402
 from .utils.serialization import load, save  # noqa: E402
+from .utils.summary import summary  # noqa: E402
 
 __version__ = "0.1.0"

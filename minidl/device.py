@@ -1,11 +1,20 @@
 """Devices: where a tensor's array lives.
 
-``cpu`` holds numpy arrays. ``cuda`` will hold numba-cuda device arrays (imported lazily, so
-``import minidl`` works with no GPU and no CUDA toolkit). Every Function receives its device
-through its context and picks that device's kernels, so no layer changes when a device is added.
-"""
+``cpu`` holds numpy arrays; ``meta`` holds MetaArrays (shape and dtype, no data). ``cuda`` will
+hold numba-cuda device arrays (imported lazily, so ``import minidl`` works with no GPU and no
+CUDA toolkit). Every Function receives its device through its context and picks that device's
+kernels, so no layer changes when a device is added.
 
-KNOWN_DEVICES = ("cpu", "cuda")
+``with minidl.device("meta"):`` makes a device the default for new tensors and parameters.
+"""
+import threading
+
+import numpy as np
+
+from .meta import MetaArray
+
+KNOWN_DEVICES = ("cpu", "cuda", "meta")
+_defaults = threading.local()
 
 
 class Device:
@@ -39,6 +48,35 @@ class Device:
 
     def __repr__(self):
         return f"device(type='{self.type}')"
+
+    def __enter__(self):
+        stack = _defaults.__dict__.setdefault("stack", [])
+        stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _defaults.stack.pop()
+        return False
+
+
+def default_device():
+    """The innermost ``with minidl.device(...)`` device, else cpu."""
+    stack = getattr(_defaults, "stack", None)
+    return stack[-1] if stack else Device("cpu")
+
+
+def to_device(array, device):
+    """``array`` placed on ``device`` (the same object when it is already there)."""
+    device = Device(device)
+    if device == "meta":
+        return array if isinstance(array, MetaArray) else MetaArray.like(array)
+    if isinstance(array, MetaArray):
+        raise RuntimeError(f"cannot move a meta tensor of shape {array.shape} to {device}: it has "
+                           "no data. Build or load the model on that device instead")
+    if device == "cpu":
+        return array if isinstance(array, np.ndarray) else np.asarray(array)
+    require_cuda()
+    raise RuntimeError("the cuda device has no backend in this build of minidl")
 
 
 def device(spec="cpu"):

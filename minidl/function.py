@@ -16,6 +16,8 @@ import threading
 
 import numpy as np
 
+from .device import default_device
+
 _grad_state = threading.local()
 
 
@@ -90,12 +92,19 @@ class Function:
         raise NotImplementedError
 
     @classmethod
+    def infer(cls, *inputs, **options):
+        """The output's MetaArray (shape, dtype) for MetaArray inputs: the meta device's forward."""
+        raise NotImplementedError(f"{cls.__name__} has no shape rule for the meta device yet")
+
+    @classmethod
     def apply(cls, *inputs, **options):
         Tensor = _tensor.Tensor
         tensors = [x for x in inputs if isinstance(x, Tensor)]
         device = common_device(tensors, cls.__name__)
         ctx = Context(device)
         arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        if device == "meta":
+            return Tensor._from_array(cls.infer(*arrays, **options), device)
         output = cls.forward(ctx, *arrays, **options)
         needs_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
         result = Tensor._from_array(output, device, requires_grad=needs_grad)
@@ -108,7 +117,7 @@ class Function:
 def common_device(tensors, op_name):
     """The one device all input tensors share; a clear error naming both when they differ."""
     if not tensors:
-        return _tensor.default_device()
+        return default_device()
     device = tensors[0].device
     for t in tensors[1:]:
         if t.device != device:

@@ -7,6 +7,7 @@ the shape of the input it belongs to.
 import numpy as np
 
 from .function import Function
+from .meta import MetaArray, resolve_reshape, standin
 
 
 def unbroadcast(grad, shape):
@@ -22,6 +23,25 @@ def unbroadcast(grad, shape):
     return grad
 
 
+# ---------------------------------------------------------------- shape rules (meta device)
+
+def same_meta(x, *rest, **options):
+    """Elementwise ops: the output has the input's shape and dtype."""
+    return MetaArray(x.shape, x.dtype)
+
+
+def broadcast_meta(a, b):
+    """Binary ops: the broadcast shape, and numpy's result dtype (Python scalars stay weak)."""
+    dtypes = [x.dtype if hasattr(x, "dtype") else x for x in (a, b)]
+    return MetaArray(np.broadcast_shapes(np.shape(a), np.shape(b)), np.result_type(*dtypes))
+
+
+def reduced_meta(x, axis=None, keepdims=False):
+    axes = _normalize_axes(axis, x.ndim)
+    shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape) if keepdims or i not in axes)
+    return MetaArray(shape, x.dtype)
+
+
 def _grad_of(ctx, i, grad, shape):
     return unbroadcast(grad, shape) if ctx.needs_input_grad[i] else None
 
@@ -30,6 +50,8 @@ def _grad_of(ctx, i, grad, shape):
 
 class Add(Function):
     """y = a + b;  da = dy,  db = dy (each summed back over broadcast axes)."""
+
+    infer = staticmethod(broadcast_meta)
 
     @staticmethod
     def forward(ctx, a, b):
@@ -45,6 +67,8 @@ class Add(Function):
 class Sub(Function):
     """y = a - b;  da = dy,  db = -dy."""
 
+    infer = staticmethod(broadcast_meta)
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (np.shape(a), np.shape(b))
@@ -58,6 +82,8 @@ class Sub(Function):
 
 class Mul(Function):
     """y = a * b;  da = dy * b,  db = dy * a."""
+
+    infer = staticmethod(broadcast_meta)
 
     @staticmethod
     def forward(ctx, a, b):
@@ -75,6 +101,8 @@ class Mul(Function):
 class Div(Function):
     """y = a / b;  da = dy / b,  db = -dy a / b^2."""
 
+    infer = staticmethod(broadcast_meta)
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -90,6 +118,8 @@ class Div(Function):
 
 class Pow(Function):
     """y = a ** b;  da = dy b a^(b-1),  db = dy y ln a (defined for a > 0)."""
+
+    infer = staticmethod(broadcast_meta)
 
     @staticmethod
     def forward(ctx, a, b):
@@ -111,6 +141,8 @@ class Pow(Function):
 class Neg(Function):
     """y = -x;  dx = -dy."""
 
+    infer = staticmethod(same_meta)
+
     @staticmethod
     def forward(ctx, x):
         return -x
@@ -125,6 +157,20 @@ class MatMul(Function):
 
     1-D operands follow numpy: a vector on the left is a row, on the right a column.
     """
+
+    @staticmethod
+    def infer(a, b):
+        a_shape = (1,) + a.shape if a.ndim == 1 else a.shape
+        b_shape = b.shape + (1,) if b.ndim == 1 else b.shape
+        if a_shape[-1] != b_shape[-2]:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not fit "
+                             f"({a_shape[-1]} != {b_shape[-2]})")
+        shape = np.broadcast_shapes(a_shape[:-2], b_shape[:-2]) + (a_shape[-2], b_shape[-1])
+        if a.ndim == 1:
+            shape = shape[:-2] + shape[-1:]
+        if b.ndim == 1:
+            shape = shape[:-1]
+        return MetaArray(shape, np.result_type(a.dtype, b.dtype))
 
     @staticmethod
     def forward(ctx, a, b):
@@ -154,6 +200,8 @@ class MatMul(Function):
 class Exp(Function):
     """y = e^x;  dx = dy * y."""
 
+    infer = staticmethod(same_meta)
+
     @staticmethod
     def forward(ctx, x):
         y = np.exp(x)
@@ -169,6 +217,8 @@ class Exp(Function):
 class Log(Function):
     """y = ln x;  dx = dy / x."""
 
+    infer = staticmethod(same_meta)
+
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -182,6 +232,8 @@ class Log(Function):
 
 class Sqrt(Function):
     """y = sqrt(x);  dx = dy / (2 y)."""
+
+    infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x):
@@ -198,6 +250,8 @@ class Sqrt(Function):
 class Abs(Function):
     """y = |x|;  dx = dy * sign(x) (0 at x = 0, as PyTorch)."""
 
+    infer = staticmethod(same_meta)
+
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -211,6 +265,8 @@ class Abs(Function):
 
 class Clip(Function):
     """y = min(max(x, lo), hi);  dx = dy where lo <= x <= hi, else 0."""
+
+    infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x, min=None, max=None):
@@ -233,6 +289,8 @@ class Clip(Function):
 class ReLU(Function):
     """y = x (x > 0);  dx = dy (x > 0)."""
 
+    infer = staticmethod(same_meta)
+
     @staticmethod
     def forward(ctx, x):
         y = np.maximum(x, 0)
@@ -248,6 +306,8 @@ class ReLU(Function):
 class LeakyReLU(Function):
     """y = x if x > 0 else a x;  dx = dy if x > 0 else a dy."""
 
+    infer = staticmethod(same_meta)
+
     @staticmethod
     def forward(ctx, x, negative_slope=0.01):
         ctx.save_for_backward(x)
@@ -262,6 +322,8 @@ class LeakyReLU(Function):
 
 class Sigmoid(Function):
     """s = 1 / (1 + e^-x), computed as 1/2 + 1/2 tanh(x/2) (no overflow);  dx = dy s (1 - s)."""
+
+    infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x):
@@ -279,6 +341,8 @@ class Sigmoid(Function):
 class Tanh(Function):
     """y = tanh x;  dx = dy (1 - y^2)."""
 
+    infer = staticmethod(same_meta)
+
     @staticmethod
     def forward(ctx, x):
         y = np.tanh(x)
@@ -293,6 +357,8 @@ class Tanh(Function):
 
 class Softmax(Function):
     """y_i = e^(x_i - max) / sum_k e^(x_k - max);  dx = y * (dy - sum_i dy_i y_i)  (J = diag(y) - y y^T)."""
+
+    infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x, dim=-1):
@@ -311,6 +377,8 @@ class Softmax(Function):
 
 class LogSoftmax(Function):
     """y = x - max - log sum e^(x - max);  dx = dy - softmax(x) * sum dy."""
+
+    infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x, dim=-1):
@@ -345,6 +413,8 @@ def _restore_reduced(grad, shape, axes, keepdims):
 class Sum(Function):
     """y = sum over axes;  dx = dy broadcast back over the summed axes."""
 
+    infer = staticmethod(reduced_meta)
+
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
         ctx.shape = x.shape
@@ -360,6 +430,8 @@ class Sum(Function):
 
 class Mean(Function):
     """y = sum / n over axes;  dx = dy / n broadcast back."""
+
+    infer = staticmethod(reduced_meta)
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
@@ -377,6 +449,8 @@ class Mean(Function):
 
 class Max(Function):
     """y = max over axes;  dx = dy shared equally among the entries equal to the max (as torch.amax)."""
+
+    infer = staticmethod(reduced_meta)
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
@@ -400,6 +474,10 @@ class Cast(Function):
     """y = x converted to another dtype;  dx = dy converted back."""
 
     @staticmethod
+    def infer(x, dtype):
+        return MetaArray(x.shape, dtype)
+
+    @staticmethod
     def forward(ctx, x, dtype):
         ctx.dtype = x.dtype
         return x.astype(dtype)
@@ -412,6 +490,10 @@ class Cast(Function):
 
 class Reshape(Function):
     """y = x viewed with a new shape;  dx = dy reshaped back."""
+
+    @staticmethod
+    def infer(x, shape):
+        return MetaArray(resolve_reshape(x.shape, shape), x.dtype)
 
     @staticmethod
     def forward(ctx, x, shape):
@@ -427,6 +509,10 @@ class Permute(Function):
     """y = x with axes reordered;  dx = dy with the inverse order."""
 
     @staticmethod
+    def infer(x, axes):
+        return MetaArray(tuple(x.shape[a] for a in axes), x.dtype)
+
+    @staticmethod
     def forward(ctx, x, axes):
         ctx.axes = axes
         return np.transpose(x, axes)
@@ -438,6 +524,10 @@ class Permute(Function):
 
 class GetItem(Function):
     """y = x[index];  dx = zeros with dy added at the indexed places (repeats accumulate)."""
+
+    @staticmethod
+    def infer(x, index):
+        return MetaArray(standin(x)[index].shape, x.dtype)
 
     @staticmethod
     def forward(ctx, x, index):
@@ -463,6 +553,12 @@ class Concatenate(Function):
     """y = [x_1, ..., x_k] along an axis;  dx_i = the slice of dy that x_i filled."""
 
     @staticmethod
+    def infer(*xs, axis=0):
+        shape = list(xs[0].shape)
+        shape[axis] = sum(x.shape[axis] for x in xs)
+        return MetaArray(shape, np.result_type(*[x.dtype for x in xs]))
+
+    @staticmethod
     def forward(ctx, *xs, axis=0):
         ctx.axis = axis
         ctx.bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
@@ -475,6 +571,12 @@ class Concatenate(Function):
 
 class Stack(Function):
     """y = the x_i stacked along a new axis;  dx_i = dy taken at index i of that axis."""
+
+    @staticmethod
+    def infer(*xs, axis=0):
+        shape = list(xs[0].shape)
+        shape.insert(axis % (len(shape) + 1), len(xs))
+        return MetaArray(shape, np.result_type(*[x.dtype for x in xs]))
 
     @staticmethod
     def forward(ctx, *xs, axis=0):

@@ -2,15 +2,12 @@
 import numpy as np
 
 from . import ops
-from .device import Device
+from .device import Device, default_device, to_device
+from .meta import MetaArray
 from .random import default_generator
 
 float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
 _DEFAULT_FLOAT = np.dtype(np.float32)
-
-
-def default_device():
-    return Device("cpu")
 
 
 def _as_dtype(dtype):
@@ -22,7 +19,7 @@ def _to_array(data, dtype=None):
     if isinstance(data, Tensor):
         data = data.data
     dtype = _as_dtype(dtype)
-    if isinstance(data, np.ndarray):
+    if isinstance(data, (np.ndarray, MetaArray)):
         return data.astype(dtype, copy=False) if dtype is not None else data
     array = np.asarray(data)
     if dtype is not None:
@@ -35,17 +32,16 @@ def _to_array(data, dtype=None):
 class Tensor:
     """An n-d array that can record the operations made on it and run them backward.
 
-    ``data`` is the numpy array (on cpu); ``grad`` a Tensor of the same shape after
-    ``backward()`` for leaves with ``requires_grad=True``.
+    ``data`` is the numpy array (on cpu) or a MetaArray (on meta); ``grad`` a Tensor of the
+    same shape after ``backward()`` for leaves with ``requires_grad=True``. ``device=None`` means
+    the default device (cpu, or the one of an enclosing ``with minidl.device(...)``).
     """
 
     __array_priority__ = 1000  # ndarray <op> Tensor hands over to the Tensor's reflected op
 
-    def __init__(self, data, dtype=None, requires_grad=False, device="cpu"):
-        self.data = _to_array(data, dtype)
-        self.device = Device(device)
-        if self.device != "cpu":
-            raise RuntimeError(f"Tensor: the {self.device} device has no backend in this build")
+    def __init__(self, data, dtype=None, requires_grad=False, device=None):
+        self.device = Device(device) if device is not None else default_device()
+        self.data = to_device(_to_array(data, dtype), self.device)
         self.grad = None
         self._node = None
         self._retains_grad = False
@@ -56,7 +52,7 @@ class Tensor:
     def _from_array(cls, array, device, requires_grad=False):
         """Wrap an op's output array without copying or converting it."""
         t = cls.__new__(cls)
-        t.data = array if isinstance(array, np.ndarray) else np.asarray(array)
+        t.data = array if isinstance(array, (np.ndarray, MetaArray)) else np.asarray(array)
         t.device = device
         t.grad = None
         t._node = None
@@ -112,11 +108,15 @@ class Tensor:
 
     # ------------------------------------------------------------ conversion
     def numpy(self):
+        if isinstance(self.data, MetaArray):
+            raise RuntimeError(f"numpy(): a meta tensor of shape {self.shape} has no data")
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on a tensor that requires grad; use detach().numpy()")
         return self.data
 
     def item(self):
+        if isinstance(self.data, MetaArray):
+            raise RuntimeError(f"item(): a meta tensor of shape {self.shape} has no data")
         if self.data.size != 1:
             raise ValueError(f"item(): the tensor has {self.data.size} elements, not 1")
         return self.data.reshape(()).item()
@@ -128,14 +128,17 @@ class Tensor:
         return Tensor._from_array(self.data, self.device)
 
     def to(self, target=None, dtype=None):
-        """``t.to("cpu")``, ``t.to(minidl.float64)``: a tensor moved/cast (self when nothing changes)."""
+        """``t.to("meta")``, ``t.to(minidl.float64)``: a tensor moved and/or cast (self when nothing
+        changes). A cast is recorded in the graph; a move between devices starts a new leaf."""
         if target is not None and not isinstance(target, (str, Device)):
             target, dtype = None, target
+        result = self
         if target is not None and Device(target) != self.device:
-            raise RuntimeError(f"to({target!r}): the {Device(target)} device has no backend in this build")
-        if dtype is not None and np.dtype(dtype) != self.dtype:
-            return ops.Cast.apply(self, dtype=np.dtype(dtype))
-        return self
+            device = Device(target)
+            result = Tensor._from_array(to_device(self.data, device), device, self.requires_grad)
+        if dtype is not None and np.dtype(dtype) != result.dtype:
+            result = ops.Cast.apply(result, dtype=np.dtype(dtype))
+        return result
 
     def cpu(self):
         return self.to("cpu")
@@ -150,6 +153,8 @@ class Tensor:
         return self.to(np.int64)
 
     def __repr__(self):
+        if isinstance(self.data, MetaArray):
+            return f"tensor(..., device='meta', size={self.shape}, dtype={self.dtype})"
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         extras = []
         if self.dtype != _DEFAULT_FLOAT and self.dtype != np.int64:
@@ -369,7 +374,7 @@ def _plain_index(index):
 
 # ---------------------------------------------------------------- factories
 
-def tensor(data, dtype=None, requires_grad=False, device="cpu"):
+def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor from data (copied, like ``torch.tensor``)."""
     if isinstance(data, (Tensor, np.ndarray)):
         data = np.array(data.data if isinstance(data, Tensor) else data, copy=True)
@@ -380,25 +385,31 @@ def _shape_args(shape):
     return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
 
 
-def zeros(*shape, dtype=float32, requires_grad=False, device="cpu"):
-    return Tensor(np.zeros(_shape_args(shape), dtype=dtype), requires_grad=requires_grad, device=device)
-
-
-def ones(*shape, dtype=float32, requires_grad=False, device="cpu"):
-    return Tensor(np.ones(_shape_args(shape), dtype=dtype), requires_grad=requires_grad, device=device)
-
-
-def randn(*shape, dtype=float32, requires_grad=False, device="cpu"):
-    data = default_generator().standard_normal(_shape_args(shape)).astype(dtype)
+def _new(shape, dtype, requires_grad, device, fill):
+    """A tensor of ``shape`` filled by ``fill(shape)``; on meta nothing is allocated or drawn."""
+    device = Device(device) if device is not None else default_device()
+    data = MetaArray(shape, dtype) if device == "meta" else fill(shape).astype(dtype, copy=False)
     return Tensor(data, requires_grad=requires_grad, device=device)
 
 
-def rand(*shape, dtype=float32, requires_grad=False, device="cpu"):
-    data = default_generator().random(_shape_args(shape)).astype(dtype)
-    return Tensor(data, requires_grad=requires_grad, device=device)
+def zeros(*shape, dtype=float32, requires_grad=False, device=None):
+    return _new(_shape_args(shape), dtype, requires_grad, device, np.zeros)
 
 
-def arange(start, end=None, step=1, dtype=None, requires_grad=False, device="cpu"):
+def ones(*shape, dtype=float32, requires_grad=False, device=None):
+    return _new(_shape_args(shape), dtype, requires_grad, device, np.ones)
+
+
+def randn(*shape, dtype=float32, requires_grad=False, device=None):
+    return _new(_shape_args(shape), dtype, requires_grad, device,
+                lambda s: default_generator().standard_normal(s))
+
+
+def rand(*shape, dtype=float32, requires_grad=False, device=None):
+    return _new(_shape_args(shape), dtype, requires_grad, device, lambda s: default_generator().random(s))
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None):
     data = np.arange(start, end, step) if end is not None else np.arange(start)
     if dtype is None and np.issubdtype(data.dtype, np.floating):
         dtype = float32

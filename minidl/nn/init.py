@@ -42,23 +42,25 @@ def _fan(tensor, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
-def _fill(tensor, values):
+def _fill(tensor, draw):
+    """Write ``draw(shape)`` into the tensor in place (nothing to write on the meta device)."""
+    if tensor.device == "meta":
+        return tensor
     with no_grad():
-        tensor.data[...] = values.astype(tensor.dtype, copy=False)
+        tensor.data[...] = np.asarray(draw(tensor.shape)).astype(tensor.dtype, copy=False)
     return tensor
 
 
 def uniform_(tensor, a=0.0, b=1.0):
-    return _fill(tensor, default_generator().uniform(a, b, tensor.shape))
+    return _fill(tensor, lambda shape: default_generator().uniform(a, b, shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0):
-    return _fill(tensor, default_generator().normal(mean, std, tensor.shape))
+    return _fill(tensor, lambda shape: default_generator().normal(mean, std, shape))
 
 
 def constant_(tensor, value):
-    tensor.data[...] = value
-    return tensor
+    return _fill(tensor, lambda shape: np.full(shape, value))
 
 
 def zeros_(tensor):

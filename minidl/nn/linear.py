@@ -35,6 +35,11 @@ class Linear(Module):
                              f"got {tuple(input.shape)}")
         return F.linear(input, self.weight, self.bias)
 
+    @property
+    def macs_per_output(self):
+        """Multiply-accumulates per output value (read by minidl.summary)."""
+        return self.in_features
+
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")

@@ -8,8 +8,18 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..device import Device, to_device
 from ..tensor import Tensor
 from .parameter import Parameter
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self.hooks, self.key = hooks, id(hook)
+        hooks[self.key] = hook
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
 
 
 class Module:
@@ -19,6 +29,8 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     # ------------------------------------------------------------ registration
@@ -77,7 +89,21 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        for hook in list(self._forward_pre_hooks.values()):
+            hook(self, args)
+        output = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            hook(self, args, output)
+        return output
+
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, inputs, output)`` after every forward; returns a handle whose
+        ``remove()`` unregisters it."""
+        return _HookHandle(self._forward_hooks, hook)
+
+    def register_forward_pre_hook(self, hook):
+        """Call ``hook(module, inputs)`` before every forward; returns a removable handle."""
+        return _HookHandle(self._forward_pre_hooks, hook)
 
     # ------------------------------------------------------------ traversal
     def named_modules(self, prefix=""):
@@ -151,25 +177,27 @@ class Module:
                 param.grad.data[...] = 0
 
     def _apply(self, convert):
-        """Replace every parameter's and buffer's array by ``convert(array)``."""
+        """Replace every parameter's and buffer's array (and gradient) by ``convert(array)``."""
         for module in self.modules():
-            for param in module._parameters.values():
-                if param is not None:
-                    param.data = convert(param.data)
-                    if param.grad is not None:
-                        param.grad.data = convert(param.grad.data)
-            for name, buf in module._buffers.items():
-                if buf is not None:
-                    buf.data = convert(buf.data)
+            for tensor in list(module._parameters.values()) + list(module._buffers.values()):
+                if tensor is not None:
+                    tensor.data = convert(tensor.data)
+                    if tensor.grad is not None:
+                        tensor.grad.data = convert(tensor.grad.data)
         return self
 
     def to(self, target=None, dtype=None):
-        """``model.to("cpu")``, ``model.to(minidl.float64)``: moves/casts parameters and buffers in place."""
-        if target is not None and not isinstance(target, str) and not hasattr(target, "type"):
+        """``model.to("meta")``, ``model.to(minidl.float64)``: moves/casts parameters and buffers
+        in place (the Parameter objects stay the same, so optimizers keep working)."""
+        if target is not None and not isinstance(target, (str, Device)):
             target, dtype = None, target
         if target is not None:
-            for t in list(self.parameters()) + list(self.buffers()):
-                t.to(target)  # raises clearly for a device without a backend
+            device = Device(target)
+            self._apply(lambda a: to_device(a, device))
+            for tensor in list(self.parameters()) + list(self.buffers()):
+                tensor.device = device
+                if tensor.grad is not None:
+                    tensor.grad.device = device
         if dtype is not None:
             dtype = np.dtype(dtype)
             self._apply(lambda a: a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a)

@@ -1,6 +1,4 @@
 """Parameter: a leaf Tensor that a Module registers as learnable."""
-import numpy as np
-
 from ..tensor import Tensor
 
 
@@ -8,8 +6,10 @@ class Parameter(Tensor):
     """A Tensor with ``requires_grad=True`` that Modules collect in ``parameters()``."""
 
     def __init__(self, data, requires_grad=True):
-        array = data.data if isinstance(data, Tensor) else np.asarray(data)
-        device = data.device if isinstance(data, Tensor) else "cpu"
+        """``data``: an array or Tensor. An array lands on the default device, so inside
+        ``with minidl.device("meta"):`` a layer's parameters take no memory."""
+        array = data.data if isinstance(data, Tensor) else data
+        device = data.device if isinstance(data, Tensor) else None
         super().__init__(array, requires_grad=requires_grad, device=device)
 
     def __repr__(self):

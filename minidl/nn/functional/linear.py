@@ -1,10 +1,16 @@
 """Dense layer and dropout as Functions."""
 from ...function import Function
+from ...meta import MetaArray
+from ...ops import same_meta
 from ...random import default_generator
 
 
 class Linear(Function):
     """Y = X W^T + b (rows of X are samples);  dX = dY W,  dW = dY^T X,  db = sum_rows dY."""
+
+    @staticmethod
+    def infer(x, weight, bias=None):
+        return MetaArray(x.shape[:-1] + weight.shape[:1], x.dtype)
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
@@ -38,6 +44,8 @@ def linear(input, weight, bias=None):
 
 class Dropout(Function):
     """y = x m / (1 - p) with m ~ Bernoulli(1 - p);  dx = dy m / (1 - p)."""
+
+    infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x, p):

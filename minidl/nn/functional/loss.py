@@ -3,6 +3,8 @@ import numpy as np
 
 from ...function import Function
 from ...kernels import for_device
+from ...meta import MetaArray
+from ...ops import same_meta
 from ...tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -57,8 +59,15 @@ def _reduce_rows(losses, weights, reduction, out_shape):
     return losses.sum(dtype=losses.dtype) / total_weight, np.full_like(losses, 1.0 / total_weight)
 
 
+def loss_meta(input, target, *options):
+    """A loss is a scalar, or per-sample values (target's shape) with reduction 'none'."""
+    return MetaArray(target.shape if options[-1] == "none" else (), input.dtype)
+
+
 class CrossEntropy(Function):
     """Fused log-softmax + NLL: one kernel forward, one backward; formula in kernels/*/softmax_ce."""
+
+    infer = staticmethod(loss_meta)
 
     @staticmethod
     def forward(ctx, logits, target, class_weight, ignore_index, smoothing, reduction):
@@ -100,6 +109,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 class NLLLoss(Function):
     """L_i = -w_t logp[i, t_i];  dlogp[i, c] = -w_t 1[c = t_i] (scaled by the reduction)."""
+
+    infer = staticmethod(loss_meta)
 
     @staticmethod
     def forward(ctx, logp, target, class_weight, ignore_index, reduction):
@@ -170,6 +181,8 @@ class BinaryCrossEntropy(Function):
     """L = -w (t log y + (1 - t) log(1 - y)), logs clamped at -100 (as PyTorch);
     dL/dy = w (y - t) / max(y (1 - y), 1e-12)."""
 
+    infer = staticmethod(same_meta)
+
     @staticmethod
     def forward(ctx, y, t, weight):
         with np.errstate(divide="ignore"):
@@ -202,6 +215,8 @@ class BinaryCrossEntropyWithLogits(Function):
     """Stable from logits x, with pos_weight p:  L = (1 - t) x + (1 + (p - 1) t) softplus(-x),
     softplus(-x) = max(-x, 0) + log(1 + e^-|x|);  dL/dx = (1 - t) - (1 + (p - 1) t) sigmoid(-x)
     (p = 1: sigmoid(x) - t)."""
+
+    infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x, t, weight, pos_weight):
