@@ -487,7 +487,6 @@ class Cast(Function):
         return grad.astype(ctx.dtype)
 
 
-
 class Reshape(Function):
     """y = x viewed with a new shape;  dx = dy reshaped back."""
 
