@@ -7,3 +7,5 @@ from .linear import Flatten, Identity, Linear
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module
 from .parameter import Parameter
+from .embedding import Embedding
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell

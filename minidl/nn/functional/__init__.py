@@ -9,3 +9,4 @@ from .loss import (
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss,
     nll_loss,
 )
+from .recurrent import embedding, gru, lstm, rnn
