@@ -9,3 +9,4 @@ from .module import Module
 from .parameter import Parameter
 from .embedding import Embedding
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .conv import Conv1d, Conv2d, LocallyConnected2d, TiledConv2d

@@ -10,3 +10,4 @@ from .loss import (
     nll_loss,
 )
 from .recurrent import embedding, gru, lstm, rnn
+from .conv import conv1d, conv2d, conv_output_size, locally_connected2d, tiled_conv2d

@@ -1,0 +1,293 @@
+"""Convolution as unfold (im2col) + BLAS GEMM, for every weight-sharing pattern at once.
+
+Notation (one image, C in and O out channels, kernel kh x kw, stride s, padding p, dilation d):
+    Y[o, i, j] = b[o] + sum_{c,u,v} K[o, c, u, v] Xp[c, i s + u d, j s + v d]
+Unfold the patches into columns X'[(c, u, v), (i, j)] = Xp[c, i s + u d, j s + v d]; then
+    Y = K' X' + b,   dK' = dY X'^T,   db = sum_(i,j) dY,   dX' = K'^T dY,   dX = fold(dX')
+where fold (col2im) adds each patch entry back into the input position it was copied from.
+
+Tiled sharing (tile th x tw) puts output (i, j) in class k = (i mod th) tw + (j mod tw) and
+uses kernel K_k there. The unfold writes the columns class by class, so class k's columns
+form one contiguous (C kh kw) x width_k block and its outputs are one GEMM: Y_k = K'_k X'_k.
+A convolution is one class (tile 1 x 1); a locally connected layer has one class per output
+position (tile = output size). Columns are ordered (class, n, i // th, j // tw).
+
+The unfolded batch is big (38 MB for (64,16,32,32) with 3x3 kernels) and allocating it
+fresh costs as much as filling it twice, so it lives in a reusable per-thread workspace; the
+backward pass unfolds again instead of keeping a copy, then overwrites it with dX'.
+"""
+import threading
+
+import numpy as np
+from numba import njit, prange
+
+_workspaces = threading.local()
+
+
+def workspace(name, size, dtype):
+    """A flat scratch array of ``size`` elements, reused across calls (grown when too small).
+    One per (name, dtype) and thread; its contents are garbage on entry."""
+    buffers = _workspaces.__dict__.setdefault("buffers", {})
+    key = (name, np.dtype(dtype))
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[key] = np.empty(size, dtype=dtype)
+    return buffer[:size]
+
+
+class Layout:
+    """Where each output position's column lives: class sizes and offsets for a tile."""
+
+    def __init__(self, batch, out_h, out_w, tile_h, tile_w):
+        self.tile = (tile_h, tile_w)
+        self.rows_per_class = np.array([(out_h - a + tile_h - 1) // tile_h for a in range(tile_h)],
+                                       dtype=np.int64)
+        self.cols_per_class = np.array([(out_w - b + tile_w - 1) // tile_w for b in range(tile_w)],
+                                       dtype=np.int64)
+        widths = batch * np.outer(self.rows_per_class, self.cols_per_class).reshape(-1)
+        self.widths = widths
+        self.starts = np.concatenate(([0], np.cumsum(widths)[:-1])).astype(np.int64)
+        self.total = int(widths.sum())
+        self.uniform = bool((widths == widths[0]).all())
+
+    def blocks(self, flat, rows):
+        """The per-class (rows, width_k) matrices inside a flat buffer laid out by this layout."""
+        if self.uniform:
+            return flat.reshape(len(self.widths), rows, self.widths[0])
+        return [flat[rows * s: rows * (s + w)].reshape(rows, w) for s, w in zip(self.starts, self.widths)]
+
+
+@njit(cache=True)
+def _inside(count, step, offset, size):
+    """The range [lo, hi) of jj in [0, count) with 0 <= jj step + offset < size."""
+    lo = max(0, (step - 1 - offset) // step)
+    hi = min(count, (size - 1 - offset) // step + 1)
+    return lo, max(lo, hi)
+
+
+@njit(cache=True, parallel=True)
+def unfold(x, out, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, th, tw, rows_per_class,
+           cols_per_class, starts):
+    """im2col: out[block k][(c, u, v), (n, i // th, j // tw)] = Xp[n, c, i sh + u dh, j sw + v dw]."""
+    n_batch, channels, height, width = x.shape
+    n_rows = channels * kh * kw
+    for task in prange(n_rows * n_batch):
+        r, n = task // n_batch, task % n_batch
+        c, u, v = r // (kh * kw), (r // kw) % kh, r % kw
+        for i in range(oh):
+            h = i * sh + u * dh - ph
+            a = i % th
+            for b in range(tw):
+                k = a * tw + b
+                count = cols_per_class[b]
+                per_image = rows_per_class[a] * count
+                base = n_rows * starts[k] + r * n_batch * per_image + n * per_image + (i // th) * count
+                if h < 0 or h >= height:
+                    out[base:base + count] = 0.0
+                    continue
+                step, offset = tw * sw, b * sw + v * dw - pw
+                lo, hi = _inside(count, step, offset, width)
+                out[base:base + lo] = 0.0
+                source = x[n, c, h]
+                if step == 1:  # the common case, written so that it vectorises
+                    for jj in range(lo, hi):
+                        out[base + jj] = source[jj + offset]
+                else:
+                    for jj in range(lo, hi):
+                        out[base + jj] = source[jj * step + offset]
+                out[base + hi:base + count] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def fold(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, th, tw, rows_per_class,
+         cols_per_class, starts):
+    """col2im, the adjoint of ``unfold``: dX[n, c, h, w] = sum of the column entries copied
+    from (h, w). One task per (n, c) plane, so no two tasks write the same element."""
+    n_batch, channels, height, width = dx.shape
+    n_rows = channels * kh * kw
+    for task in prange(n_batch * channels):
+        n, c = task // channels, task % channels
+        plane = dx[n, c]
+        plane[:, :] = 0.0
+        for u in range(kh):
+            for v in range(kw):
+                r = (c * kh + u) * kw + v
+                for i in range(oh):
+                    h = i * sh + u * dh - ph
+                    if h < 0 or h >= height:
+                        continue
+                    a = i % th
+                    row = plane[h]
+                    for b in range(tw):
+                        k = a * tw + b
+                        count = cols_per_class[b]
+                        per_image = rows_per_class[a] * count
+                        base = (n_rows * starts[k] + r * n_batch * per_image + n * per_image
+                                + (i // th) * count)
+                        step, offset = tw * sw, b * sw + v * dw - pw
+                        lo, hi = _inside(count, step, offset, width)
+                        if step == 1:  # the common case, written so that it vectorises
+                            for jj in range(lo, hi):
+                                row[jj + offset] += cols[base + jj]
+                        else:
+                            for jj in range(lo, hi):
+                                row[jj * step + offset] += cols[base + jj]
+
+
+@njit(cache=True, parallel=True)
+def scatter_output(y_cols, bias, y, th, tw, rows_per_class, cols_per_class, starts):
+    """y[n, o, i, j] = Y_k[o, (n, i // th, j // tw)] + bias[o, i, j] (class-ordered to NCHW)."""
+    n_batch, n_out, oh = y.shape[:3]
+    for task in prange(n_batch * n_out):
+        n, o = task // n_out, task % n_out
+        for i in range(oh):
+            a = i % th
+            for b in range(tw):
+                count = cols_per_class[b]
+                per_image = rows_per_class[a] * count
+                base = (n_out * starts[a * tw + b] + o * n_batch * per_image + n * per_image
+                        + (i // th) * count)
+                for jj in range(count):
+                    j = jj * tw + b
+                    y[n, o, i, j] = y_cols[base + jj] + bias[o, i, j]
+
+
+@njit(cache=True, parallel=True)
+def gather_grad(dy, dy_cols, dbias, th, tw, rows_per_class, cols_per_class, starts):
+    """The adjoint of ``scatter_output``: dY_k in class order, and dbias[o, i, j] = sum_n dy.
+    One task per output channel o: it alone writes dY_k[o] and dbias[o]."""
+    n_batch, n_out, oh = dy.shape[:3]
+    for o in prange(n_out):
+        dbias[o] = 0.0
+        for n in range(n_batch):
+            for i in range(oh):
+                a = i % th
+                for b in range(tw):
+                    count = cols_per_class[b]
+                    per_image = rows_per_class[a] * count
+                    base = (n_out * starts[a * tw + b] + o * n_batch * per_image + n * per_image
+                            + (i // th) * count)
+                    for jj in range(count):
+                        j = jj * tw + b
+                        g = dy[n, o, i, j]
+                        dy_cols[base + jj] = g
+                        dbias[o, i, j] += g
+
+
+def _geometry(kernel, stride, padding, dilation, out_size, layout):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    th, tw = layout.tile
+    return (kh, kw, sh, sw, ph, pw, dh, dw, out_size[0], out_size[1], th, tw,
+            layout.rows_per_class, layout.cols_per_class, layout.starts)
+
+
+def shared_conv_forward(x, weight_k, bias, kernel, stride, padding, dilation, out_size, tile, groups=1):
+    """Y for weights per class ``weight_k`` (K, O, C / groups * kh * kw) and a full bias
+    (O, oh, ow). x is C-contiguous NCHW; the output has x's dtype."""
+    n_batch, channels = x.shape[:2]
+    n_out = weight_k.shape[1]
+    layout = Layout(n_batch, out_size[0], out_size[1], *tile)
+    geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
+    n_rows = channels * kernel[0] * kernel[1]
+    cols = workspace("cols", n_rows * layout.total, x.dtype)
+    unfold(x, cols, *geometry)
+    y_cols = workspace("out", n_out * layout.total, x.dtype)
+    _grouped_matmul(weight_k, layout.blocks(cols, n_rows), layout.blocks(y_cols, n_out), groups)
+    y = np.empty((n_batch, n_out) + tuple(out_size), dtype=x.dtype)
+    scatter_output(y_cols, bias, y, *geometry[10:])
+    return y
+
+
+def shared_conv_backward(x, weight_k, dy, kernel, stride, padding, dilation, tile, groups=1,
+                         need_dx=True, need_dw=True):
+    """(dx, dweight_k, dbias_full): dK'_k = dY_k X'_k^T, dX = fold(K'_k^T dY_k), dbias = sum_n dY.
+    dx / dweight_k are None when not needed (the first layer's input needs no gradient)."""
+    n_batch, channels = x.shape[:2]
+    n_out, out_size = dy.shape[1], dy.shape[2:]
+    layout = Layout(n_batch, out_size[0], out_size[1], *tile)
+    geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
+    n_rows = channels * kernel[0] * kernel[1]
+    dy_cols = workspace("out", n_out * layout.total, x.dtype)
+    dbias = np.empty(dy.shape[1:], dtype=x.dtype)
+    gather_grad(dy, dy_cols, dbias, *geometry[10:])
+    dy_blocks = layout.blocks(dy_cols, n_out)
+    cols = workspace("cols", n_rows * layout.total, x.dtype)
+    col_blocks = layout.blocks(cols, n_rows)
+    dweight_k = dx = None
+    if need_dw:
+        unfold(x, cols, *geometry)
+        dweight_k = np.empty_like(weight_k)
+        _grouped_weight_grad(dy_blocks, col_blocks, dweight_k, groups)
+    if need_dx:
+        _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups)  # overwrites the columns
+        dx = np.empty_like(x)
+        fold(cols, dx, *geometry)
+    return dx, dweight_k, dbias
+
+
+def _group_slices(n_out, n_rows, groups):
+    og, rg = n_out // groups, n_rows // groups
+    return [(slice(g * og, (g + 1) * og), slice(g * rg, (g + 1) * rg)) for g in range(groups)]
+
+
+def _pairs(weight_k, *blocks):
+    """(class index, per-class blocks...) for uniform (3-d arrays: one batched matmul) or not."""
+    if isinstance(blocks[0], np.ndarray):
+        return [(slice(None),) + tuple(blocks)]
+    return [(k,) + tuple(b[k] for b in blocks) for k in range(len(weight_k))]
+
+
+def _grouped_matmul(weight_k, col_blocks, y_blocks, groups):
+    """Y_k[group rows] = K'_k[group] X'_k[group rows]."""
+    n_out, n_rows = weight_k.shape[1], weight_k.shape[2] * groups
+    for k, cols, y in _pairs(weight_k, col_blocks, y_blocks):
+        for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
+            np.matmul(weight_k[k][..., out_rows, :], cols[..., in_rows, :], out=y[..., out_rows, :])
+
+
+def _grouped_weight_grad(dy_blocks, col_blocks, dweight_k, groups):
+    """dK'_k[group] = dY_k[group rows] X'_k[group rows]^T."""
+    n_out, n_rows = dweight_k.shape[1], dweight_k.shape[2] * groups
+    for k, dy, cols in _pairs(dweight_k, dy_blocks, col_blocks):
+        for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
+            np.matmul(dy[..., out_rows, :], np.swapaxes(cols[..., in_rows, :], -1, -2),
+                      out=dweight_k[k][..., out_rows, :])
+
+
+def _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups):
+    """dX'_k[group rows] = K'_k[group]^T dY_k[group rows], written over the columns."""
+    n_out, n_rows = weight_k.shape[1], weight_k.shape[2] * groups
+    for k, dy, cols in _pairs(weight_k, dy_blocks, col_blocks):
+        for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
+            np.matmul(np.swapaxes(weight_k[k][..., out_rows, :], -1, -2), dy[..., out_rows, :],
+                      out=cols[..., in_rows, :])
+
+
+# ---------------------------------------------------------------- convolution (one class)
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
+    """Y = K' X' + b per group; weight (O, C / groups, kh, kw), bias (O,) or None."""
+    n_out, kernel = weight.shape[0], weight.shape[2:]
+    bias_full = full_bias(bias, n_out, out_size, x.dtype)
+    return shared_conv_forward(x, weight.reshape(1, n_out, -1), bias_full, kernel, stride, padding,
+                               dilation, out_size, (1, 1), groups)
+
+
+def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=True, need_dw=True):
+    """(dx, dweight, dbias): dK' = dY X'^T, dX = fold(K'^T dY), db = sum_(n,i,j) dY."""
+    n_out = weight.shape[0]
+    dx, dweight_k, dbias = shared_conv_backward(
+        x, weight.reshape(1, n_out, -1), dy, weight.shape[2:], stride, padding, dilation, (1, 1),
+        groups, need_dx, need_dw)
+    dweight = None if dweight_k is None else dweight_k.reshape(weight.shape)
+    return dx, dweight, dbias.sum(axis=(1, 2))
+
+
+def full_bias(bias, n_out, out_size, dtype):
+    """A bias of shape (O,) or (O, oh, ow), or none, as one value per output position (O, oh, ow)."""
+    shape = (n_out,) + tuple(out_size)
+    if bias is None:
+        return np.zeros(shape, dtype=dtype)
+    if bias.ndim == 1:
+        bias = bias[:, None, None]
+    return np.ascontiguousarray(np.broadcast_to(bias, shape), dtype=dtype)

@@ -1,0 +1,153 @@
+"""Convolution layers: Conv1d, Conv2d, TiledConv2d, LocallyConnected2d (NCHW).
+
+Arguments, defaults and initialisation as PyTorch: weight and bias ~ U(-1/sqrt(fan_in),
+1/sqrt(fan_in)) with fan_in = the inputs one output unit sees (C / groups * kh * kw), which is
+kaiming_uniform_ with a = sqrt(5).
+"""
+import contextlib
+import math
+
+import numpy as np
+
+from . import functional as F
+from . import init
+from .functional.conv import conv_output_size, pair
+from .module import Module
+from .parameter import Parameter
+
+
+@contextlib.contextmanager
+def named_errors(layer):
+    """Re-raise a shape error of the functional op with the layer (its repr) named first."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(f"{layer!r}: {error}") from error
+
+
+def _uniform_fan_in(parameter, fan_in):
+    bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+    init.uniform_(parameter, -bound, bound)
+
+
+class Conv2d(Module):
+    """Y[n, o] = b[o] + sum_c K[o, c] * X[n, c] (cross-correlation), weight (O, C / groups, kh, kw)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, dtype=np.float32):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{type(self).__name__}: groups={groups} must divide in_channels "
+                             f"({in_channels}) and out_channels ({out_channels})")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride = self._tuple(kernel_size), self._tuple(stride)
+        self.padding, self.dilation = self._tuple(padding), self._tuple(dilation)
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(np.empty(shape, dtype=dtype))
+        self.bias = Parameter(np.empty(self.out_channels, dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    _tuple = staticmethod(pair)
+    _function = staticmethod(F.conv2d)
+
+    def reset_parameters(self):
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            _uniform_fan_in(self.bias, self.macs_per_output)
+
+    def forward(self, input):
+        with named_errors(self):
+            return self._function(input, self.weight, self.bias, self.stride, self.padding,
+                                  self.dilation, self.groups)
+
+    @property
+    def macs_per_output(self):
+        """Multiply-accumulates per output value (read by minidl.summary)."""
+        return self.in_channels // self.groups * int(np.prod(self.kernel_size))
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if any(self.padding):
+            text += f", padding={self.padding}"
+        if any(d != 1 for d in self.dilation):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv1d(Conv2d):
+    """Y[n, o] = b[o] + sum_c K[o, c] * X[n, c] over (N, C, L), weight (O, C / groups, k)."""
+
+    _tuple = staticmethod(lambda value: (int(value[0]) if isinstance(value, (tuple, list)) else int(value),))
+    _function = staticmethod(F.conv1d)
+
+
+class TiledConv2d(Module):
+    """Tiled convolution: output (i, j) uses kernel weight[:, i % th, j % tw], so only units a
+    tile apart share weights. weight (O, th, tw, C, kh, kw), bias (O,); init U(+-1/sqrt(C kh kw))."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, tile_size, stride=1, padding=0,
+                 bias=True, dtype=np.float32):
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.tile_size = pair(kernel_size, "kernel_size"), pair(tile_size, "tile_size")
+        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        shape = (self.out_channels,) + self.tile_size + (self.in_channels,) + self.kernel_size
+        self.weight = Parameter(np.empty(shape, dtype=dtype))
+        self.bias = Parameter(np.empty(self.out_channels, dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for parameter in (self.weight, self.bias):
+            if parameter is not None:
+                _uniform_fan_in(parameter, self.macs_per_output)
+
+    def forward(self, input):
+        with named_errors(self):
+            return F.tiled_conv2d(input, self.weight, self.bias, self.stride, self.padding)
+
+    @property
+    def macs_per_output(self):
+        return self.in_channels * int(np.prod(self.kernel_size))
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"tile_size={self.tile_size}, stride={self.stride}, padding={self.padding}"
+                + ("" if self.bias is not None else ", bias=False"))
+
+
+class LocallyConnected2d(Module):
+    """Convolution without weight sharing: every output position (i, j) has its own kernel.
+    weight (O, oh, ow, C, kh, kw), bias (O, oh, ow); init U(+-1/sqrt(C kh kw))."""
+
+    def __init__(self, in_channels, out_channels, input_size, kernel_size, stride=1, padding=0,
+                 bias=True, dtype=np.float32):
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.input_size, self.kernel_size = pair(input_size, "input_size"), pair(kernel_size, "kernel_size")
+        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        self.output_size = tuple(conv_output_size(*args) for args in zip(
+            self.input_size, self.kernel_size, self.stride, self.padding))
+        if min(self.output_size) < 1:
+            raise ValueError(f"{type(self).__name__}: kernel {self.kernel_size} is larger than the padded "
+                             f"input {tuple(n + 2 * p for n, p in zip(self.input_size, self.padding))}")
+        positions = (self.out_channels,) + self.output_size
+        self.weight = Parameter(np.empty(positions + (self.in_channels,) + self.kernel_size, dtype=dtype))
+        self.bias = Parameter(np.empty(positions, dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    reset_parameters = TiledConv2d.reset_parameters
+    macs_per_output = TiledConv2d.macs_per_output
+
+    def forward(self, input):
+        with named_errors(self):
+            if input.ndim != 4 or tuple(input.shape[1:]) != (self.in_channels,) + self.input_size:
+                raise ValueError(f"expected input of shape (N, {self.in_channels}, {self.input_size[0]}, "
+                                 f"{self.input_size[1]}), got {tuple(input.shape)}")
+            return F.locally_connected2d(input, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                + ("" if self.bias is not None else ", bias=False"))

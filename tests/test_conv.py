@@ -1,0 +1,225 @@
+"""Convolutions: conv1d/conv2d against PyTorch, tiled and locally connected against a NumPy
+reference from the formula, the identities between them, gradchecks, layers and errors."""
+import math
+
+import numpy as np
+import pytest
+
+import minidl
+import minidl.nn.functional as F
+from minidl import nn
+from minidl.utils import gradcheck
+from conftest import assert_close
+
+
+def leaf(array):
+    return minidl.tensor(array, requires_grad=True)
+
+
+def run(fn, arrays, upstream):
+    """fn over float leaves made from arrays; returns the output and each input's gradient."""
+    leaves = [None if a is None else leaf(a) for a in arrays]
+    out = fn(*leaves)
+    out.backward(upstream)
+    return out, [None if t is None else t.grad.data for t in leaves]
+
+
+# ---------------------------------------------------------------- against PyTorch
+
+CONV2D_CASES = [
+    # N, C, H, W, O, kernel, stride, padding, dilation, groups, bias
+    (2, 3, 8, 8, 4, (3, 3), 1, 0, 1, 1, True),
+    (2, 3, 9, 7, 5, (3, 2), (2, 1), (1, 2), 1, 1, True),
+    (1, 2, 11, 10, 3, (5, 3), 3, 2, (2, 1), 1, False),
+    (3, 4, 7, 9, 6, (3, 3), (1, 2), 1, 2, 2, True),
+    (2, 6, 6, 5, 6, (1, 1), 1, 0, 1, 3, True),
+    (2, 4, 5, 5, 4, (2, 2), 2, 1, 1, 4, True),
+]
+
+
+@pytest.mark.parametrize("n, c, h, w, o, kernel, stride, padding, dilation, groups, bias", CONV2D_CASES)
+def test_conv2d_matches_torch(rng, n, c, h, w, o, kernel, stride, padding, dilation, groups, bias):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((o, c // groups) + kernel).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32) if bias else None
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if bias else None
+    expected = torch.nn.functional.conv2d(tx, tw, tb, stride, padding, dilation, groups)
+    upstream = rng.standard_normal(tuple(expected.shape)).astype(np.float32)
+    expected.backward(torch.tensor(upstream))
+    out, (dx, dw, db) = run(lambda *a: F.conv2d(*a, stride, padding, dilation, groups), [x, weight, b], upstream)
+    assert out.dtype == np.float32
+    assert_close(out, expected, what="y")
+    assert_close(dx, tx.grad, what="dx")
+    assert_close(dw, tw.grad, what="dweight")
+    if bias:
+        assert_close(db, tb.grad, what="dbias")
+
+
+@pytest.mark.parametrize("stride, padding, dilation, groups", [(1, 0, 1, 1), (2, 1, 1, 2), (3, 2, 2, 1)])
+def test_conv1d_matches_torch(rng, stride, padding, dilation, groups):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 4, 13)).astype(np.float32)
+    weight = rng.standard_normal((6, 4 // groups, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, weight, b))
+    expected = torch.nn.functional.conv1d(tx, tw, tb, stride, padding, dilation, groups)
+    upstream = rng.standard_normal(tuple(expected.shape)).astype(np.float32)
+    expected.backward(torch.tensor(upstream))
+    out, (dx, dw, db) = run(lambda *a: F.conv1d(*a, stride, padding, dilation, groups), [x, weight, b], upstream)
+    assert_close(out, expected, what="y")
+    assert_close(dx, tx.grad, what="dx")
+    assert_close(dw, tw.grad, what="dweight")
+    assert_close(db, tb.grad, what="dbias")
+
+
+def test_conv_layers_match_torch_defaults_and_init():
+    torch = pytest.importorskip("torch")
+    for ours, theirs, x_shape in [(nn.Conv2d(3, 8, (3, 5), stride=2, padding=(1, 2)),
+                                   torch.nn.Conv2d(3, 8, (3, 5), stride=2, padding=(1, 2)), (2, 3, 9, 9)),
+                                  (nn.Conv1d(4, 6, 3, padding=1, groups=2),
+                                   torch.nn.Conv1d(4, 6, 3, padding=1, groups=2), (2, 4, 10))]:
+        assert ours.weight.shape == tuple(theirs.weight.shape)
+        for attr in ("stride", "padding", "dilation", "groups", "in_channels", "out_channels", "kernel_size"):
+            assert getattr(ours, attr) == getattr(theirs, attr), attr
+        fan_in = theirs.weight[0].numel()
+        for p in (ours.weight, ours.bias):  # kaiming_uniform(a=sqrt(5)): bound 1/sqrt(fan_in)
+            assert np.abs(p.data).max() <= 1 / math.sqrt(fan_in) + 1e-7
+            assert np.abs(p.data).max() > 0.8 / math.sqrt(fan_in)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(ours.weight.data))
+            theirs.bias.copy_(torch.tensor(ours.bias.data))
+        x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
+        assert_close(ours(minidl.tensor(x)), theirs(torch.tensor(x)))
+
+
+# ---------------------------------------------------------------- output size and identities
+
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation", [
+    (28, 5, 1, 2, 1), (28, 5, 1, 0, 1), (10, 3, 3, 1, 2), (7, 7, 1, 0, 1), (9, 2, 2, 0, 3)])
+def test_output_size_follows_the_formula(size, kernel, stride, padding, dilation):
+    expected = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    assert F.conv_output_size(size, kernel, stride, padding, dilation) == expected
+    y = F.conv2d(minidl.zeros(1, 1, size, size + 1), minidl.zeros(1, 1, kernel, kernel),
+                 stride=stride, padding=padding, dilation=dilation)
+    assert y.shape == (1, 1, expected, F.conv_output_size(size + 1, kernel, stride, padding, dilation))
+
+
+def test_one_by_one_conv_is_linear_per_pixel(rng):
+    x = rng.standard_normal((2, 5, 4, 3))
+    weight, bias = rng.standard_normal((7, 5, 1, 1)), rng.standard_normal(7)
+    y = F.conv2d(minidl.tensor(x), minidl.tensor(weight), minidl.tensor(bias))
+    pixels = minidl.tensor(x.transpose(0, 2, 3, 1))  # (N, H, W, C)
+    expected = F.linear(pixels, minidl.tensor(weight[:, :, 0, 0]), minidl.tensor(bias))
+    np.testing.assert_allclose(y.data, expected.data.transpose(0, 3, 1, 2), rtol=1e-12)
+
+
+def tiled_reference(x, weight, bias, stride, padding):
+    """Y[n, o, i, j] = b[o] + sum_{c,u,v} K[o, i % th, j % tw, c, u, v] Xp[n, c, i s + u, j s + v]."""
+    (sh, sw), (ph, pw) = stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    n_out, th, tw, _, kh, kw = weight.shape
+    oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+    y = np.zeros((x.shape[0], n_out, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            y[:, :, i, j] = np.einsum("ncuv,ocuv->no", patch, weight[:, i % th, j % tw])
+    return y if bias is None else y + bias.reshape(n_out, *([1, 1] if bias.ndim == 1 else [oh, ow]))
+
+
+@pytest.mark.parametrize("tile, stride, padding", [((2, 2), (1, 1), (0, 0)), ((2, 3), (2, 1), (1, 0)),
+                                                   ((3, 1), (1, 2), (1, 1))])
+def test_tiled_conv2d_matches_reference(rng, tile, stride, padding):
+    x = rng.standard_normal((2, 3, 8, 7))
+    weight, bias = rng.standard_normal((4,) + tile + (3, 3, 2)), rng.standard_normal(4)
+    y = F.tiled_conv2d(minidl.tensor(x), minidl.tensor(weight), minidl.tensor(bias), stride, padding)
+    np.testing.assert_allclose(y.data, tiled_reference(x, weight, bias, stride, padding), rtol=1e-10, atol=1e-12)
+
+
+def test_locally_connected2d_matches_reference(rng):
+    x = rng.standard_normal((2, 3, 6, 5))
+    weight, bias = rng.standard_normal((4, 3, 2, 3, 3, 2)), rng.standard_normal((4, 3, 2))
+    y = F.locally_connected2d(minidl.tensor(x), minidl.tensor(weight), minidl.tensor(bias), 2, (1, 0))
+    np.testing.assert_allclose(y.data, tiled_reference(x, weight, bias, (2, 2), (1, 0)), rtol=1e-10, atol=1e-12)
+
+
+def test_tile_one_is_conv2d_forward_and_backward(rng):
+    x, kernel, bias = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    upstream = rng.standard_normal((2, 4, 5, 7))
+    y_tiled, grads_tiled = run(lambda a, k, b: F.tiled_conv2d(a, k, b, stride=(1, 1), padding=(0, 1)),
+                               [x, kernel[:, None, None], bias], upstream)
+    y_conv, grads_conv = run(lambda a, k, b: F.conv2d(a, k, b, padding=(0, 1)), [x, kernel, bias], upstream)
+    np.testing.assert_allclose(y_tiled.data, y_conv.data, rtol=1e-12)
+    for g_tiled, g_conv in zip(grads_tiled, grads_conv):
+        np.testing.assert_allclose(g_tiled.reshape(g_conv.shape), g_conv, rtol=1e-12)
+
+
+def test_tile_of_output_size_is_locally_connected_forward_and_backward(rng):
+    x, weight = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 4, 3, 2, 2))
+    upstream = rng.standard_normal((2, 4, 3, 4))
+    y_tiled, grads_tiled = run(lambda a, k: F.tiled_conv2d(a, k, stride=(2, 1)), [x, weight], upstream)
+    y_local, grads_local = run(lambda a, k: F.locally_connected2d(a, k, stride=(2, 1)), [x, weight], upstream)
+    np.testing.assert_allclose(y_tiled.data, y_local.data, rtol=1e-12)
+    for g_tiled, g_local in zip(grads_tiled, grads_local):
+        np.testing.assert_allclose(g_tiled, g_local, rtol=1e-12)
+
+
+def test_locally_connected_with_equal_weights_is_conv2d(rng):
+    x, kernel = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    shared = np.broadcast_to(kernel[:, None, None], (4, 6, 6, 3, 3, 3)).copy()
+    y_local = F.locally_connected2d(minidl.tensor(x), minidl.tensor(shared), padding=1)
+    y_conv = F.conv2d(minidl.tensor(x), minidl.tensor(kernel), padding=1)
+    np.testing.assert_allclose(y_local.data, y_conv.data, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- float64 gradient checks
+
+@pytest.mark.parametrize("op, x_shape, w_shape, b_shape, options", [
+    (F.conv2d, (2, 4, 6, 5), (4, 2, 3, 2), (4,), dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)),
+    (F.conv1d, (2, 3, 7), (2, 3, 3), (2,), dict(stride=2, padding=1, dilation=2)),
+    (F.tiled_conv2d, (2, 2, 6, 5), (3, 2, 3, 2, 2, 2), (3,), dict(stride=1, padding=(1, 0))),
+    (F.locally_connected2d, (2, 2, 5, 4), (3, 2, 2, 2, 2, 2), (3, 2, 2), dict(stride=2)),
+])
+def test_gradcheck(rng, op, x_shape, w_shape, b_shape, options):
+    inputs = [leaf(rng.standard_normal(s)) for s in (x_shape, w_shape, b_shape)]
+    assert gradcheck(lambda x, w, b: op(x, w, b, **options), inputs)
+
+
+def test_keeps_float64_and_skips_unneeded_input_grad(rng):
+    x = minidl.tensor(rng.standard_normal((1, 2, 5, 5)))  # a constant input: no dx
+    weight = leaf(rng.standard_normal((3, 2, 3, 3)))
+    y = F.conv2d(x, weight)
+    assert y.dtype == np.float64
+    y.sum().backward()
+    assert x.grad is None and weight.grad.dtype == np.float64
+
+
+# ---------------------------------------------------------------- layers and errors
+
+def test_tiled_and_local_layers_shapes_and_init():
+    tiled = nn.TiledConv2d(3, 8, 3, tile_size=(2, 2), padding=1)
+    local = nn.LocallyConnected2d(3, 8, input_size=(6, 5), kernel_size=3, stride=1)
+    assert tiled.weight.shape == (8, 2, 2, 3, 3, 3) and tiled.bias.shape == (8,)
+    assert local.weight.shape == (8, 4, 3, 3, 3, 3) and local.bias.shape == (8, 4, 3)
+    for layer in (tiled, local):
+        assert np.abs(layer.weight.data).max() <= 1 / math.sqrt(27) + 1e-7
+    x = minidl.randn(2, 3, 6, 5)
+    assert tiled(x).shape == (2, 8, 6, 5) and local(x).shape == (2, 8, 4, 3)
+    assert nn.TiledConv2d(3, 8, 3, 2, bias=False).bias is None
+
+
+@pytest.mark.parametrize("layer, x_shape, words", [
+    (nn.Conv2d(3, 4, 3), (2, 2, 8, 8), ["Conv2d(3, 4", "(2, 2, 8, 8)", "expects 3"]),
+    (nn.Conv2d(1, 4, 5, padding=1), (1, 1, 2, 2), ["Conv2d(1, 4", "kernel (5, 5)", "padded input (4, 4)"]),
+    (nn.Conv1d(2, 4, 3), (1, 3, 9), ["Conv1d(2, 4", "(1, 3, 9)", "expects 2"]),
+    (nn.TiledConv2d(2, 4, 3, tile_size=(5, 2)), (1, 2, 6, 6), ["TiledConv2d(2, 4", "tile (5, 2)", "output (4, 4)"]),
+    (nn.TiledConv2d(2, 4, 3, tile_size=2), (1, 3, 6, 6), ["TiledConv2d", "(1, 3, 6, 6)", "expects 2"]),
+    (nn.LocallyConnected2d(2, 4, 6, 3), (1, 2, 7, 6), ["LocallyConnected2d", "(N, 2, 6, 6)", "(1, 2, 7, 6)"]),
+])
+def test_errors_name_the_layer_and_shapes(layer, x_shape, words):
+    with pytest.raises(ValueError) as error:
+        layer(minidl.zeros(*x_shape))
+    for word in words:
+        assert word in str(error.value)
