@@ -1,0 +1,89 @@
+"""Max and average pooling over windows given per output row and column.
+
+Output (i, j) pools rows [h_lo[i], h_hi[i]) and columns [w_lo[j], w_hi[j]) of its plane (window
+clipped to the input: padding never wins a max and adds zeros to an average). Fixed windows
+(kernel k, stride s, padding p: lo = max(i s - p, 0), hi = min(i s - p + k, H)) and adaptive
+ones (lo = floor(i H / oh), hi = ceil((i + 1) H / oh)) are both just these arrays.
+
+    max:  Y[i, j] = X[q],  q = first argmax over the window (NaN wins, as in PyTorch);
+          dX[q] += dY[i, j], zero elsewhere (one winner per window, even with ties)
+    avg:  Y[i, j] = sum over the window / (h_count[i] w_count[j]);
+          dX[h, w] += dY[i, j] / (h_count[i] w_count[j]) for every (h, w) in the window
+(h_count = k with count_include_pad, else hi - lo.) One parallel task per (n, c) plane: the
+windows of a plane may overlap, and only its own task writes to it.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def max_pool2d_forward(x, h_lo, h_hi, w_lo, w_hi):
+    """(y, argmax): argmax[n, c, i, j] is the winner's flat index h W + w in its plane."""
+    n_batch, channels, _, width = x.shape
+    oh, ow = h_lo.size, w_lo.size
+    y = np.empty((n_batch, channels, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n_batch, channels, oh, ow), dtype=np.int32)
+    for task in prange(n_batch * channels):
+        n, c = task // channels, task % channels
+        plane = x[n, c]
+        for i in range(oh):
+            for j in range(ow):
+                best_h, best_w = h_lo[i], w_lo[j]
+                best = plane[best_h, best_w]
+                for h in range(h_lo[i], h_hi[i]):
+                    for w in range(w_lo[j], w_hi[j]):
+                        value = plane[h, w]
+                        if value > best or (np.isnan(value) and not np.isnan(best)):
+                            best, best_h, best_w = value, h, w
+                y[n, c, i, j] = best
+                argmax[n, c, i, j] = best_h * width + best_w
+    return y, argmax
+
+
+@njit(cache=True, parallel=True)
+def max_pool2d_backward(dy, argmax, height, width):
+    """dX[winner of (i, j)] += dY[i, j]."""
+    n_batch, channels, oh, ow = dy.shape
+    dx = np.zeros((n_batch, channels, height * width), dtype=dy.dtype)
+    for task in prange(n_batch * channels):
+        n, c = task // channels, task % channels
+        for i in range(oh):
+            for j in range(ow):
+                dx[n, c, argmax[n, c, i, j]] += dy[n, c, i, j]
+    return dx.reshape((n_batch, channels, height, width))
+
+
+@njit(cache=True, parallel=True)
+def avg_pool2d_forward(x, h_lo, h_hi, h_count, w_lo, w_hi, w_count):
+    """Y[i, j] = sum of X over the window / (h_count[i] w_count[j])."""
+    n_batch, channels = x.shape[:2]
+    oh, ow = h_lo.size, w_lo.size
+    y = np.empty((n_batch, channels, oh, ow), dtype=x.dtype)
+    for task in prange(n_batch * channels):
+        n, c = task // channels, task % channels
+        plane = x[n, c]
+        for i in range(oh):
+            for j in range(ow):
+                total = 0.0
+                for h in range(h_lo[i], h_hi[i]):
+                    for w in range(w_lo[j], w_hi[j]):
+                        total += plane[h, w]
+                y[n, c, i, j] = total / (h_count[i] * w_count[j])
+    return y
+
+
+@njit(cache=True, parallel=True)
+def avg_pool2d_backward(dy, h_lo, h_hi, h_count, w_lo, w_hi, w_count, height, width):
+    """dX[h, w] += dY[i, j] / (h_count[i] w_count[j]) over each window."""
+    n_batch, channels, oh, ow = dy.shape
+    dx = np.zeros((n_batch, channels, height, width), dtype=dy.dtype)
+    for task in prange(n_batch * channels):
+        n, c = task // channels, task % channels
+        plane = dx[n, c]
+        for i in range(oh):
+            for j in range(ow):
+                share = dy[n, c, i, j] / (h_count[i] * w_count[j])
+                for h in range(h_lo[i], h_hi[i]):
+                    for w in range(w_lo[j], w_hi[j]):
+                        plane[h, w] += share
+    return dx
