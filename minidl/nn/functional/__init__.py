@@ -13,3 +13,4 @@ from .recurrent import embedding, gru, lstm, rnn
 from .conv import conv1d, conv2d, conv_output_size, locally_connected2d, tiled_conv2d
 from .pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 from .lowrank import low_rank_linear
+from .normalization import batch_norm
