@@ -13,3 +13,4 @@ from .conv import Conv1d, Conv2d, LocallyConnected2d, TiledConv2d
 from .pooling import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .lowrank import LowRankLinear, factorize_linear
 from .normalization import BatchNorm1d, BatchNorm2d
+from .detection import DetectionLoss

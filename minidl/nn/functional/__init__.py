@@ -14,3 +14,4 @@ from .conv import conv1d, conv2d, conv_output_size, locally_connected2d, tiled_c
 from .pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 from .lowrank import low_rank_linear
 from .normalization import batch_norm
+from .detection import detection_loss
