@@ -17,6 +17,7 @@ from ...kernels import for_device
 from ...meta import MetaArray, is_meta
 from ...tensor import Tensor, stack
 
+
 def _project(x, w_ih, bias):
     """xw = x W_ih^T + bias for all steps in one GEMM: (T, N, I) -> (T, N, G)."""
     steps, batch, _ = x.shape
