@@ -1,8 +1,9 @@
 """Devices: where a tensor's array lives.
 
-``cpu`` holds numpy arrays; ``meta`` holds MetaArrays (shape and dtype, no data). ``cuda`` will
-hold numba-cuda device arrays (imported lazily, so ``import minidl`` works with no GPU and no
-CUDA toolkit). Every Function receives its device through its context and picks that device's
+``cpu`` holds numpy arrays; ``meta`` holds MetaArrays (shape and dtype, no data); ``cuda`` holds
+CudaArrays, strided views of numba-cuda device buffers (``minidl.kernels.cuda.array``; numba.cuda
+is imported only when a cuda array is made, so ``import minidl`` works with no GPU and no CUDA
+toolkit). Every Function receives its device through its context and picks that device's
 kernels, so no layer changes when a device is added.
 
 ``with minidl.device("meta"):`` makes a device the default for new tensors and parameters.
@@ -11,6 +12,7 @@ import threading
 
 import numpy as np
 
+from .kernels.cuda.array import CudaArray, as_cuda
 from .meta import MetaArray
 
 KNOWN_DEVICES = ("cpu", "cuda", "meta")
@@ -74,9 +76,24 @@ def to_device(array, device):
         raise RuntimeError(f"cannot move a meta tensor of shape {array.shape} to {device}: it has "
                            "no data. Build or load the model on that device instead")
     if device == "cpu":
+        if isinstance(array, CudaArray):
+            return array.to_host()
         return array if isinstance(array, np.ndarray) else np.asarray(array)
-    require_cuda()
-    raise RuntimeError("the cuda device has no backend in this build of minidl")
+    if not isinstance(array, CudaArray):
+        require_cuda()
+    return as_cuda(array)
+
+
+def to_host(array):
+    """A numpy array of ``array``'s data (copied back from the GPU when it is a cuda array)."""
+    return to_device(array, "cpu")
+
+
+def like(array):
+    """The ``like=`` argument that makes a numpy creation function (``np.zeros(shape, like=...)``)
+    allocate beside ``array``: the array itself when it lives on the GPU, else None (plain numpy,
+    so cpu code keeps its exact behaviour)."""
+    return array if isinstance(array, CudaArray) else None
 
 
 def device(spec="cpu"):
@@ -87,14 +104,21 @@ def device(spec="cpu"):
     return dev
 
 
+_cuda_available = False
+
+
 def cuda_is_available():
     """True when numba-cuda is installed and sees a GPU (or runs the CUDA simulator)."""
+    global _cuda_available
+    if _cuda_available:
+        return True
     try:
         from numba import cuda
     except ImportError:
         return False
     try:
-        return bool(cuda.is_available())
+        _cuda_available = bool(cuda.is_available())
+        return _cuda_available
     except Exception:  # a broken driver must read as "not available", never crash
         return False
 

@@ -6,6 +6,7 @@ the shape of the input it belongs to.
 """
 import numpy as np
 
+from .device import like
 from .function import Function
 from .meta import MetaArray, resolve_reshape, standin
 
@@ -278,7 +279,7 @@ class Clip(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_arrays
         lo, hi = ctx.bounds
-        inside = np.ones(x.shape, dtype=bool)
+        inside = np.ones(x.shape, dtype=bool, like=like(x))
         if lo is not None:
             inside &= x >= lo
         if hi is not None:
@@ -535,7 +536,7 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        dx = np.zeros(ctx.shape, dtype=grad.dtype)
+        dx = np.zeros(ctx.shape, dtype=grad.dtype, like=like(grad))
         if _is_basic_index(ctx.index):
             dx[ctx.index] = grad  # slices pick each element at most once
         else:

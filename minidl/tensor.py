@@ -2,7 +2,8 @@
 import numpy as np
 
 from . import ops
-from .device import Device, default_device, to_device
+from .device import Device, default_device, like, to_device, to_host
+from .kernels.cuda.array import CudaArray
 from .meta import MetaArray
 from .random import default_generator
 
@@ -19,7 +20,7 @@ def _to_array(data, dtype=None):
     if isinstance(data, Tensor):
         data = data.data
     dtype = _as_dtype(dtype)
-    if isinstance(data, (np.ndarray, MetaArray)):
+    if isinstance(data, (np.ndarray, MetaArray, CudaArray)):
         return data.astype(dtype, copy=False) if dtype is not None else data
     array = np.asarray(data)
     if dtype is not None:
@@ -32,7 +33,7 @@ def _to_array(data, dtype=None):
 class Tensor:
     """An n-d array that can record the operations made on it and run them backward.
 
-    ``data`` is the numpy array (on cpu) or a MetaArray (on meta); ``grad`` a Tensor of the
+    ``data`` is the numpy array (on cpu), a CudaArray (on cuda) or a MetaArray (on meta); ``grad`` a Tensor of the
     same shape after ``backward()`` for leaves with ``requires_grad=True``. ``device=None`` means
     the default device (cpu, or the one of an enclosing ``with minidl.device(...)``).
     """
@@ -52,7 +53,7 @@ class Tensor:
     def _from_array(cls, array, device, requires_grad=False):
         """Wrap an op's output array without copying or converting it."""
         t = cls.__new__(cls)
-        t.data = array if isinstance(array, (np.ndarray, MetaArray)) else np.asarray(array)
+        t.data = array if isinstance(array, (np.ndarray, MetaArray, CudaArray)) else np.asarray(array)
         t.device = device
         t.grad = None
         t._node = None
@@ -112,7 +113,7 @@ class Tensor:
             raise RuntimeError(f"numpy(): a meta tensor of shape {self.shape} has no data")
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on a tensor that requires grad; use detach().numpy()")
-        return self.data
+        return to_host(self.data)  # the array itself on cpu, a copy from the GPU on cuda
 
     def item(self):
         if isinstance(self.data, MetaArray):
@@ -122,7 +123,7 @@ class Tensor:
         return self.data.reshape(()).item()
 
     def tolist(self):
-        return self.data.tolist()
+        return to_host(self.data).tolist()
 
     def detach(self):
         return Tensor._from_array(self.data, self.device)
@@ -155,7 +156,7 @@ class Tensor:
     def __repr__(self):
         if isinstance(self.data, MetaArray):
             return f"tensor(..., device='meta', size={self.shape}, dtype={self.dtype})"
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = np.array2string(to_host(self.data), separator=", ", prefix="tensor(")
         extras = []
         if self.dtype != _DEFAULT_FLOAT and self.dtype != np.int64:
             extras.append(f"dtype={self.dtype}")
@@ -178,17 +179,19 @@ class Tensor:
                 raise RuntimeError(
                     f"backward(): grad can be implicitly created only for scalar outputs; this "
                     f"tensor has shape {self.shape}, pass gradient=")
-            seed = np.ones(self.shape, dtype=self.dtype)
+            seed = np.ones(self.shape, dtype=self.dtype, like=like(self.data))
         else:
             seed = _to_array(gradient, self.dtype)
+            if self.device == "cuda":
+                seed = to_device(seed, self.device)
             if seed.shape != self.shape:
                 raise RuntimeError(f"backward(): gradient has shape {seed.shape}, tensor {self.shape}")
         run_backward(self, seed, retain_graph=retain_graph)
 
     def _accumulate_grad(self, grad):
-        grad = np.asarray(grad, dtype=self.dtype)
+        grad = np.asarray(grad, dtype=self.dtype, like=like(grad))
         if self.grad is None:
-            self.grad = Tensor._from_array(np.array(grad, copy=True), self.device)
+            self.grad = Tensor._from_array(np.array(grad, copy=True, like=like(grad)), self.device)
         else:
             self.grad.data += grad
 
@@ -376,8 +379,9 @@ def _plain_index(index):
 
 def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor from data (copied, like ``torch.tensor``)."""
-    if isinstance(data, (Tensor, np.ndarray)):
-        data = np.array(data.data if isinstance(data, Tensor) else data, copy=True)
+    if isinstance(data, (Tensor, np.ndarray, CudaArray)):
+        data = data.data if isinstance(data, Tensor) else data
+        data = np.array(data, copy=True, like=like(data))
     return Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
 
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..device import Device, to_device
+from ..device import Device, to_device, to_host
 from ..tensor import Tensor
 from .parameter import Parameter
 
@@ -220,7 +220,7 @@ class Module:
             for name, value in entries:
                 if value is not None:
                     key = f"{module_name}.{name}" if module_name else name
-                    state[key] = np.array(value.data, copy=True)
+                    state[key] = np.array(to_host(value.data), copy=True)
         return state
 
     def load_state_dict(self, state_dict, strict=True):
@@ -256,8 +256,8 @@ class Module:
         for key, target in own.items():
             if key in state_dict:
                 value = state_dict[key]
-                value = value.data if isinstance(value, Tensor) else np.asarray(value)
-                target.data = np.array(value, dtype=target.dtype, copy=True)
+                value = to_host(value.data if isinstance(value, Tensor) else value)
+                target.data = to_device(np.array(value, dtype=target.dtype, copy=True), target.device)
         return missing, unexpected
 
     # ------------------------------------------------------------ printing

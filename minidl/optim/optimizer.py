@@ -5,7 +5,9 @@ kernel of the parameter's device (``kernels/<device>/optim.py``).
 """
 import numpy as np
 
+from ..device import like, to_device, to_host
 from ..function import no_grad
+from ..kernels.cuda.array import CudaArray
 from ..kernels import for_device
 
 
@@ -54,8 +56,9 @@ class Optimizer:
                 if param.grad is None:
                     continue
                 if not param.data.flags.c_contiguous:
-                    param.data = np.ascontiguousarray(param.data)
-                grad = np.ascontiguousarray(param.grad.data, dtype=param.dtype).reshape(-1)
+                    param.data = np.ascontiguousarray(param.data, like=like(param.data))
+                grad = np.ascontiguousarray(param.grad.data, dtype=param.dtype,
+                                            like=like(param.grad.data)).reshape(-1)
                 state = self.state.setdefault(id(param), {})
                 self.update(for_device(param.device, "optim"), group, param.data.reshape(-1),
                             grad, state)
@@ -78,7 +81,8 @@ class Optimizer:
         """{'state': {index: {name: array or number}}, 'param_groups': [{hyperparameters,
         'params': [indices]}]}: parameters by their position, as torch.optim."""
         index = {id(p): i for i, p in enumerate(self._ordered_params())}
-        state = {index[key]: {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
+        state = {index[key]: {k: (np.array(to_host(v), copy=True)
+                                  if isinstance(v, (np.ndarray, CudaArray)) else v)
                               for k, v in entries.items()}
                  for key, entries in self.state.items() if key in index}
         groups = []
@@ -110,7 +114,8 @@ class Optimizer:
                         raise ValueError(f"{type(self).__name__}.load_state_dict: state {name!r} of "
                                          f"parameter {index} has {value.size} entries, the "
                                          f"parameter {param.data.size}")
-                    value = np.array(value.reshape(-1), dtype=param.dtype, copy=True)
+                    value = to_device(np.array(value.reshape(-1), dtype=param.dtype, copy=True),
+                                      param.device)
                 elif isinstance(value, np.ndarray):
                     value = value.item()
                 restored[name] = value

@@ -9,6 +9,7 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..device import to_host
 from ..function import no_grad
 from ..utils.serialization import load_checkpoint, save_checkpoint
 from . import metrics as metric_registry
@@ -92,7 +93,7 @@ class Trainer:
         with no_grad():
             for batch in tqdm(loader, desc="predict", unit="batch", leave=False,
                               disable=not self.progress):
-                outputs.append(np.asarray(self.model(batch[0].to(self.device)).data))
+                outputs.append(to_host(self.model(batch[0].to(self.device)).data))
         self.model.train(was_training)
         return np.concatenate(outputs)
 

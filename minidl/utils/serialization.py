@@ -10,6 +10,7 @@ import tempfile
 
 import numpy as np
 
+from ..device import to_host
 from ..tensor import Tensor
 
 
@@ -17,7 +18,7 @@ def save(arrays, path):
     """Write a mapping name -> array (a state_dict) to ``path`` atomically."""
     payload = {}
     for name, value in arrays.items():
-        array = np.asarray(value.data if isinstance(value, Tensor) else value)
+        array = np.asarray(to_host(value.data if isinstance(value, Tensor) else value))
         if array.dtype == object:
             raise TypeError(f"save: {name!r} is an object array; only numeric and string arrays "
                             "can be stored without pickling")

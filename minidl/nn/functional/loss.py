@@ -1,6 +1,7 @@
 """Losses as Functions; cross-entropy runs the device's fused softmax_ce kernel."""
 import numpy as np
 
+from ...device import like
 from ...function import Function
 from ...kernels import for_device
 from ...meta import MetaArray
@@ -27,7 +28,7 @@ def _rows_last(array):
         return array[None, :]
     if array.ndim > 2:
         array = np.moveaxis(array, 1, -1)
-    return np.ascontiguousarray(array.reshape(-1, array.shape[-1]))
+    return np.ascontiguousarray(array.reshape(-1, array.shape[-1]), like=like(array))
 
 
 def _rows_back(grad_rows, shape):
@@ -36,7 +37,7 @@ def _rows_back(grad_rows, shape):
         return grad_rows[0]
     if len(shape) > 2:
         moved = (shape[0],) + shape[2:] + (shape[1],)
-        return np.ascontiguousarray(np.moveaxis(grad_rows.reshape(moved), -1, 1))
+        return np.ascontiguousarray(np.moveaxis(grad_rows.reshape(moved), -1, 1), like=like(grad_rows))
     return grad_rows
 
 
@@ -73,23 +74,24 @@ class CrossEntropy(Function):
     def forward(ctx, logits, target, class_weight, ignore_index, smoothing, reduction):
         kernel = for_device(ctx.device, "softmax_ce")
         rows = _rows_last(logits)
-        flat_target = np.ascontiguousarray(target.reshape(-1), dtype=np.int64)
+        flat_target = np.ascontiguousarray(target.reshape(-1), dtype=np.int64, like=like(logits))
         n_classes = rows.shape[1]
         valid = _check_classes("cross_entropy", flat_target, n_classes, ignore_index)
-        weight = (np.ones(n_classes, dtype=logits.dtype) if class_weight is None
-                  else np.ascontiguousarray(class_weight, dtype=logits.dtype))
+        weight = (np.ones(n_classes, dtype=logits.dtype, like=like(logits)) if class_weight is None
+                  else np.ascontiguousarray(class_weight, dtype=logits.dtype, like=like(logits)))
         losses, lse = kernel.cross_entropy_forward(rows, flat_target, weight, ignore_index, smoothing)
         row_weights = np.where(valid, weight[np.where(valid, flat_target, 0)], 0).astype(logits.dtype)
         value, scale = _reduce_rows(losses, row_weights, reduction, target.shape)
         ctx.save_for_backward(rows, flat_target, lse, weight)
         ctx.options = (ignore_index, smoothing, reduction, scale, logits.shape)
-        return np.asarray(value, dtype=logits.dtype)
+        return np.asarray(value, dtype=logits.dtype, like=like(logits))
 
     @staticmethod
     def backward(ctx, grad):
         rows, flat_target, lse, weight = ctx.saved_arrays
         ignore_index, smoothing, reduction, scale, shape = ctx.options
-        grad_rows = (np.ascontiguousarray(grad.reshape(-1), dtype=rows.dtype) if reduction == "none"
+        grad_rows = (np.ascontiguousarray(grad.reshape(-1), dtype=rows.dtype, like=like(rows))
+                     if reduction == "none"
                      else scale * grad)
         kernel = for_device(ctx.device, "softmax_ce")
         d_rows = kernel.cross_entropy_backward(rows, flat_target, lse, grad_rows, weight,
@@ -117,19 +119,20 @@ class NLLLoss(Function):
         rows = _rows_last(logp)
         flat_target = target.reshape(-1).astype(np.int64)
         valid = _check_classes("nll_loss", flat_target, rows.shape[1], ignore_index)
-        weight = np.ones(rows.shape[1], logp.dtype) if class_weight is None else class_weight
+        weight = (np.ones(rows.shape[1], logp.dtype, like=like(logp)) if class_weight is None
+                  else np.asarray(class_weight, like=like(logp)))
         safe_target = np.where(valid, flat_target, 0)
         row_weights = np.where(valid, weight[safe_target], 0).astype(logp.dtype)
         losses = -rows[np.arange(len(rows)), safe_target] * row_weights
         value, scale = _reduce_rows(losses, row_weights, reduction, target.shape)
         ctx.options = (safe_target, row_weights, scale, rows.shape, logp.shape, reduction)
-        return np.asarray(value, dtype=logp.dtype)
+        return np.asarray(value, dtype=logp.dtype, like=like(logp))
 
     @staticmethod
     def backward(ctx, grad):
         safe_target, row_weights, scale, rows_shape, shape, reduction = ctx.options
         per_row = grad.reshape(-1) if reduction == "none" else scale * grad
-        d_rows = np.zeros(rows_shape, dtype=row_weights.dtype)
+        d_rows = np.zeros(rows_shape, dtype=row_weights.dtype, like=like(row_weights))
         d_rows[np.arange(rows_shape[0]), safe_target] = -row_weights * per_row
         return _rows_back(d_rows, shape), None, None
 

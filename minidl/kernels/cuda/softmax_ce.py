@@ -1,0 +1,95 @@
+"""Fused log-softmax + negative log-likelihood on the GPU: one thread per row of logits.
+
+The same functions, signatures and formulas as ``kernels.cpu.softmax_ce`` (see its docstring):
+    lse = max(x) + log sum_c e^(x_c - max(x))     (kept in float64 for the backward pass)
+    loss = (1 - e) w_t (lse - x_t) + e / C sum_c w_c (lse - x_c)
+    dloss/dx_c = (1 - e) w_t (p_c - 1[c = t]) + e / C (W p_c - w_c)
+"""
+import math
+
+import numpy as np
+
+from ._runtime import kernel_builder
+from .array import as_cuda, full
+from .elementwise import launch
+
+cuda = None  # numba.cuda, bound by kernel_builder on first use
+
+
+@kernel_builder
+def _forward_kernel():
+    @cuda.jit
+    def kernel(n, c, logits, target, class_weight, ignore_index, smoothing, losses, lse):
+        i = cuda.grid(1)
+        step = cuda.gridsize(1)
+        while i < n:
+            row = i * c
+            peak = logits[row]
+            for k in range(1, c):
+                if logits[row + k] > peak:
+                    peak = logits[row + k]
+            total = 0.0
+            for k in range(c):
+                total += math.exp(logits[row + k] - peak)
+            log_sum = peak + math.log(total)
+            lse[i] = log_sum
+            t = target[i]
+            if t != ignore_index:
+                loss = (1.0 - smoothing) * class_weight[t] * (log_sum - logits[row + t])
+                if smoothing > 0.0:
+                    spread = 0.0
+                    for k in range(c):
+                        spread += class_weight[k] * (log_sum - logits[row + k])
+                    loss += smoothing / c * spread
+                losses[i] = loss
+            i += step
+    return kernel
+
+
+@kernel_builder
+def _backward_kernel():
+    @cuda.jit
+    def kernel(n, c, logits, target, lse, grad_rows, class_weight, ignore_index, smoothing,
+               weight_total, grad):
+        i = cuda.grid(1)
+        step = cuda.gridsize(1)
+        while i < n:
+            t = target[i]
+            row = i * c
+            if t == ignore_index:
+                for k in range(c):
+                    grad[row + k] = 0
+            else:
+                g = grad_rows[i]
+                hard = (1.0 - smoothing) * class_weight[t]
+                soft = smoothing / c
+                for k in range(c):
+                    p = math.exp(logits[row + k] - lse[i])
+                    grad[row + k] = g * (hard * p + soft * (weight_total * p - class_weight[k]))
+                grad[row + t] -= g * hard
+            i += step
+    return kernel
+
+
+def cross_entropy_forward(logits, target, class_weight, ignore_index, smoothing):
+    """Per-row losses (logits' dtype) and each row's log-sum-exp (float64)."""
+    logits, target, class_weight = (as_cuda(a) for a in (logits, target, class_weight))
+    n, c = logits.shape
+    losses = full((n,), 0, logits.dtype)
+    lse = full((n,), 0, np.float64)
+    launch(_forward_kernel(), n, c, logits.flat(), target.flat(), class_weight.flat(),
+           np.int64(ignore_index), np.float64(smoothing), losses.base, lse.base)
+    return losses, lse
+
+
+def cross_entropy_backward(logits, target, lse, grad_rows, class_weight, ignore_index, smoothing):
+    """d(sum_i g_i loss_i)/dlogits with g = ``grad_rows``."""
+    logits, target, lse, grad_rows, class_weight = (
+        as_cuda(a) for a in (logits, target, lse, grad_rows, class_weight))
+    n, c = logits.shape
+    grad = full((n, c), 0, logits.dtype)
+    weight_total = float(class_weight.astype(np.float64).sum()) if c else 0.0
+    launch(_backward_kernel(), n, c, logits.flat(), target.flat(), lse.flat(),
+           grad_rows.broadcast_to((n,)).ascontiguous().flat(), class_weight.flat(),
+           np.int64(ignore_index), np.float64(smoothing), np.float64(weight_total), grad.base)
+    return grad
