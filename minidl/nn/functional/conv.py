@@ -5,6 +5,7 @@ docstrings below and in the kernel modules.
 """
 import numpy as np
 
+from ...device import like
 from ...function import Function
 from ...kernels import for_device
 from ...meta import MetaArray
@@ -60,9 +61,9 @@ class Convolution(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
         ctx.squeeze = x.ndim == 3
-        x = np.ascontiguousarray(_as_2d(x) if ctx.squeeze else x)
-        weight = np.ascontiguousarray(_as_2d(weight) if ctx.squeeze else weight, dtype=x.dtype)
-        bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+        x = np.ascontiguousarray(_as_2d(x) if ctx.squeeze else x, like=like(x))
+        weight = np.ascontiguousarray(_as_2d(weight) if ctx.squeeze else weight, dtype=x.dtype, like=like(x))
+        bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype, like=like(x))
         out_size = output_size_2d("conv", x.shape, weight.shape[2:], stride, padding, dilation)
         ctx.save_for_backward(x, weight)
         ctx.options = (stride, padding, dilation, groups, bias is not None)
@@ -74,7 +75,7 @@ class Convolution(Function):
     def backward(ctx, grad):
         x, weight = ctx.saved_arrays
         stride, padding, dilation, groups, has_bias = ctx.options
-        grad = np.ascontiguousarray(_as_2d(grad) if ctx.squeeze else grad, dtype=x.dtype)
+        grad = np.ascontiguousarray(_as_2d(grad) if ctx.squeeze else grad, dtype=x.dtype, like=like(x))
         dx, dw, db = for_device(ctx.device, "conv").conv2d_backward(
             x, weight, grad, stride, padding, dilation, groups,
             ctx.needs_input_grad[0], ctx.needs_input_grad[1])
@@ -151,8 +152,8 @@ class TiledConvolution(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding):
-        x = np.ascontiguousarray(x)
-        weight = np.ascontiguousarray(weight, dtype=x.dtype)
+        x = np.ascontiguousarray(x, like=like(x))
+        weight = np.ascontiguousarray(weight, dtype=x.dtype, like=like(x))
         out_size = output_size_2d("tiled_conv2d", x.shape, weight.shape[4:], stride, padding)
         ctx.save_for_backward(x, weight)
         ctx.options = (stride, padding, bias is not None)
@@ -164,7 +165,7 @@ class TiledConvolution(Function):
         x, weight = ctx.saved_arrays
         stride, padding, has_bias = ctx.options
         dx, dw, dbias = for_device(ctx.device, "tiled_conv").tiled_conv2d_backward(
-            x, weight, np.ascontiguousarray(grad, dtype=x.dtype), stride, padding,
+            x, weight, np.ascontiguousarray(grad, dtype=x.dtype, like=like(x)), stride, padding,
             ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         db = dbias.sum(axis=(1, 2)) if has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
@@ -193,8 +194,8 @@ class LocallyConnected(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding):
-        x = np.ascontiguousarray(x)
-        weight = np.ascontiguousarray(weight, dtype=x.dtype)
+        x = np.ascontiguousarray(x, like=like(x))
+        weight = np.ascontiguousarray(weight, dtype=x.dtype, like=like(x))
         ctx.save_for_backward(x, weight)
         ctx.options = (stride, padding, bias is not None)
         return for_device(ctx.device, "local").locally_connected2d_forward(x, weight, bias, stride, padding)
@@ -204,7 +205,7 @@ class LocallyConnected(Function):
         x, weight = ctx.saved_arrays
         stride, padding, has_bias = ctx.options
         dx, dw, db = for_device(ctx.device, "local").locally_connected2d_backward(
-            x, weight, np.ascontiguousarray(grad, dtype=x.dtype), stride, padding,
+            x, weight, np.ascontiguousarray(grad, dtype=x.dtype, like=like(x)), stride, padding,
             ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return dx, dw, (db if has_bias and ctx.needs_input_grad[2] else None)
 

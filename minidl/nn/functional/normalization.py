@@ -4,6 +4,7 @@ Forward and backward are one kernel each (``kernels/<device>/norm.py``); the for
 """
 import numpy as np
 
+from ...device import like
 from ...function import Function
 from ...kernels import for_device
 from ...ops import same_meta
@@ -18,14 +19,16 @@ class BatchNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
         """running_mean / running_var (arrays or None) are updated in place when training."""
-        rows = np.ascontiguousarray(x.reshape(x.shape[0], x.shape[1], -1))
+        rows = np.ascontiguousarray(x.reshape(x.shape[0], x.shape[1], -1), like=like(x))
         channels, count = rows.shape[1], rows.shape[0] * rows.shape[2]
         if training:
-            mean, var = np.empty(channels), np.empty(channels)
+            mean, var = np.empty(channels, like=like(x)), np.empty(channels, like=like(x))
         else:
             mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
-        weight = np.ones(channels, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
-        shift = np.zeros(channels, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+        weight = (np.ones(channels, x.dtype, like=like(x)) if weight is None
+                  else np.ascontiguousarray(weight, x.dtype, like=like(x)))
+        shift = (np.zeros(channels, x.dtype, like=like(x)) if bias is None
+                 else np.ascontiguousarray(bias, x.dtype, like=like(x)))
         y = for_device(ctx.device, "norm").batch_norm_forward(rows, mean, var, weight, shift, eps, training)
         if training and running_mean is not None:
             # running statistics use the unbiased variance n / (n - 1) var, as PyTorch
@@ -41,7 +44,7 @@ class BatchNorm(Function):
     def backward(ctx, grad):
         rows, mean, var, weight = ctx.saved_arrays
         training, eps, shape = ctx.options
-        dy = np.ascontiguousarray(grad.reshape(rows.shape), dtype=rows.dtype)
+        dy = np.ascontiguousarray(grad.reshape(rows.shape), dtype=rows.dtype, like=like(rows))
         dx, dweight, dbias = for_device(ctx.device, "norm").batch_norm_backward(
             rows, dy, mean, var, weight, eps, training)
         return dx.reshape(shape), dweight, dbias

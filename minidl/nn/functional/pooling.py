@@ -6,6 +6,7 @@ height 1.
 """
 import numpy as np
 
+from ...device import like
 from ...function import Function
 from ...kernels import for_device
 from ...meta import MetaArray
@@ -36,7 +37,7 @@ class MaxPool(Function):
     @staticmethod
     def forward(ctx, x, rows, cols):
         y, ctx.argmax = for_device(ctx.device, "pool").max_pool2d_forward(
-            np.ascontiguousarray(x), rows[0], rows[1], cols[0], cols[1])
+            np.ascontiguousarray(x, like=like(x)), rows[0], rows[1], cols[0], cols[1])
         ctx.input_shape = x.shape
         return y
 
@@ -44,7 +45,7 @@ class MaxPool(Function):
     def backward(ctx, grad):
         height, width = ctx.input_shape[2:]
         return for_device(ctx.device, "pool").max_pool2d_backward(
-            np.ascontiguousarray(grad), ctx.argmax, height, width)
+            np.ascontiguousarray(grad, like=like(grad)), ctx.argmax, height, width)
 
 
 class AvgPool(Function):
@@ -55,13 +56,14 @@ class AvgPool(Function):
     @staticmethod
     def forward(ctx, x, rows, cols):
         ctx.windows, ctx.input_shape = rows + cols, x.shape
-        return for_device(ctx.device, "pool").avg_pool2d_forward(np.ascontiguousarray(x), *rows, *cols)
+        return for_device(ctx.device, "pool").avg_pool2d_forward(np.ascontiguousarray(x, like=like(x)),
+                                                                 *rows, *cols)
 
     @staticmethod
     def backward(ctx, grad):
         height, width = ctx.input_shape[2:]
         return for_device(ctx.device, "pool").avg_pool2d_backward(
-            np.ascontiguousarray(grad), *ctx.windows, height, width)
+            np.ascontiguousarray(grad, like=like(grad)), *ctx.windows, height, width)
 
 
 def _fixed_windows(name, input, kernel_size, stride, padding):
@@ -95,8 +97,10 @@ def _as_1d(pool_2d, name, input, kernel_size, stride, padding, **options):
     if input.ndim != 3:
         raise ValueError(f"{name}: expected input (N, C, L), got shape {tuple(input.shape)}")
     stride = None if stride is None else (1, _single(stride))
-    y = pool_2d(input.unsqueeze(2), (1, _single(kernel_size)), stride, (0, _single(padding)), **options)
-    return y.squeeze(2)
+    n, c, length = input.shape
+    y = pool_2d(input.reshape(n, c, 1, length), (1, _single(kernel_size)), stride, (0, _single(padding)),
+                **options)
+    return y.reshape(n, c, y.shape[3])
 
 
 def _single(value):
