@@ -6,6 +6,9 @@
 
 Runs alternate between the two libraries and report medians: timings on shared machines
 swing between processes, ratios measured side by side do not. ratio = minidl / reference.
+
+CPU only for now: a cuda comparison needs PyTorch built with CUDA and a device synchronisation
+around each timed call (numba's ``cuda.synchronize()``, ``torch.cuda.synchronize()``).
 """
 import argparse
 import os

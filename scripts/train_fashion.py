@@ -26,9 +26,13 @@ def parse_args(argv=None):
     parser.add_argument("--data", default=None, help="directory with the IDX files (default: see minidl.data.fashion_mnist)")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--checkpoint", default=None, help="save a checkpoint here after every epoch")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                        help="where to train; auto = cuda when minidl.cuda.is_available(), else cpu")
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if minidl.cuda.is_available() else "cpu"
+    return args
 
 
 def make_optimizer(name, params, lr):

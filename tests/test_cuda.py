@@ -397,3 +397,23 @@ def test_trainer_on_cuda_matches_cpu(tmp_path):
     for key in reference:
         if key.startswith("model."):
             np.testing.assert_allclose(saved[key], reference[key], rtol=RTOL, atol=ATOL)
+
+
+def test_a_family_without_cuda_kernels_says_so():
+    from minidl.kernels import for_device
+    assert for_device("cuda", "softmax_ce").cross_entropy_forward
+    with pytest.raises(NotImplementedError, match="the cuda device has no 'no_such_family' kernels"):
+        for_device("cuda", "no_such_family")
+
+
+def test_train_fashion_device_auto_picks_cuda():
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "train_fashion.py")
+    spec = importlib.util.spec_from_file_location("train_fashion", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.parse_args(["--device", "auto"]).device == "cuda"
+    assert script.parse_args([]).device == "cpu"
+    with pytest.raises(SystemExit):
+        script.parse_args(["--device", "tpu"])

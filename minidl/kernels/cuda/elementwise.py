@@ -208,6 +208,15 @@ def gather_kernel():
 @kernel_builder
 def scatter_kernel(accumulate):
     """dst[off[j] + rest_offset(r)] (+)= value[j, r]; accumulation is atomic (repeats add up)."""
+    if accumulate:
+        @cuda.jit(device=True)
+        def put(dst, pos, value):
+            cuda.atomic.add(dst, pos, value)
+    else:
+        @cuda.jit(device=True)
+        def put(dst, pos, value):
+            dst[pos] = value
+
     @cuda.jit
     def kernel(n, r_total, shape, rest_shape, dst, off, r_st, v, v_st, v_off):
         i = cuda.grid(1)
@@ -225,10 +234,7 @@ def scatter_kernel(accumulate):
                 k = rem % rest_shape[d]
                 rem //= rest_shape[d]
                 pos += k * r_st[d]
-            if accumulate:
-                cuda.atomic.add(dst, pos, v[iv])
-            else:
-                dst[pos] = v[iv]
+            put(dst, pos, v[iv])
             i += step
     return kernel
 

@@ -49,10 +49,12 @@ def _forward_kernel():
 @kernel_builder
 def _backward_kernel():
     @cuda.jit
-    def kernel(n, c, logits, target, lse, grad_rows, class_weight, ignore_index, smoothing,
-               weight_total, grad):
+    def kernel(n, c, logits, target, lse, grad_rows, class_weight, ignore_index, smoothing, grad):
         i = cuda.grid(1)
         step = cuda.gridsize(1)
+        weight_total = 0.0  # each thread sums the C weights itself: no host round trip
+        for k in range(c):
+            weight_total += class_weight[k]
         while i < n:
             t = target[i]
             row = i * c
@@ -88,8 +90,7 @@ def cross_entropy_backward(logits, target, lse, grad_rows, class_weight, ignore_
         as_cuda(a) for a in (logits, target, lse, grad_rows, class_weight))
     n, c = logits.shape
     grad = full((n, c), 0, logits.dtype)
-    weight_total = float(class_weight.astype(np.float64).sum()) if c else 0.0
     launch(_backward_kernel(), n, c, logits.flat(), target.flat(), lse.flat(),
            grad_rows.broadcast_to((n,)).ascontiguous().flat(), class_weight.flat(),
-           np.int64(ignore_index), np.float64(smoothing), np.float64(weight_total), grad.base)
+           np.int64(ignore_index), np.float64(smoothing), grad.base)
     return grad
