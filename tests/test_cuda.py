@@ -417,3 +417,40 @@ def test_train_fashion_device_auto_picks_cuda():
     assert script.parse_args([]).device == "cpu"
     with pytest.raises(SystemExit):
         script.parse_args(["--device", "tpu"])
+
+
+def test_cuda_array_reductions_follow_numpy():
+    from minidl.kernels.cuda.array import from_host
+    x = np.random.default_rng(3).standard_normal((5, 7)).astype(np.float32)
+    x_nan = x.copy()
+    x_nan[2, 3] = np.nan
+    cases = [
+        (x, lambda a: a.sum()), (x, lambda a: np.sum(a, axis=0)), (x, lambda a: a.mean(axis=(0, 1))),
+        (x, lambda a: np.max(a)), (x, lambda a: a.min(axis=1, keepdims=True)),
+        (x, lambda a: np.argmax(a, axis=0)), (x, lambda a: np.argmax(a)),
+        (x_nan, lambda a: np.max(a)), (x_nan, lambda a: np.max(a, axis=1)),
+        (x, lambda a: (a > 0).sum()), (x, lambda a: (a > 0).sum(axis=1)),
+        (x, lambda a: (a > 2).any()), (x, lambda a: (a > -5).all()), (x, lambda a: (a > 0).any(axis=0)),
+        (x, lambda a: a.T[1:, ::2].sum(axis=1)), (x.astype(np.float64), lambda a: a.mean(axis=0)),
+    ]
+    for i, (data, fn) in enumerate(cases):
+        expected = np.asarray(fn(data))
+        actual = fn(from_host(data)).to_host()
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape, i
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6, err_msg=str(i))
+
+
+def test_cuda_array_indexing_and_assignment_follow_numpy():
+    from minidl.kernels.cuda.array import from_host
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    reads = [(1, slice(None), 2), (Ellipsis, None, 1), (slice(None, None, -1), 0),
+             (np.array([1, 0, 1]),), (0, np.array([2, -1])), (x > 10,),
+             (np.array([[0], [1]]), np.array([0, 2]))]
+    for index in reads:
+        np.testing.assert_array_equal(from_host(x)[index].to_host(), x[index], err_msg=str(index))
+    for index, value in [((0, slice(1, 3)), 7.0), ((Ellipsis, 1), np.arange(3, dtype=np.float32)),
+                         ((np.array([0, 1]), np.array([2, 0])), -1.0)]:
+        gpu, cpu = from_host(x), x.copy()
+        gpu[index] = value
+        cpu[index] = value
+        np.testing.assert_array_equal(gpu.to_host(), cpu, err_msg=str(index))

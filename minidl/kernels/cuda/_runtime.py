@@ -30,6 +30,16 @@ def max_blocks():
     return 2 if simulating() else 8192
 
 
+def reduction_chunk():
+    """Items one thread reduces before a reduction is split into partial results."""
+    return 4 if simulating() else 2048
+
+
+def many_outputs():
+    """Reductions with at least this many outputs already keep the GPU busy: one thread each."""
+    return 16 if simulating() else 4096
+
+
 def tile():
     """Edge of the shared-memory matmul tile (blocks are tile x tile threads)."""
     return 4 if simulating() else 16

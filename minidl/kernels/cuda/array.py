@@ -23,7 +23,7 @@ import numpy as np
 
 from . import elementwise as ew
 from . import matmul as mm
-from ._runtime import cuda, padded
+from ._runtime import cuda, many_outputs, padded, reduction_chunk
 
 
 def _prod(shape):
@@ -683,11 +683,26 @@ def _reduce(name, x, axis=None, keepdims=False, dtype=None):
     k_total = _prod(red_shape)
     if not k_total and name in ("max", "min", "argmax", "argmin"):
         raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
-    out = empty(kept_shape, dtype)
     ks, k_st = padded(kept_shape, [x.elem_strides[d] for d in kept])
     rs, r_st = padded(red_shape, [x.elem_strides[d] for d in axes])
-    ew.launch(ew.reduce_kernel(name), out.size, k_total, ks, k_st, rs, r_st, x.base, x.offset,
-              out.base)
+    m = _prod(kept_shape)
+    chunk = reduction_chunk()
+    if k_total > chunk and m < many_outputs() and name not in ("argmax", "argmin"):
+        # few long reductions (a full sum): partial results per chunk, then reduce those
+        parts = -(-k_total // chunk)
+        first = "sum" if name in ("sum", "mean") else name
+        partial = empty((m, parts), np.float64 if first == "sum" else (
+            np.bool_ if name in ("any", "all") else x.dtype))
+        ew.launch(ew.reduce_kernel(first), partial.size, k_total, chunk, parts, ks, k_st, rs, r_st,
+                  x.base, x.offset, partial.base)
+        out = _reduce(first, partial, 1, False, np.float64 if first == "sum" else None)
+        if name == "mean":
+            out = out / k_total
+        out = out.astype(dtype, copy=False).reshape(kept_shape)
+    else:
+        out = empty(kept_shape, dtype)
+        ew.launch(ew.reduce_kernel(name), out.size, k_total, max(k_total, 1), 1, ks, k_st, rs, r_st,
+                  x.base, x.offset, out.base)
     if keepdims:
         out = out.reshape(tuple(1 if d in axes else n for d, n in enumerate(x.shape)))
     return out

@@ -245,94 +245,102 @@ REDUCTIONS = ("sum", "mean", "max", "min", "argmax", "argmin", "any", "all")
 
 
 @kernel_builder
+def _reduced_offset():
+    @cuda.jit(device=True)
+    def offset(j, base, red_shape, red_st):
+        rem, pos = j, base
+        for d in range(len(red_shape) - 1, -1, -1):
+            k = rem % red_shape[d]
+            rem //= red_shape[d]
+            pos += k * red_st[d]
+        return pos
+    return offset
+
+
+@kernel_builder
 def reduce_kernel(name):
-    """One thread per output: out[i] = the reduction over the reduced axes (strided).
-    sum/mean accumulate in float64; max/min let NaN win (as numpy); argmax/argmin give the
-    first occurrence (index in the C order of the reduced axes); any/all."""
+    """out[i, p] = the reduction of chunk p (``chunk`` consecutive items in the C order of the
+    reduced axes) of output i; one thread per (i, p). With one chunk per output this is the
+    whole reduction; many chunks give a long reduction (a full sum) many threads, and a
+    second pass reduces the partial results. sum/mean accumulate in float64; max/min let NaN
+    win (as numpy); argmax/argmin give the first occurrence; any/all."""
+    offset = _reduced_offset()
     if name in ("sum", "mean"):
         divide = name == "mean"
 
         @cuda.jit
-        def kernel(m, k_total, kept_shape, kept_st, red_shape, red_st, a, a_off, out):
-            i = cuda.grid(1)
+        def kernel(total, k_total, chunk, parts, kept_shape, kept_st, red_shape, red_st, a, a_off, out):
+            t = cuda.grid(1)
             step = cuda.gridsize(1)
-            while i < m:
+            while t < total:
+                i = t // parts
+                p = t - i * parts
                 rem, base = i, a_off
                 for d in range(len(kept_shape) - 1, -1, -1):
                     k = rem % kept_shape[d]
                     rem //= kept_shape[d]
                     base += k * kept_st[d]
                 acc = 0.0
-                for j in range(k_total):
-                    rem, pos = j, base
-                    for d in range(len(red_shape) - 1, -1, -1):
-                        k = rem % red_shape[d]
-                        rem //= red_shape[d]
-                        pos += k * red_st[d]
-                    acc += a[pos]
+                for j in range(p * chunk, min(k_total, (p + 1) * chunk)):
+                    acc += a[offset(j, base, red_shape, red_st)]
                 if divide:
                     acc = acc / k_total
-                out[i] = acc
-                i += step
+                out[t] = acc
+                t += step
         return kernel
 
     if name in ("any", "all"):
         want = name == "any"  # any stops at the first True, all at the first False
 
         @cuda.jit
-        def kernel(m, k_total, kept_shape, kept_st, red_shape, red_st, a, a_off, out):
-            i = cuda.grid(1)
+        def kernel(total, k_total, chunk, parts, kept_shape, kept_st, red_shape, red_st, a, a_off, out):
+            t = cuda.grid(1)
             step = cuda.gridsize(1)
-            while i < m:
+            while t < total:
+                i = t // parts
+                p = t - i * parts
                 rem, base = i, a_off
                 for d in range(len(kept_shape) - 1, -1, -1):
                     k = rem % kept_shape[d]
                     rem //= kept_shape[d]
                     base += k * kept_st[d]
                 acc = not want
-                for j in range(k_total):
-                    rem, pos = j, base
-                    for d in range(len(red_shape) - 1, -1, -1):
-                        k = rem % red_shape[d]
-                        rem //= red_shape[d]
-                        pos += k * red_st[d]
-                    if (a[pos] != 0) == want:
+                for j in range(p * chunk, min(k_total, (p + 1) * chunk)):
+                    if (a[offset(j, base, red_shape, red_st)] != 0) == want:
                         acc = want
                         break
-                out[i] = acc
-                i += step
+                out[t] = acc
+                t += step
         return kernel
 
     largest = name in ("max", "argmax")
     index = name in ("argmax", "argmin")
 
     @cuda.jit
-    def kernel(m, k_total, kept_shape, kept_st, red_shape, red_st, a, a_off, out):
-        i = cuda.grid(1)
+    def kernel(total, k_total, chunk, parts, kept_shape, kept_st, red_shape, red_st, a, a_off, out):
+        t = cuda.grid(1)
         step = cuda.gridsize(1)
-        while i < m:
+        while t < total:
+            i = t // parts
+            p = t - i * parts
             rem, base = i, a_off
             for d in range(len(kept_shape) - 1, -1, -1):
                 k = rem % kept_shape[d]
                 rem //= kept_shape[d]
                 base += k * kept_st[d]
-            acc = a[base]
-            best = 0
-            for j in range(1, k_total):
-                rem, pos = j, base
-                for d in range(len(red_shape) - 1, -1, -1):
-                    k = rem % red_shape[d]
-                    rem //= red_shape[d]
-                    pos += k * red_st[d]
-                x = a[pos]
+            first = p * chunk
+            acc = a[offset(first, base, red_shape, red_st)]
+            best = first
+            for j in range(first + 1, min(k_total, first + chunk)):
+                x = a[offset(j, base, red_shape, red_st)]
                 if acc == acc and (x != x or (x > acc if largest else x < acc)):
                     acc = x
                     best = j
             if index:
-                out[i] = best
+                out[t] = best
             else:
-                out[i] = acc
-            i += step
+                out[t] = acc
+            t += step
     return kernel
 
 

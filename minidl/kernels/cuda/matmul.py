@@ -7,6 +7,8 @@ per thread), waits, and accumulates their product: each element of A and B is re
 memory K / T times fewer than a naive loop.
 """
 import math
+import os
+import warnings
 
 import numpy as np
 
@@ -57,15 +59,21 @@ def tiled_matmul_kernel(dtype_name, t):
     return kernel
 
 
+_cupy_state = {}
+
+
 def _cupy():
-    """CuPy when installed on a real GPU (cuBLAS GEMM), else None."""
-    if simulating():
-        return None
-    try:
-        import cupy
-    except ImportError:
-        return None
-    return cupy
+    """CuPy when installed on a real GPU (cuBLAS GEMM), else None. Set MINIDL_CUBLAS=0 to use the
+    tiled kernel anyway."""
+    if "module" not in _cupy_state:
+        module = None
+        if not simulating() and os.environ.get("MINIDL_CUBLAS", "1") != "0":
+            try:
+                import cupy as module
+            except Exception:  # not installed, or installed without a usable CUDA runtime
+                module = None
+        _cupy_state["module"] = module
+    return _cupy_state["module"]
 
 
 def matmul(a, b, out, batch_shape, a_bst, b_bst):
@@ -81,8 +89,12 @@ def matmul(a, b, out, batch_shape, a_bst, b_bst):
         return out
     cp = _cupy()
     if cp is not None and not batch_shape and a.dtype in (np.float32, np.float64):
-        cp.matmul(cp.asarray(a), cp.asarray(b), out=cp.asarray(out))  # views, no copies
-        return out
+        try:
+            cp.matmul(cp.asarray(a), cp.asarray(b), out=cp.asarray(out))  # views, no copies
+            return out
+        except Exception as error:  # a broken CuPy must not break training: fall back, say so once
+            warnings.warn(f"minidl: CuPy matmul failed ({error}); using the tiled kernel instead")
+            _cupy_state["module"] = None
     t = tile()
     kernel = tiled_matmul_kernel(np.dtype(a.dtype).name, t)
     shape = tuple(batch_shape) or (1,)
