@@ -31,3 +31,15 @@ def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what=""):
     expected = np.asarray(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def _devices():
+    cuda_missing = pytest.mark.skipif(not minidl.cuda.is_available(), reason="CUDA is not available")
+    return ["cpu", pytest.param("cuda", marks=cuda_missing)]
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """Run a test once per device: "cpu", and "cuda" (real GPU, or the CUDA simulator where no
+    NVIDIA driver is present; skipped when numba-cuda is missing)."""
+    return request.param

@@ -454,3 +454,15 @@ def test_cuda_array_indexing_and_assignment_follow_numpy():
         gpu[index] = value
         cpu[index] = value
         np.testing.assert_array_equal(gpu.to_host(), cpu, err_msg=str(index))
+
+
+def test_each_device_runs_a_model_and_keeps_arrays_there(device):
+    minidl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 2)).to(device)
+    x = minidl.randn(5, 3, device=device)
+    loss = F.cross_entropy(model(x), minidl.tensor(np.array([0, 1, 1, 0, 1]), device=device))
+    loss.backward()
+    array_type = np.ndarray if device == "cpu" else type(x.data)
+    assert all(isinstance(p.grad.data, array_type) and p.grad.device == device
+               for p in model.parameters())
+    assert np.isfinite(loss.item())
