@@ -425,8 +425,8 @@ class CudaArray:
 
     # ------------------------------------------------------------ numpy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if any(_operand(x) is None for x in inputs if not isinstance(x, tuple)):
-            return NotImplemented
+        if not all(isinstance(x, _OPERAND_TYPES) for x in inputs):
+            return NotImplemented  # e.g. a Tensor: its reflected operator takes over
         name = _UFUNC_ALIASES.get(ufunc.__name__, ufunc.__name__)
         out = kwargs.pop("out", None)
         out = out[0] if isinstance(out, tuple) else out
@@ -460,6 +460,8 @@ class CudaArray:
         return handler(*args, **kwargs)
 
 
+_OPERAND_TYPES = (CudaArray, np.ndarray, numbers.Number, np.generic, list, tuple, slice, type(None),
+                  type(Ellipsis))
 _UFUNC_ALIASES = {"divide": "true_divide", "abs": "absolute", "invert": "logical_not",
                   "conjugate": "positive"}
 _REDUCE_UFUNCS = {"add": "sum", "maximum": "max", "minimum": "min", "logical_or": "any",
