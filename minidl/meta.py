@@ -20,7 +20,8 @@ class MetaArray:
 
     @classmethod
     def like(cls, array):
-        return cls(np.shape(array), getattr(array, "dtype", np.asarray(array).dtype))
+        dtype = array.dtype if hasattr(array, "dtype") else np.asarray(array).dtype  # no host copy
+        return cls(np.shape(array), dtype)
 
     @property
     def ndim(self):

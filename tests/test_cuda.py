@@ -466,3 +466,15 @@ def test_each_device_runs_a_model_and_keeps_arrays_there(device):
     assert all(isinstance(p.grad.data, array_type) and p.grad.device == device
                for p in model.parameters())
     assert np.isfinite(loss.item())
+
+
+def test_models_built_under_the_cuda_device_context_train_and_summarize():
+    with minidl.device("cuda"):
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(8, 3))
+    assert all(t.device == "cuda" for t in list(model.parameters()) + list(model.buffers()))
+    out = model(minidl.randn(2, 1, 4, 4, device="cuda"))
+    assert out.shape == (2, 3) and out.device == "cuda"
+    assert "Total params: 51" in str(minidl.summary(model, (1, 4, 4)))
+    meta = minidl.tensor(_rand(2, 3), device="cuda").to("meta")
+    assert meta.device == "meta" and meta.shape == (2, 3)
