@@ -114,3 +114,17 @@ def test_small_cnn_trains_identically_on_cuda():
     assert runs["cuda"][0][-1] < runs["cuda"][0][0]
     for key, value in runs["cpu"][1].items():
         np.testing.assert_allclose(runs["cuda"][1][key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_embedding_matches_cpu_and_repeated_indices_accumulate():
+    index = np.array([[1, 3, 1], [0, 1, 4]])
+    _on_both(lambda w: F.embedding(minidl.tensor(index, device=w.device), w, padding_idx=0), [_rand(5, 3)])
+    layer = nn.Embedding(5, 3).to("cuda")
+    with pytest.raises(IndexError, match="index 7 is out of range"):
+        layer(minidl.tensor(np.array([1, 7]), device="cuda"))
+
+
+def test_recurrent_layers_on_cuda_say_they_have_no_kernels():
+    rnn = nn.RNN(3, 4).to("cuda")
+    with pytest.raises(NotImplementedError, match="the cuda device has no 'rnn' kernels"):
+        rnn(minidl.randn(2, 1, 3, device="cuda"))

@@ -12,6 +12,7 @@ h_1..h_T and then c_T, so that c_n comes out of the same Function.
 """
 import numpy as np
 
+from ...device import like
 from ...function import Function
 from ...kernels import for_device
 from ...meta import MetaArray, is_meta
@@ -274,7 +275,7 @@ class Embedding(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        dw = np.zeros(ctx.shape, dtype=grad.dtype)
+        dw = np.zeros(ctx.shape, dtype=grad.dtype, like=like(grad))
         np.add.at(dw, ctx.index.reshape(-1), grad.reshape(-1, ctx.shape[1]))
         if ctx.padding_idx is not None:
             dw[ctx.padding_idx] = 0
