@@ -361,9 +361,11 @@ class Tensor:
 
 def _operand(value):
     """Tensors pass through; Python scalars stay weak scalars (keep the tensor's dtype);
-    arrays become constant tensors."""
+    arrays become constant tensors (on cuda for a cuda array)."""
     if isinstance(value, (Tensor, int, float, bool)):
         return value
+    if isinstance(value, CudaArray):
+        return Tensor(value, device="cuda")
     return Tensor(value)
 
 

@@ -128,3 +128,12 @@ def test_recurrent_layers_on_cuda_say_they_have_no_kernels():
     rnn = nn.RNN(3, 4).to("cuda")
     with pytest.raises(NotImplementedError, match="the cuda device has no 'rnn' kernels"):
         rnn(minidl.randn(2, 1, 3, device="cuda"))
+
+
+def test_detection_loss_matches_cpu():
+    rng = np.random.default_rng(4)
+    target = rng.random((2, 2, 2, 5 * 2 + 3)).astype(np.float32)
+    target[..., 4] = (target[..., 4] > 0.5)  # box 0 confidence: object or not
+    target[..., 9] = 0.0
+    _on_both(lambda x, t: F.detection_loss(x, t, num_classes=3, num_boxes=2),
+             [_rand(2, 2, 2, 13), target])

@@ -20,6 +20,7 @@ l_coord = 1 and B = 1 this is the notes' formula term for term; YOLO v1 used l_c
 """
 import numpy as np
 
+from ...device import like
 from ...tensor import Tensor
 from .loss import binary_cross_entropy_with_logits, check_reduction
 
@@ -27,9 +28,9 @@ from .loss import binary_cross_entropy_with_logits, check_reduction
 def detection_weights(target, num_boxes, lambda_coord, lambda_noobj):
     """Per-entry weights of the logistic (BCE) and the linear (1/2 squared error) terms, and
     the BCE targets: arrays of target's shape built from the object indicators."""
-    logistic = np.zeros(target.shape, dtype=target.dtype)
-    linear = np.zeros(target.shape, dtype=target.dtype)
-    any_object = np.zeros(target.shape[:-1], dtype=bool)
+    logistic = np.zeros(target.shape, dtype=target.dtype, like=like(target))
+    linear = np.zeros(target.shape, dtype=target.dtype, like=like(target))
+    any_object = np.zeros(target.shape[:-1], dtype=bool, like=like(target))
     for box in range(num_boxes):
         x, y, w, h, c = range(5 * box, 5 * box + 5)
         present = target[..., c] > 0
