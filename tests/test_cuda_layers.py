@@ -124,10 +124,28 @@ def test_embedding_matches_cpu_and_repeated_indices_accumulate():
         layer(minidl.tensor(np.array([1, 7]), device="cuda"))
 
 
-def test_recurrent_layers_on_cuda_say_they_have_no_kernels():
-    rnn = nn.RNN(3, 4).to("cuda")
-    with pytest.raises(NotImplementedError, match="the cuda device has no 'rnn' kernels"):
-        rnn(minidl.randn(2, 1, 3, device="cuda"))
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+def test_recurrent_layers_match_cpu(kind):
+    results = {}
+    for device in ("cpu", "cuda"):
+        minidl.manual_seed(0)
+        if kind.startswith("rnn"):
+            layer = nn.RNN(3, 2, num_layers=2, nonlinearity=kind[4:])
+        else:
+            layer = (nn.LSTM if kind == "lstm" else nn.GRU)(3, 2, num_layers=2, batch_first=True)
+        layer.to(device)
+        shape = (3, 2, 3) if kind.startswith("rnn") else (2, 3, 3)  # (T, N, I) or batch first
+        x = minidl.tensor(_rand(*shape), device=device, requires_grad=True)
+        h0 = minidl.tensor(_rand(2, 2, 2) * 0.5, device=device, requires_grad=True)
+        state = (h0, h0 * 0.5) if kind == "lstm" else h0
+        out, h_n = layer(x, state)
+        h_last = h_n[0] if kind == "lstm" else h_n
+        loss = (out * minidl.tensor(_rand(*out.shape), device=device)).sum() + (h_last * h_last).sum()
+        loss.backward()
+        results[device] = [out, h_last, x.grad, h0.grad] + [p.grad for p in layer.parameters()]
+        assert out.device == device
+    for i, (gpu, cpu) in enumerate(zip(results["cuda"], results["cpu"])):
+        _close(gpu, cpu, f"{kind} result {i}")
 
 
 def test_detection_loss_matches_cpu():

@@ -70,9 +70,9 @@ class RNNLayer(Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, relu=False):
         kernel = for_device(ctx.device, "rnn")
-        x, h0 = np.ascontiguousarray(x), np.ascontiguousarray(h0)
+        x, h0 = np.ascontiguousarray(x, like=like(x)), np.ascontiguousarray(h0, like=like(x))
         xw = _project(x, w_ih, _sum_bias(b_ih, b_hh))
-        h_seq = kernel.rnn_forward(xw, h0, np.ascontiguousarray(w_hh.T), relu)
+        h_seq = kernel.rnn_forward(xw, h0, np.ascontiguousarray(w_hh.T, like=like(x)), relu)
         ctx.save_for_backward(x, h0, h_seq, w_ih, w_hh)
         ctx.relu = relu
         return h_seq
@@ -81,7 +81,7 @@ class RNNLayer(Function):
     def backward(ctx, grad):
         x, h0, h_seq, w_ih, w_hh = ctx.saved_arrays
         kernel = for_device(ctx.device, "rnn")
-        da, dh0 = kernel.rnn_backward(np.ascontiguousarray(grad), h_seq, w_hh, ctx.relu)
+        da, dh0 = kernel.rnn_backward(np.ascontiguousarray(grad, like=like(grad)), h_seq, w_hh, ctx.relu)
         needs = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _layer_grads(
             needs[:1] + needs[2:], x, h0, h_seq, w_ih, da, da)
@@ -106,9 +106,10 @@ class LSTMLayer(Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
         kernel = for_device(ctx.device, "rnn")
-        x, h0, c0 = (np.ascontiguousarray(a) for a in (x, h0, c0))
+        x, h0, c0 = (np.ascontiguousarray(a, like=like(x)) for a in (x, h0, c0))
         xw = _project(x, w_ih, _sum_bias(b_ih, b_hh))
-        out, c_seq, gates, tanh_c = kernel.lstm_forward(xw, h0, c0, np.ascontiguousarray(w_hh.T))
+        out, c_seq, gates, tanh_c = kernel.lstm_forward(xw, h0, c0,
+                                                        np.ascontiguousarray(w_hh.T, like=like(x)))
         ctx.save_for_backward(x, h0, c0, out, c_seq, gates, tanh_c, w_ih, w_hh)
         return out
 
@@ -116,7 +117,8 @@ class LSTMLayer(Function):
     def backward(ctx, grad):
         x, h0, c0, out, c_seq, gates, tanh_c, w_ih, w_hh = ctx.saved_arrays
         kernel = for_device(ctx.device, "rnn")
-        da, dh0, dc0 = kernel.lstm_backward(np.ascontiguousarray(grad), gates, c_seq, tanh_c, c0, w_hh)
+        da, dh0, dc0 = kernel.lstm_backward(np.ascontiguousarray(grad, like=like(grad)), gates, c_seq,
+                                            tanh_c, c0, w_hh)
         needs = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _layer_grads(
             needs[:1] + needs[3:], x, h0, out[:-1], w_ih, da, da)
@@ -140,10 +142,10 @@ class GRULayer(Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
         kernel = for_device(ctx.device, "rnn")
-        x, h0 = np.ascontiguousarray(x), np.ascontiguousarray(h0)
+        x, h0 = np.ascontiguousarray(x, like=like(x)), np.ascontiguousarray(h0, like=like(x))
         xw = _project(x, w_ih, b_ih)
-        b_hh = np.zeros(w_hh.shape[0], dtype=x.dtype) if b_hh is None else b_hh
-        h_seq, saved = kernel.gru_forward(xw, h0, np.ascontiguousarray(w_hh.T), b_hh)
+        b_hh = np.zeros(w_hh.shape[0], dtype=x.dtype, like=like(x)) if b_hh is None else b_hh
+        h_seq, saved = kernel.gru_forward(xw, h0, np.ascontiguousarray(w_hh.T, like=like(x)), b_hh)
         ctx.save_for_backward(x, h0, h_seq, saved, w_ih, w_hh)
         return h_seq
 
@@ -151,7 +153,8 @@ class GRULayer(Function):
     def backward(ctx, grad):
         x, h0, h_seq, saved, w_ih, w_hh = ctx.saved_arrays
         kernel = for_device(ctx.device, "rnn")
-        d_xw, d_hw, dh0 = kernel.gru_backward(np.ascontiguousarray(grad), saved, h_seq, h0, w_hh)
+        d_xw, d_hw, dh0 = kernel.gru_backward(np.ascontiguousarray(grad, like=like(grad)), saved, h_seq,
+                                              h0, w_hh)
         needs = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _layer_grads(
             needs[:1] + needs[2:], x, h0, h_seq, w_ih, d_xw, d_hw)
