@@ -223,3 +223,11 @@ def test_errors_name_the_layer_and_shapes(layer, x_shape, words):
         layer(minidl.zeros(*x_shape))
     for word in words:
         assert word in str(error.value)
+
+
+def test_backward_uses_its_own_input_after_other_convolutions(rng):
+    """The backward pass may find its unfolded input in the workspace; never another conv's."""
+    a, b = (leaf(rng.standard_normal((2, 2, 5, 5))) for _ in range(2))
+    weight = leaf(rng.standard_normal((3, 2, 3, 3)))
+    assert gradcheck(lambda a, b, w: F.conv2d(a, w) * F.conv2d(b, w, padding=1)[:, :, 1:-1, 1:-1]
+                     + F.conv2d(a, w), [a, b, weight])

@@ -72,6 +72,16 @@ def test_running_statistics_by_hand(rng):
     assert int(layer.num_batches_tracked.data) == 1
 
 
+def test_statistics_keep_their_digits_under_a_large_mean(rng):
+    x = (1e4 + rng.standard_normal((64, 3, 4, 4))).astype(np.float32)
+    layer = nn.BatchNorm2d(3, momentum=1.0)
+    y = layer(minidl.tensor(x)).data
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(layer.running_mean.data, exact.mean(axis=(0, 2, 3)), rtol=1e-7)
+    np.testing.assert_allclose(layer.running_var.data, exact.var(axis=(0, 2, 3), ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(y.std(axis=(0, 2, 3)), 1, rtol=1e-4)
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("x_shape", [(5, 3), (3, 2, 2, 3)])
 def test_gradcheck(rng, training, x_shape):

@@ -13,8 +13,10 @@ A convolution is one class (tile 1 x 1); a locally connected layer has one class
 position (tile = output size). Columns are ordered (class, n, i // th, j // tw).
 
 The unfolded batch is big (38 MB for (64,16,32,32) with 3x3 kernels) and allocating it
-fresh costs as much as filling it twice, so it lives in a reusable per-thread workspace; the
-backward pass unfolds again instead of keeping a copy, then overwrites it with dX'.
+fresh costs as much as filling it twice, so it lives in a reusable per-thread workspace. The
+backward pass needs X' again: it unfolds anew instead of keeping a copy, unless the workspace
+still holds this very input's unfold (the backward of the last forward convolution), and then
+overwrites it with dX'.
 """
 import threading
 
@@ -32,7 +34,25 @@ def workspace(name, size, dtype):
     buffer = buffers.get(key)
     if buffer is None or buffer.size < size:
         buffer = buffers[key] = np.empty(size, dtype=dtype)
+        _contents().pop(key, None)
     return buffer[:size]
+
+
+def _contents():
+    """What a workspace is known to hold: (name, dtype) -> (array unfolded, geometry)."""
+    return _workspaces.__dict__.setdefault("contents", {})
+
+
+def unfolded(x, n_rows, layout, geometry, reuse):
+    """The "cols" workspace holding unfold(x). With ``reuse`` the fill is skipped when the last
+    unfold into it was of this same array (held, so its id cannot be reused) and geometry."""
+    key = ("cols", np.dtype(x.dtype))
+    cols = workspace("cols", n_rows * layout.total, x.dtype)
+    held = _contents().get(key)
+    if not (reuse and held is not None and held[0] is x and held[1] == geometry[:12]):
+        unfold(x, cols, *geometry)
+        _contents()[key] = (x, geometry[:12])
+    return cols
 
 
 class Layout:
@@ -189,8 +209,7 @@ def shared_conv_forward(x, weight_k, bias, kernel, stride, padding, dilation, ou
     layout = Layout(n_batch, out_size[0], out_size[1], *tile)
     geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
     n_rows = channels * kernel[0] * kernel[1]
-    cols = workspace("cols", n_rows * layout.total, x.dtype)
-    unfold(x, cols, *geometry)
+    cols = unfolded(x, n_rows, layout, geometry, reuse=False)  # x may have changed in place
     y_cols = workspace("out", n_out * layout.total, x.dtype)
     _grouped_matmul(weight_k, layout.blocks(cols, n_rows), layout.blocks(y_cols, n_out), groups)
     y = np.empty((n_batch, n_out) + tuple(out_size), dtype=x.dtype)
@@ -211,14 +230,15 @@ def shared_conv_backward(x, weight_k, dy, kernel, stride, padding, dilation, til
     dbias = np.empty(dy.shape[1:], dtype=x.dtype)
     gather_grad(dy, dy_cols, dbias, *geometry[10:])
     dy_blocks = layout.blocks(dy_cols, n_out)
-    cols = workspace("cols", n_rows * layout.total, x.dtype)
+    cols = unfolded(x, n_rows, layout, geometry, reuse=True) if need_dw else workspace(
+        "cols", n_rows * layout.total, x.dtype)
     col_blocks = layout.blocks(cols, n_rows)
     dweight_k = dx = None
     if need_dw:
-        unfold(x, cols, *geometry)
         dweight_k = np.empty_like(weight_k)
         _grouped_weight_grad(dy_blocks, col_blocks, dweight_k, groups)
     if need_dx:
+        _contents().pop(("cols", np.dtype(x.dtype)), None)
         _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups)  # overwrites the columns
         dx = np.empty_like(x)
         fold(cols, dx, *geometry)

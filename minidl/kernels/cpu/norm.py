@@ -5,7 +5,7 @@
     db = sum dy,  dg = sum dy xh,
     dx = g / (n sqrt(var + eps)) (n dy - sum dy - xh sum(dy xh))     (batch statistics)
     dx = g dy / sqrt(var + eps)                                      (running statistics: constants)
-One parallel task per channel; sums in float64 (two passes for the variance), no fastmath.
+One parallel task per channel; sums in float64, no fastmath.
 """
 import numpy as np
 from numba import njit, prange
@@ -20,22 +20,23 @@ def batch_norm_forward(x, mean, var, weight, bias, eps, use_batch_stats):
     y = np.empty_like(x)
     for c in prange(channels):
         if use_batch_stats:
+            # one pass over data shifted by its first value: var = mean(d^2) - mean(d)^2 with
+            # d = x - x_0 loses no digits to a large mean (float64 sums)
+            shift = np.float64(x[0, c, 0])
             total = 0.0
+            squares = 0.0
             for n in range(n_batch):
                 for k in range(length):
-                    total += x[n, c, k]
-            mu = total / count
-            spread = 0.0
-            for n in range(n_batch):
-                for k in range(length):
-                    d = x[n, c, k] - mu
-                    spread += d * d
-            mean[c], var[c] = mu, spread / count
+                    d = np.float64(x[n, c, k]) - shift
+                    total += d
+                    squares += d * d
+            mean_d = total / count
+            mean[c], var[c] = shift + mean_d, max(squares / count - mean_d * mean_d, 0.0)
         scale = weight[c] / np.sqrt(var[c] + eps)
-        shift = bias[c] - mean[c] * scale
+        offset = bias[c] - mean[c] * scale
         for n in range(n_batch):
             for k in range(length):
-                y[n, c, k] = x[n, c, k] * scale + shift
+                y[n, c, k] = x[n, c, k] * scale + offset
     return y
 
 

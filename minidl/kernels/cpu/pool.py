@@ -5,7 +5,7 @@ clipped to the input: padding never wins a max and adds zeros to an average). Fi
 (kernel k, stride s, padding p: lo = max(i s - p, 0), hi = min(i s - p + k, H)) and adaptive
 ones (lo = floor(i H / oh), hi = ceil((i + 1) H / oh)) are both just these arrays.
 
-    max:  Y[i, j] = X[q],  q = first argmax over the window (NaN wins, as in PyTorch);
+    max:  Y[i, j] = X[q],  q = first argmax over the window (a NaN wins, as in PyTorch);
           dX[q] += dY[i, j], zero elsewhere (one winner per window, even with ties)
     avg:  Y[i, j] = sum over the window / (h_count[i] w_count[j]);
           dX[h, w] += dY[i, j] / (h_count[i] w_count[j]) for every (h, w) in the window
@@ -19,25 +19,27 @@ from numba import njit, prange
 @njit(cache=True, parallel=True)
 def max_pool2d_forward(x, h_lo, h_hi, w_lo, w_hi):
     """(y, argmax): argmax[n, c, i, j] is the winner's flat index h W + w in its plane."""
-    n_batch, channels, _, width = x.shape
+    n_batch, channels, height, width = x.shape
     oh, ow = h_lo.size, w_lo.size
-    y = np.empty((n_batch, channels, oh, ow), dtype=x.dtype)
-    argmax = np.empty((n_batch, channels, oh, ow), dtype=np.int32)
-    for task in prange(n_batch * channels):
-        n, c = task // channels, task % channels
-        plane = x[n, c]
+    planes = x.reshape(n_batch * channels, height * width)
+    y = np.empty((n_batch * channels, oh * ow), dtype=x.dtype)
+    argmax = np.empty((n_batch * channels, oh * ow), dtype=np.int32)
+    for p in prange(n_batch * channels):
         for i in range(oh):
             for j in range(ow):
-                best_h, best_w = h_lo[i], w_lo[j]
-                best = plane[best_h, best_w]
+                q = h_lo[i] * width + w_lo[j]
+                best = planes[p, q]
                 for h in range(h_lo[i], h_hi[i]):
                     for w in range(w_lo[j], w_hi[j]):
-                        value = plane[h, w]
-                        if value > best or (np.isnan(value) and not np.isnan(best)):
-                            best, best_h, best_w = value, h, w
-                y[n, c, i, j] = best
-                argmax[n, c, i, j] = best_h * width + best_w
-    return y, argmax
+                        k = h * width + w
+                        value = planes[p, k]
+                        # a select, not a branch: random data mispredicts half the comparisons
+                        better = (value > best) | (value != value)  # value != value: NaN, as PyTorch
+                        best = value if better else best
+                        q = k if better else q
+                y[p, i * ow + j] = best
+                argmax[p, i * ow + j] = q
+    return y.reshape(n_batch, channels, oh, ow), argmax.reshape(n_batch, channels, oh, ow)
 
 
 @njit(cache=True, parallel=True)
