@@ -6,6 +6,7 @@ uint32; then the data, big-endian, row-major.
 """
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -19,11 +20,16 @@ def _open(path, mode):
 
 def read_idx(path):
     """The array stored in an IDX file (native byte order)."""
-    with _open(path, "rb") as f:
-        raw = f.read()
+    try:
+        with _open(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # a .gz cut short or corrupt
+        raise ValueError(f"{os.fspath(path)}: damaged gzip data ({error})") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES:
         raise ValueError(f"{os.fspath(path)} is not an IDX file (bad magic number {raw[:4].hex()})")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{os.fspath(path)}: the header of {ndim} dimensions is cut short")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = np.dtype(_TYPES[raw[2]])
     offset = 4 + 4 * ndim
