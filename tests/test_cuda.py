@@ -478,3 +478,22 @@ def test_models_built_under_the_cuda_device_context_train_and_summarize():
     assert "Total params: 51" in str(minidl.summary(model, (1, 4, 4)))
     meta = minidl.tensor(_rand(2, 3), device="cuda").to("meta")
     assert meta.device == "meta" and meta.shape == (2, 3)
+
+
+def test_optimizer_state_follows_a_model_moved_after_a_step():
+    def run(move):
+        minidl.manual_seed(0)
+        model = nn.Linear(3, 2)
+        opt = optim.Adam(model.parameters(), lr=0.1)
+        x = minidl.tensor(_rand(4, 3))
+        for step in range(3):
+            if move and step == 1:
+                model.to("cuda")
+                x = x.to("cuda")
+            loss = (model(x) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [p.detach().cpu().numpy() for p in model.parameters()]
+    for moved, stayed in zip(run(True), run(False)):
+        _close(moved, stayed)

@@ -71,6 +71,9 @@ class Optimizer:
     def _buffer(state, name, like, fill=0.0):
         if name not in state:
             state[name] = np.full_like(like, fill)
+        elif isinstance(state[name], CudaArray) != isinstance(like, CudaArray):
+            # the model moved (model.to(...)) after this state was made: the state follows it
+            state[name] = to_device(state[name], "cuda" if isinstance(like, CudaArray) else "cpu")
         return state[name]
 
     # ------------------------------------------------------------ state

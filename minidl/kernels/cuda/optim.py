@@ -6,14 +6,20 @@ scalars arrive in the parameter's dtype, so float32 training computes in float32
 import math
 
 from ._runtime import kernel_builder
-from .array import as_cuda
+from .array import CudaArray
 from .elementwise import launch
 
 cuda = None  # numba.cuda, bound by kernel_builder on first use
 
 
 def _flat(*arrays):
-    return tuple(as_cuda(a).flat() for a in arrays)
+    """The flat device arrays the kernel updates in place: a host array here would be updated
+    in a copy and the update lost, so it is refused."""
+    for a in arrays:
+        if not isinstance(a, CudaArray):
+            raise TypeError(f"cuda optimizer step: got a host array of shape {a.shape} for a cuda "
+                            "parameter; optimizer state must live on the parameter's device")
+    return tuple(a.ascontiguous().flat() for a in arrays)
 
 
 @kernel_builder
