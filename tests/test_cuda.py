@@ -497,3 +497,31 @@ def test_optimizer_state_follows_a_model_moved_after_a_step():
         return [p.detach().cpu().numpy() for p in model.parameters()]
     for moved, stayed in zip(run(True), run(False)):
         _close(moved, stayed)
+
+
+def test_float64_model_matches_cpu():
+    x = _rand(4, 5).astype(np.float64)
+
+    def fn(t):
+        minidl.manual_seed(2)
+        model = nn.Sequential(nn.Linear(5, 6), nn.Sigmoid(), nn.Linear(6, 3)).to(t.device).double()
+        return F.cross_entropy(model(t), minidl.tensor(np.array([0, 2, 1, 1]), device=t.device))
+    out = _on_both(fn, [x])
+    assert out.dtype == np.float64
+
+
+def test_integer_and_boolean_ops_match_numpy():
+    from minidl.kernels.cuda.array import from_host
+    a = np.array([[3, -7, 2], [0, 5, -1]], dtype=np.int64)
+    b = np.array([2, 3, -4], dtype=np.int64)
+    g, h = from_host(a), from_host(b)
+    for name, fn in [("floordiv", lambda p, q: p // q), ("mod", lambda p, q: p % q),
+                     ("mul", lambda p, q: p * q), ("truediv", lambda p, q: p / q),
+                     ("and", lambda p, q: (p > 0) & (q > 0)), ("or", lambda p, q: (p > 0) | (q < 0)),
+                     ("neg", lambda p, q: -p), ("abs", lambda p, q: np.abs(p)), ("sign", lambda p, q: np.sign(p)),
+                     ("maximum", lambda p, q: np.maximum(p, q)), ("where", lambda p, q: np.where(p > q, p, -1)),
+                     ("float_scalar", lambda p, q: p * 0.5), ("invert", lambda p, q: ~(p > 1))]:
+        expected = fn(a, b)
+        actual = fn(g, h).to_host()
+        assert actual.dtype == expected.dtype, name
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
