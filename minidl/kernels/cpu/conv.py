@@ -85,37 +85,53 @@ def _inside(count, step, offset, size):
     return lo, max(lo, hi)
 
 
+# The loops below index views with counters that start at 0 (``for jj in range(n)``): numba
+# then knows the index is not negative, skips its wraparound check, and the copy vectorises
+# (about 3x faster than indexing the whole array at base + jj).
+
 @njit(cache=True, parallel=True)
 def unfold(x, out, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, th, tw, rows_per_class,
            cols_per_class, starts):
-    """im2col: out[block k][(c, u, v), (n, i // th, j // tw)] = Xp[n, c, i sh + u dh, j sw + v dw]."""
+    """im2col: out[block k][(c, u, v), (n, i // th, j // tw)] = Xp[n, c, i sh + u dh, j sw + v dw].
+    One task per (row (c, u, v), image n); it writes that row's columns of the image."""
     n_batch, channels, height, width = x.shape
+    planes = x.reshape(n_batch * channels, height * width)
     n_rows = channels * kh * kw
+    step = tw * sw
     for task in prange(n_rows * n_batch):
         r, n = task // n_batch, task % n_batch
         c, u, v = r // (kh * kw), (r // kw) % kh, r % kw
-        for i in range(oh):
-            h = i * sh + u * dh - ph
-            a = i % th
-            for b in range(tw):
-                k = a * tw + b
-                count = cols_per_class[b]
+        plane = planes[n * channels + c]
+        for b in range(tw):
+            count = cols_per_class[b]
+            offset = b * sw + v * dw - pw
+            lo, hi = _inside(count, step, offset, width)
+            a, ii = 0, 0  # i = ii th + a, counted up without divisions
+            for i in range(oh):
                 per_image = rows_per_class[a] * count
-                base = n_rows * starts[k] + r * n_batch * per_image + n * per_image + (i // th) * count
-                if h < 0 or h >= height:
-                    out[base:base + count] = 0.0
-                    continue
-                step, offset = tw * sw, b * sw + v * dw - pw
-                lo, hi = _inside(count, step, offset, width)
-                out[base:base + lo] = 0.0
-                source = x[n, c, h]
-                if step == 1:  # the common case, written so that it vectorises
-                    for jj in range(lo, hi):
-                        out[base + jj] = source[jj + offset]
+                base = n_rows * starts[a * tw + b] + (r * n_batch + n) * per_image + ii * count
+                dst = out[base:base + count]
+                h = i * sh + u * dh - ph
+                if 0 <= h < height:
+                    for jj in range(lo):
+                        dst[jj] = 0.0
+                    src = plane[h * width + offset + lo * step:]
+                    inside = dst[lo:hi]
+                    if step == 1:
+                        for jj in range(hi - lo):
+                            inside[jj] = src[jj]
+                    else:
+                        for jj in range(hi - lo):
+                            inside[jj] = src[jj * step]
+                    after = dst[hi:]
+                    for jj in range(count - hi):
+                        after[jj] = 0.0
                 else:
-                    for jj in range(lo, hi):
-                        out[base + jj] = source[jj * step + offset]
-                out[base + hi:base + count] = 0.0
+                    for jj in range(count):
+                        dst[jj] = 0.0
+                a += 1
+                if a == th:
+                    a, ii = 0, ii + 1
 
 
 @njit(cache=True, parallel=True)
@@ -124,34 +140,37 @@ def fold(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, th, tw, rows_per_clas
     """col2im, the adjoint of ``unfold``: dX[n, c, h, w] = sum of the column entries copied
     from (h, w). One task per (n, c) plane, so no two tasks write the same element."""
     n_batch, channels, height, width = dx.shape
+    planes = dx.reshape(n_batch * channels, height * width)
     n_rows = channels * kh * kw
+    step = tw * sw
     for task in prange(n_batch * channels):
         n, c = task // channels, task % channels
-        plane = dx[n, c]
-        plane[:, :] = 0.0
+        plane = planes[task]
+        plane[:] = 0.0
         for u in range(kh):
             for v in range(kw):
                 r = (c * kh + u) * kw + v
-                for i in range(oh):
-                    h = i * sh + u * dh - ph
-                    if h < 0 or h >= height:
-                        continue
-                    a = i % th
-                    row = plane[h]
-                    for b in range(tw):
-                        k = a * tw + b
-                        count = cols_per_class[b]
-                        per_image = rows_per_class[a] * count
-                        base = (n_rows * starts[k] + r * n_batch * per_image + n * per_image
-                                + (i // th) * count)
-                        step, offset = tw * sw, b * sw + v * dw - pw
-                        lo, hi = _inside(count, step, offset, width)
-                        if step == 1:  # the common case, written so that it vectorises
-                            for jj in range(lo, hi):
-                                row[jj + offset] += cols[base + jj]
-                        else:
-                            for jj in range(lo, hi):
-                                row[jj * step + offset] += cols[base + jj]
+                for b in range(tw):
+                    count = cols_per_class[b]
+                    offset = b * sw + v * dw - pw
+                    lo, hi = _inside(count, step, offset, width)
+                    a, ii = 0, 0  # i = ii th + a
+                    for i in range(oh):
+                        h = i * sh + u * dh - ph
+                        if 0 <= h < height:
+                            per_image = rows_per_class[a] * count
+                            base = n_rows * starts[a * tw + b] + (r * n_batch + n) * per_image + ii * count
+                            src = cols[base + lo:base + hi]
+                            dst = plane[h * width + offset + lo * step:]
+                            if step == 1:
+                                for jj in range(hi - lo):
+                                    dst[jj] += src[jj]
+                            else:
+                                for jj in range(hi - lo):
+                                    dst[jj * step] += src[jj]
+                        a += 1
+                        if a == th:
+                            a, ii = 0, ii + 1
 
 
 @njit(cache=True, parallel=True)
@@ -160,16 +179,20 @@ def scatter_output(y_cols, bias, y, th, tw, rows_per_class, cols_per_class, star
     n_batch, n_out, oh = y.shape[:3]
     for task in prange(n_batch * n_out):
         n, o = task // n_out, task % n_out
+        a, ii = 0, 0  # i = ii th + a
         for i in range(oh):
-            a = i % th
             for b in range(tw):
                 count = cols_per_class[b]
                 per_image = rows_per_class[a] * count
-                base = (n_out * starts[a * tw + b] + o * n_batch * per_image + n * per_image
-                        + (i // th) * count)
+                base = n_out * starts[a * tw + b] + (o * n_batch + n) * per_image + ii * count
+                src = y_cols[base:base + count]
+                dst = y[n, o, i, b:]
+                shift = bias[o, i, b:]
                 for jj in range(count):
-                    j = jj * tw + b
-                    y[n, o, i, j] = y_cols[base + jj] + bias[o, i, j]
+                    dst[jj * tw] = src[jj] + shift[jj * tw]
+            a += 1
+            if a == th:
+                a, ii = 0, ii + 1
 
 
 @njit(cache=True, parallel=True)
@@ -180,18 +203,22 @@ def gather_grad(dy, dy_cols, dbias, th, tw, rows_per_class, cols_per_class, star
     for o in prange(n_out):
         dbias[o] = 0.0
         for n in range(n_batch):
+            a, ii = 0, 0  # i = ii th + a
             for i in range(oh):
-                a = i % th
                 for b in range(tw):
                     count = cols_per_class[b]
                     per_image = rows_per_class[a] * count
-                    base = (n_out * starts[a * tw + b] + o * n_batch * per_image + n * per_image
-                            + (i // th) * count)
+                    base = n_out * starts[a * tw + b] + (o * n_batch + n) * per_image + ii * count
+                    dst = dy_cols[base:base + count]
+                    src = dy[n, o, i, b:]
+                    total = dbias[o, i, b:]
                     for jj in range(count):
-                        j = jj * tw + b
-                        g = dy[n, o, i, j]
-                        dy_cols[base + jj] = g
-                        dbias[o, i, j] += g
+                        g = src[jj * tw]
+                        dst[jj] = g
+                        total[jj * tw] += g
+                a += 1
+                if a == th:
+                    a, ii = 0, ii + 1
 
 
 def _geometry(kernel, stride, padding, dilation, out_size, layout):
