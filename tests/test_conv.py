@@ -231,3 +231,15 @@ def test_backward_uses_its_own_input_after_other_convolutions(rng):
     weight = leaf(rng.standard_normal((3, 2, 3, 3)))
     assert gradcheck(lambda a, b, w: F.conv2d(a, w) * F.conv2d(b, w, padding=1)[:, :, 1:-1, 1:-1]
                      + F.conv2d(a, w), [a, b, weight])
+
+
+@pytest.mark.parametrize("layer, x_shape", [
+    (nn.Conv1d(3, 4, 3, stride=2, padding=1), (2, 3, 9)),
+    (nn.Conv2d(3, 4, (3, 2), dilation=2), (2, 3, 9, 8)),
+    (nn.TiledConv2d(3, 4, 3, tile_size=2), (2, 3, 6, 7)),
+    (nn.LocallyConnected2d(3, 4, (6, 7), 2, stride=2), (2, 3, 6, 7)),
+])
+def test_meta_device_gives_the_real_output_shape(layer, x_shape):
+    expected = layer(minidl.zeros(*x_shape)).shape
+    layer.to("meta")
+    assert layer(minidl.zeros(*x_shape, device="meta")).shape == expected

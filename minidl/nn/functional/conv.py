@@ -53,7 +53,7 @@ class Convolution(Function):
     @staticmethod
     def infer(x, weight, bias, stride, padding, dilation, groups):
         squeeze = x.ndim == 3
-        shape = (x.shape[0], 1) + x.shape[2:] if squeeze else x.shape
+        shape = x.shape[:2] + (1,) + x.shape[2:] if squeeze else x.shape
         kernel = (1,) + weight.shape[2:] if squeeze else weight.shape[2:]
         out = output_size_2d("conv", shape, kernel, stride, padding, dilation)
         return MetaArray((x.shape[0], weight.shape[0]) + (out[1:] if squeeze else out), x.dtype)
