@@ -128,19 +128,18 @@ class _TreeGrower:
             split = None
             if not (depth >= self.max_depth or n_node < self.min_samples_split
                     or n_node < 2 * self.min_samples_leaf or impurity <= EPSILON):
-                split, n_constant = self._split(start, end, n_known, impurity, value)
+                split, n_constant = self._split(start, end, n_known, impurity)
             for key, item in zip(nodes, (-2, -2.0, -1, -1, -1, value, impurity, n_node)):
                 nodes[key].append(item)
             if split is None:
                 continue
-            feature, threshold, sizes, children_stats = split
+            feature, threshold, present, sizes, children_stats = split
             nodes["feature"][node] = feature
             bounds = np.concatenate([[start], start + np.cumsum(sizes)])
-            if threshold is not None:
+            if present is None:
                 nodes["threshold"][node] = threshold
                 links = ["left", "right"]
             else:
-                present = np.unique(self.codes[feature][self.samples[start:end]])
                 nodes["branch_start"][node] = len(branches)
                 branches.extend([-1] * self.encoder.n_codes[feature])
                 largest = int(np.argmax(sizes))
@@ -166,9 +165,10 @@ class _TreeGrower:
         n, total = len(rows), targets.sum()
         return np.array([total / n]), (targets * targets).sum() / n - (total / n) ** 2
 
-    def _split(self, start, end, n_known, impurity, value):
-        """The chosen split of samples[start:end] (rows reordered into its children), or None;
-        and the constant-feature count for the children."""
+    def _split(self, start, end, n_known, impurity):
+        """The chosen split of samples[start:end], rows reordered into its children: (feature,
+        threshold, categories present (categorical) or None, child sizes, child stats); or None.
+        Also the constant-feature count for the children."""
         encoder, n_features = self.encoder, self.codes.shape[0]
         score = np.full(n_features, -np.inf)
         left_code = np.full(n_features, -1, np.int64)
@@ -189,8 +189,8 @@ class _TreeGrower:
             return None, n_constant
         feature, low, high = feature
         codes_row = self.codes[feature]
+        threshold, present = None, None
         if encoder.categorical[feature]:
-            threshold = None
             present = np.unique(codes_row[self.samples[start:end]])
             group_of_code = np.full(encoder.n_codes[feature], -1, np.int64)
             group_of_code[present] = np.arange(len(present))
@@ -209,7 +209,7 @@ class _TreeGrower:
             decrease -= size / n_node * child_impurity
         if n_node / self.n_total * decrease + EPSILON < self.min_impurity_decrease:
             return None, n_constant
-        return (feature, threshold, sizes, children), n_constant
+        return (feature, threshold, present, sizes, children), n_constant
 
     def _search(self, args, features, score, left_code, right_code, constant):
         encoder = self.encoder
@@ -233,10 +233,10 @@ class _TreeGrower:
         if self.criterion not in (kernels.GINI, kernels.ENTROPY):
             f = visited[np.argmax(scores)]
             return f, left_code[f], right_code[f]
-        floor = scores.max() - 1e-7 * (end - start)
+        floor = scores.max() - 1e-7 * (end - start)  # far wider than the rounding error
         best, chosen = -np.inf, None
+        encoder = self.encoder
         for f in visited[scores >= floor]:
-            encoder = self.encoder
             values = encoder.values[encoder.offsets[f]:encoder.offsets[f + 1]]
             exact, low, high = kernels.exact_split(self.codes[f], self.samples, start, end, self.y,
                                                    self.n_classes, values, encoder.categorical[f],

@@ -6,9 +6,9 @@ category (categorical features). ``values[offsets[f]:offsets[f + 1]]`` holds fea
 values (float32, ascending), so code c stands for the value ``values[offsets[f] + c]``.
 A node is the slice ``samples[start:end]`` of row indices (repeats allowed: a bootstrap sample).
 
-The search for one feature first groups the node's rows by code, with the class counts of each
-group (a histogram when the feature has few codes for the node's size, else a sort), then scans
-the groups: a numeric feature's candidate splits lie between consecutive distinct values, as in
+The search for one feature first counts the node's rows per (code, class) cell (a histogram
+when the feature has few codes for the node's size, else a sort), then scans the cells in code
+order: a numeric feature's candidate splits lie between consecutive distinct values, as in
 CART (threshold = their midpoint); a categorical feature splits into one branch per category
 present (ID3 / C4.5). Scores, larger is better, for child nodes j with n_j rows and class
 counts c_jk:
@@ -53,51 +53,39 @@ def impurity(counts, criterion):
 
 
 @njit(cache=True)
-def _group_counts(codes_row, samples, start, end, y, n_classes, n_codes, hist, totals):
-    """Distinct codes of the node's rows (ascending) and their class counts (m, n_classes).
-    ``hist`` (n_codes * n_classes) and ``totals`` (n_codes) are zeroed scratch, left zeroed; they
-    are used when the feature has at most 2 codes per row of the node, else the rows are sorted."""
+def _class_cells(codes_row, samples, start, end, y, n_classes, n_codes, hist, totals, cells):
+    """The node's nonzero (code, class, count) cells in (code, class) order, written to the rows
+    of ``cells`` (4, >= end - start): code, class, count; returns their number. Counted in a
+    histogram when the feature has at most 2 codes per row of the node (``hist``, n_codes *
+    n_classes, and ``totals``, n_codes: zeroed scratch, left zeroed), else by sorting the rows'
+    (code, class) keys in ``cells[3]``."""
     n = end - start
+    m = 0
     if n_codes <= 2 * n:
         for p in range(start, end):
             i = samples[p]
             hist[codes_row[i] * n_classes + y[i]] += 1
             totals[codes_row[i]] += 1
-        m = 0
-        for c in range(n_codes):
-            m += totals[c] > 0
-        group_codes = np.empty(m, np.int64)
-        counts = np.empty((m, n_classes), np.int64)
-        g = 0
         for c in range(n_codes):
             if totals[c]:
                 totals[c] = 0
-                group_codes[g] = c
                 for k in range(n_classes):
-                    counts[g, k] = hist[c * n_classes + k]
-                    hist[c * n_classes + k] = 0
-                g += 1
-        return group_codes, counts
-    keys = np.empty(n, np.int64)  # sort (code, class) keys, then count runs
+                    if hist[c * n_classes + k]:
+                        cells[0, m], cells[1, m], cells[2, m] = c, k, hist[c * n_classes + k]
+                        hist[c * n_classes + k] = 0
+                        m += 1
+        return m
+    keys = cells[3, :n]
     for p in range(start, end):
         i = samples[p]
         keys[p - start] = np.int64(codes_row[i]) * n_classes + y[i]
     keys.sort()
-    m = 1
-    for p in range(1, n):
-        m += keys[p] // n_classes != keys[p - 1] // n_classes
-    group_codes = np.empty(m, np.int64)
-    counts = np.zeros((m, n_classes), np.int64)
-    g = -1
-    last = -1
     for p in range(n):
-        code = keys[p] // n_classes
-        if code != last:
-            g += 1
-            group_codes[g] = code
-            last = code
-        counts[g, keys[p] % n_classes] += 1
-    return group_codes, counts
+        if p == 0 or keys[p] != keys[p - 1]:
+            cells[0, m], cells[1, m], cells[2, m] = keys[p] // n_classes, keys[p] % n_classes, 0
+            m += 1
+        cells[2, m - 1] += 1
+    return m
 
 
 @njit(cache=True)
@@ -112,73 +100,83 @@ def _split_score(s_left, s_right, n_left, n_right, n, parent_sum, criterion, clo
 
 
 @njit(cache=True)
-def _scan_numeric(group_codes, counts, values, criterion, min_leaf, clog, floor):
-    """Best split ``value <= t`` between consecutive groups: (score, last left code, first right
-    code); score -inf when no candidate keeps ``min_leaf`` rows on each side. With ``floor`` finite
-    (exact mode) only candidates whose fast score reaches it are scored, by scikit-learn's formula."""
-    m, n_classes = counts.shape
-    left = np.zeros(n_classes, np.int64)
-    right = counts.sum(axis=0)
+def _scan_numeric(cells, m, values, criterion, min_leaf, clog, floor, left, right):
+    """Best split ``value <= t`` between consecutive codes of the cells: (score, last left code,
+    first right code); score -inf when no candidate keeps ``min_leaf`` rows on each side. With
+    ``floor`` finite (exact mode) only candidates whose fast score reaches it are scored, by
+    scikit-learn's formula. ``left`` and ``right`` are scratch class-count vectors."""
+    left[:] = 0
+    right[:] = 0
+    for j in range(m):
+        right[cells[1, j]] += cells[2, j]
     n = right.sum()
-    s_left, s_right, parent_sum = 0.0, 0.0, 0.0
-    for k in range(n_classes):
+    s_left, s_right = 0.0, 0.0
+    for k in range(right.shape[0]):
         s_right += right[k] * right[k] if criterion == GINI else clog[right[k]]
     parent_sum = s_right
     n_left = 0
     best, best_left, best_right = -np.inf, -1, -1
-    for g in range(m - 1):
-        for k in range(n_classes):
-            c = counts[g, k]
-            if c:
-                if criterion == GINI:
-                    s_left += (left[k] + c) ** 2 - left[k] ** 2
-                    s_right += (right[k] - c) ** 2 - right[k] ** 2
-                else:
-                    s_left += clog[left[k] + c] - clog[left[k]]
-                    s_right += clog[right[k] - c] - clog[right[k]]
-                left[k] += c
-                right[k] -= c
-                n_left += c
-        n_right = n - n_left
-        if values[group_codes[g + 1]] <= values[group_codes[g]] + FEATURE_THRESHOLD:
-            continue
-        if n_left < min_leaf or n_right < min_leaf:
-            continue
-        score = _split_score(s_left, s_right, n_left, n_right, n, parent_sum, criterion, clog)
-        if floor > -np.inf:
-            if score < floor:
-                continue
-            score = -(n_right * impurity(right, criterion)) - n_left * impurity(left, criterion)
-        if score > best:
-            best, best_left, best_right = score, group_codes[g], group_codes[g + 1]
+    for j in range(m):
+        code = cells[0, j]
+        if j > 0 and code != cells[0, j - 1]:  # a boundary between two distinct values
+            previous = cells[0, j - 1]
+            n_right = n - n_left
+            if (values[code] > values[previous] + FEATURE_THRESHOLD and n_left >= min_leaf
+                    and n_right >= min_leaf):
+                score = _split_score(s_left, s_right, n_left, n_right, n, parent_sum, criterion, clog)
+                if floor > -np.inf and score >= floor:
+                    score = -(n_right * impurity(right, criterion)) - n_left * impurity(left, criterion)
+                elif floor > -np.inf:
+                    score = -np.inf
+                if score > best:
+                    best, best_left, best_right = score, previous, code
+        k, c = cells[1, j], cells[2, j]
+        if criterion == GINI:
+            s_left += (left[k] + c) ** 2 - left[k] ** 2
+            s_right += (right[k] - c) ** 2 - right[k] ** 2
+        else:
+            s_left += clog[left[k] + c] - clog[left[k]]
+            s_right += clog[right[k] - c] - clog[right[k]]
+        left[k] += c
+        right[k] -= c
+        n_left += c
     return best, best_left, best_right
 
 
 @njit(cache=True)
-def _score_categorical(counts, criterion, min_leaf, clog, exact):
-    """Score of the multiway split with one branch per group; -inf when a branch would hold
-    fewer than ``min_leaf`` rows or there is one group only."""
-    m, n_classes = counts.shape
-    if m < 2:
-        return -np.inf
-    score, split_sum, parent_sum, n = 0.0, 0.0, 0.0, 0
-    total = counts.sum(axis=0)
-    for k in range(n_classes):
+def _score_categorical(cells, m, criterion, min_leaf, clog, exact, group, total):
+    """Score of the multiway split with one branch per code; -inf when a branch would hold
+    fewer than ``min_leaf`` rows or there is one code only. ``group`` and ``total`` are scratch
+    class-count vectors."""
+    total[:] = 0
+    for j in range(m):
+        total[cells[1, j]] += cells[2, j]
+    n, parent_sum = total.sum(), 0.0
+    for k in range(total.shape[0]):
         parent_sum += clog[total[k]]
-        n += total[k]
-    for g in range(m):
-        n_g = counts[g].sum()
+    score, split_sum, n_groups = 0.0, 0.0, 0
+    j = 0
+    while j < m:  # one code (branch) at a time
+        group[:] = 0
+        n_g, sum_clog = 0, 0.0
+        first = j
+        while j < m and cells[0, j] == cells[0, first]:
+            group[cells[1, j]] = cells[2, j]
+            n_g += cells[2, j]
+            sum_clog += clog[cells[2, j]]
+            j += 1
         if n_g < min_leaf:
             return -np.inf
+        n_groups += 1
         split_sum += clog[n_g]
         if exact:
-            score -= n_g * impurity(counts[g], criterion)
+            score -= n_g * impurity(group, criterion)
         elif criterion == GINI:
-            score += (counts[g] * counts[g]).sum() / n_g
+            score += (group * group).sum() / n_g
         else:
-            for k in range(n_classes):
-                score += clog[counts[g, k]]
-            score -= clog[n_g]
+            score += sum_clog - clog[n_g]
+    if n_groups < 2:
+        return -np.inf
     if criterion == GAIN_RATIO:
         return (clog[n] - parent_sum + score) / (clog[n] - split_sum)
     return score
@@ -200,22 +198,25 @@ def search_splits(codes, samples, start, end, y, n_classes, features, values, of
     its best split's fast score, the codes on either side of a numeric threshold, and whether
     f is constant in the node. Classification, ``y`` holds class indices. ``n_threads`` is
     ``numba.get_num_threads()`` (read by the caller: calling it here would defeat the cache)."""
-    n_codes = np.diff(offsets)
-    width = min(n_codes.max(), 2 * (end - start))  # the histogram path's largest code count
+    n = end - start
+    width = min(np.diff(offsets).max(), 2 * n)  # the histogram path's largest code count
     hist = np.zeros((n_threads, width * n_classes), np.int32)
     totals = np.zeros((n_threads, width), np.int32)
+    cells = np.empty((n_threads, 4, n), np.int64)
+    counts = np.empty((n_threads, 2, n_classes), np.int64)
     for j in prange(features.shape[0]):
         f = features[j]
         t = numba.get_thread_id()  # each thread owns its row of scratch
         vals = values[offsets[f]:offsets[f + 1]]
-        group_codes, counts = _group_counts(codes[f], samples, start, end, y, n_classes, vals.shape[0],
-                                            hist[t], totals[t])
-        constant[f] = _is_constant(group_codes[0], group_codes[-1], vals, categorical[f])
+        m = _class_cells(codes[f], samples, start, end, y, n_classes, vals.shape[0], hist[t], totals[t],
+                         cells[t])
+        constant[f] = _is_constant(cells[t, 0, 0], cells[t, 0, m - 1], vals, categorical[f])
         if categorical[f]:
-            score[f] = _score_categorical(counts, criterion, min_leaf, clog, False)
+            score[f] = _score_categorical(cells[t], m, criterion, min_leaf, clog, False,
+                                          counts[t, 0], counts[t, 1])
         else:
-            score[f], left_code[f], right_code[f] = _scan_numeric(group_codes, counts, vals, criterion,
-                                                                  min_leaf, clog, -np.inf)
+            score[f], left_code[f], right_code[f] = _scan_numeric(cells[t], m, vals, criterion, min_leaf,
+                                                                  clog, -np.inf, counts[t, 0], counts[t, 1])
 
 
 @njit(cache=True)
@@ -223,12 +224,15 @@ def exact_split(codes_row, samples, start, end, y, n_classes, values, categorica
                 min_leaf, clog, floor):
     """One feature's best split by scikit-learn's float formula among candidates whose fast score
     reaches ``floor``: (score, last left code, first right code)."""
-    n_codes = values.shape[0]
-    group_codes, counts = _group_counts(codes_row, samples, start, end, y, n_classes, n_codes,
-                                        np.zeros(n_codes * n_classes, np.int32), np.zeros(n_codes, np.int32))
+    n_codes, n = values.shape[0], end - start
+    width = n_codes if n_codes <= 2 * n else 0  # scratch for the histogram path only
+    cells = np.empty((4, n), np.int64)
+    m = _class_cells(codes_row, samples, start, end, y, n_classes, n_codes,
+                     np.zeros(width * n_classes, np.int32), np.zeros(width, np.int32), cells)
+    left, right = np.empty(n_classes, np.int64), np.empty(n_classes, np.int64)
     if categorical:
-        return _score_categorical(counts, criterion, min_leaf, clog, True), -1, -1
-    return _scan_numeric(group_codes, counts, values, criterion, min_leaf, clog, floor)
+        return _score_categorical(cells, m, criterion, min_leaf, clog, True, left, right), -1, -1
+    return _scan_numeric(cells, m, values, criterion, min_leaf, clog, floor, left, right)
 
 
 @njit(cache=True)
