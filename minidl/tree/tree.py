@@ -288,7 +288,8 @@ class _BaseTree:
         return f"{type(self).__name__}.{method}"
 
     def fit(self, X, y):
-        """Grow the tree on X (n_samples, n_features) and targets y (n_samples,)."""
+        """Grow the tree on X (n_samples, n_features) and targets y (n_samples,). X may mix numeric
+        and string columns (an object array); X must hold no NaN (impute missing values first)."""
         who = self._who("fit")
         X = as_2d(X, who)
         y = self._check_y(X, y, who)
@@ -451,7 +452,8 @@ class DecisionTreeClassifier(_BaseTree):
 
 
 class DecisionTreeRegressor(_BaseTree):
-    """A regression tree (CART, squared error): leaves predict the mean of their targets."""
+    """A regression tree (CART): splits minimise the squared error sum_j sum_{i in S_j} (y_i - mean_j)^2,
+    leaves predict the mean of their targets. Categorical columns as in DecisionTreeClassifier."""
     _criteria = ("squared_error",)
 
     def __init__(self, criterion="squared_error", max_depth=None, min_samples_split=2,
