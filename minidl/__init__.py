@@ -1,7 +1,7 @@
 """minidl: a small deep-learning framework with Numba-compiled kernels.
 
     import minidl
-    from minidl import nn, optim
+    from minidl import nn, optim, tree
     import minidl.nn.functional as F
 """
 import os as _os
@@ -21,7 +21,7 @@ from .tensor import (  # noqa: E402
     concatenate, cat, stack, float32, float64, int64, int32, bool_,
 )
 
-from . import cuda, data, nn, optim, utils  # noqa: E402
+from . import cuda, data, nn, optim, tree, utils  # noqa: E402
 from .train import Trainer  # noqa: E402
 from .utils.serialization import load, save  # noqa: E402
 from .utils.summary import summary  # noqa: E402

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minidl.data.tabular import Table, load_csv
+from minidl.data import Table, load_csv
 from minidl.tree import DecisionTreeClassifier
 
 WEATHER = """\
