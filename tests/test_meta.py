@@ -78,3 +78,64 @@ def test_summary_on_cpu_runs_the_real_forward():
     model = nn.Sequential(nn.Linear(4, 2))
     result = minidl.summary(model, (4,), device="cpu", batch_size=5, verbose=False)
     assert result.rows[-1]["output_shape"] == (5, 2)
+
+
+def _build_on_meta(module_name):
+    import importlib
+    with minidl.device("meta"):
+        return importlib.import_module(f"models.{module_name}").build()
+
+
+def test_the_course_exercise_shapes_and_parameter_counts():
+    model = _build_on_meta("exercise_cnn")
+    result = minidl.summary(model, (3, 386, 386), verbose=False)
+    leaves = [row for row in result.rows if row["leaf"]]
+    assert [row["output_shape"][1:] for row in leaves] == [
+        (64, 384, 384), (64, 128, 128), (256, 126, 126), (512, 126, 126), (512, 42, 42),
+        (903_168,), (2048,), (1000,)]
+    assert [row["params"] for row in leaves if row["params"]] == [1_728, 147_456, 131_072, 1_849_688_064, 2_048_000]
+    assert result.total_params == 1_852_016_320
+    # a multiply-accumulate per weight per output position: k*k*C_in for each conv output value
+    assert leaves[0]["macs"] == 64 * 384 * 384 * 3 * 3 * 3
+    assert leaves[6]["macs"] == 1_849_688_064
+
+
+def test_the_exercise_summary_stays_small_in_memory():
+    """The 7 GB model is summarised by scripts/summarize.py in a fresh process under 500 MB resident."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    program = ("import resource, sys; sys.argv[1:] = ['exercise_cnn', '--input', '3,386,386']; "
+               "sys.path.insert(0, 'scripts'); import summarize; summarize.main(); "
+               "print('peak KiB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "Total params: 1,852,016,320" in done.stdout
+    peak_mb = int(done.stdout.rsplit("peak KiB", 1)[1]) / 1024  # Linux reports KiB
+    assert peak_mb < 500, f"summary peaked at {peak_mb:.0f} MB"
+
+
+@pytest.mark.parametrize("module_name", ["lenet", "fashion_cnn", "tiled_cnn", "local_cnn"])
+def test_summary_of_the_cnns_equals_the_real_model(module_name):
+    import importlib
+    minidl.manual_seed(0)
+    model = importlib.import_module(f"models.{module_name}").build()
+    result = minidl.summary(model, (1, 28, 28), batch_size=2, verbose=False)
+    assert result.total_params == sum(p.numel() for p in model.parameters())
+    real_shapes = {}
+    for name, module in model.named_modules():
+        module.register_forward_hook(lambda m, args, out, name=name: real_shapes.setdefault(name, out.shape))
+    model.eval()
+    model(minidl.randn(2, 1, 28, 28))
+    assert {row["name"]: row["output_shape"] for row in result.rows} == real_shapes
+    for row in result.rows:
+        assert row["params"] == sum(p.numel() for p in model.get_submodule(row["name"]).parameters()) \
+            if row["name"] else result.total_params
+
+
+def test_summary_names_the_layer_whose_feature_map_shrinks_below_its_kernel():
+    from minidl.utils.summary import LayerError
+    model = _build_on_meta("exercise_cnn")
+    with pytest.raises(LayerError, match=r"layer '4' \(MaxPool2d.*\(1, 512, 1, 1\).*kernel \(3, 3\) is larger"):
+        minidl.summary(model, (3, 12, 12), verbose=False)

@@ -234,3 +234,11 @@ def test_sequential_indexing_and_identity():
     assert len(model[1:]) == 2
     x = minidl.randn(4, 2)
     np.testing.assert_array_equal(model(x).data, np.maximum(model[0](x).data, 0))
+
+
+def test_get_submodule_follows_dotted_paths():
+    inner = nn.Linear(2, 2)
+    model = nn.Sequential(nn.ReLU(), nn.Sequential(inner))
+    assert model.get_submodule("1.0") is inner and model.get_submodule("") is model
+    with pytest.raises(AttributeError, match="no submodule '2'"):
+        model.get_submodule("1.2")

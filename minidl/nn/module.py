@@ -118,6 +118,16 @@ class Module:
             stack[0:0] = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items()
                           if m is not None]
 
+    def get_submodule(self, target):
+        """The module at dotted path ``target`` ("" is this module), as PyTorch's."""
+        module = self
+        for part in target.split(".") if target else ():
+            child = module._modules.get(part)
+            if child is None:
+                raise AttributeError(f"{type(module).__name__} has no submodule {part!r} (path {target!r})")
+            module = child
+        return module
+
     def modules(self):
         for _, module in self.named_modules():
             yield module
