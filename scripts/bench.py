@@ -3,12 +3,13 @@
     python scripts/bench.py                 # every section
     python scripts/bench.py --only mlp      # one section: mlp, startup, conv, rnn, tree
     python scripts/bench.py --quick         # fewer images and repeats
+    python scripts/bench.py --device cuda   # conv ops and CNN epochs on the GPU: minidl cuda, PyTorch
+                                            # cuda and minidl's own cpu path
 
 Runs alternate between the two libraries and report medians: timings on shared machines
 swing between processes, ratios measured side by side do not. ratio = minidl / reference.
-
-CPU only for now: a cuda comparison needs PyTorch built with CUDA and a device synchronisation
-around each timed call (numba's ``cuda.synchronize()``, ``torch.cuda.synchronize()``).
+On cuda every timed call ends with a device synchronisation (``minidl.cuda.synchronize()``,
+``torch.cuda.synchronize()``); the PyTorch column needs a CUDA build of torch.
 """
 import argparse
 import os
@@ -24,7 +25,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minidl  # noqa: E402
-from bench_common import print_table, time_interleaved  # noqa: E402
+from bench_common import print_table, time_interleaved, torch_twin  # noqa: E402
 
 
 def mlp_epoch_rows(n_images, repeats, batch_size=64):
@@ -42,8 +43,7 @@ def mlp_epoch_rows(n_images, repeats, batch_size=64):
 
     model, loss_fn = MLP(), nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
-    t_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                  torch.nn.Linear(256, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    t_model = torch_twin(model)
     t_loss = torch.nn.CrossEntropyLoss()
     t_optimizer = torch.optim.Adam(t_model.parameters(), lr=1e-3)
     t_images, t_labels = torch.from_numpy(images), torch.from_numpy(labels)
@@ -100,8 +100,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=["mlp", "startup", "conv", "rnn", "tree"])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: the conv section on the GPU (the other sections are cpu only)")
     args = parser.parse_args(argv)
-    sections = args.only or ["startup", "mlp", "conv", "rnn", "tree"]
+    if args.device == "cuda" and not minidl.cuda.is_available():
+        parser.error("--device cuda: minidl.cuda.is_available() is False (no NVIDIA GPU or driver)")
+    sections = args.only or (["conv"] if args.device == "cuda" else ["startup", "mlp", "conv", "rnn", "tree"])
     repeats = 3 if args.quick else 5
     print(f"minidl {minidl.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads, "
           f"{numba.config.THREADING_LAYER} layer), numpy {np.__version__}")
@@ -112,18 +116,18 @@ def main(argv=None):
         print_table(mlp_epoch_rows(10_000 if args.quick else 60_000, repeats), "MLP training (Fashion-MNIST)")
     for name in ("conv", "rnn", "tree"):
         if name in sections:
-            run_section(name, args.quick)
+            run_section(name, args.quick, **({"device": args.device} if name == "conv" else {}))
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 
-def run_section(name, quick):
+def run_section(name, quick, **options):
     """Sections written beside this file: bench_conv.py, bench_rnn.py, bench_tree.py."""
     try:
         module = __import__(f"bench_{name}")
     except ImportError as error:
         print(f"\n{name}: skipped ({error})")
         return
-    module.main_section(quick=quick)
+    module.main_section(quick=quick, **options)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 import statistics
 import time
 
+import numpy as np
+
 
 def time_interleaved(candidates, repeats=5, warmup=1):
     """Median seconds of each callable in ``candidates`` (name -> fn), run in turns so that a
@@ -36,3 +38,34 @@ def _format(value):
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def torch_twin(model):
+    """The same network in PyTorch, with a copy of ``model``'s weights: a Sequential of Conv2d,
+    BatchNorm2d, ReLU, MaxPool2d, Flatten, Linear and Dropout layers, translated layer by layer."""
+    import torch
+    from minidl import nn
+
+    def translate(layer):
+        if isinstance(layer, nn.Conv2d):
+            return torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                   layer.padding, layer.dilation, layer.groups, bias=layer.bias is not None)
+        if isinstance(layer, nn.BatchNorm2d):
+            return torch.nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum)
+        if isinstance(layer, nn.MaxPool2d):
+            return torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+        if isinstance(layer, nn.Linear):
+            return torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        if isinstance(layer, nn.Dropout):
+            return torch.nn.Dropout(layer.p)
+        simple = {nn.ReLU: torch.nn.ReLU, nn.Flatten: torch.nn.Flatten}
+        if type(layer) in simple:
+            return simple[type(layer)]()
+        raise TypeError(f"torch_twin: no PyTorch translation for {type(layer).__name__}")
+
+    twin = torch.nn.Sequential(*(translate(layer) for layer in model.children()))
+    state = {key: torch.from_numpy(np.array(value)) for key, value in model.state_dict().items()}
+    result = twin.load_state_dict(state, strict=False)  # minidl may keep no num_batches_tracked
+    if result.unexpected_keys or any(not key.endswith("num_batches_tracked") for key in result.missing_keys):
+        raise ValueError(f"torch_twin: state_dict keys differ: {result}")
+    return twin

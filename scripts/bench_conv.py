@@ -1,12 +1,13 @@
 """Convolution, pooling and batch norm, forward + backward, minidl next to PyTorch in one process.
 
-    python scripts/bench_conv.py [--quick]
+    python scripts/bench_conv.py [--quick] [--device cuda]
 
 Runs alternate between the libraries (medians, ratio = minidl / PyTorch); PyTorch gets as many
 threads as Numba. Also the first-call time of the conv kernels in a fresh interpreter, with a
 cold and then a warm Numba cache.
 """
 import argparse
+import copy
 import os
 import subprocess
 import sys
@@ -20,92 +21,125 @@ import numpy as np  # noqa: E402
 
 import minidl  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
-from bench_common import print_table, time_interleaved  # noqa: E402
+from bench_common import print_table, time_interleaved, torch_twin  # noqa: E402
 
 
-def _pair_rows(name, minidl_step, torch_step, repeats):
-    medians = time_interleaved({"minidl": minidl_step, "torch": torch_step}, repeats)
-    return {"benchmark": name, "minidl_ms": 1e3 * medians["minidl"], "torch_ms": 1e3 * medians["torch"],
-            "ratio": medians["minidl"] / medians["torch"]}
+class Side:
+    """Where one library runs: its device and how to wait for that device's queued work."""
+
+    def __init__(self, library, device):
+        import torch
+        self.library, self.device = library, device
+        if device == "cpu":
+            self.sync = lambda: None
+        else:
+            self.sync = minidl.cuda.synchronize if library == "minidl" else torch.cuda.synchronize
+
+    def array(self, array, requires_grad=False):
+        import torch
+        if self.library == "minidl":
+            return minidl.tensor(array, requires_grad=requires_grad, device=self.device)
+        return torch.tensor(array, requires_grad=requires_grad, device=self.device)
+
+    def timed(self, step):
+        """``step`` followed by a wait for the device, so the clock sees the work done."""
+        def run():
+            step()
+            self.sync()
+        return run
 
 
-def _inputs(shape, seed=0):
-    """The same float32 array as a minidl and a torch leaf."""
-    import torch
-    array = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    return minidl.tensor(array, requires_grad=True), torch.tensor(array, requires_grad=True)
-
-
-def conv_rows(repeats=5):
-    """conv2d (64,16,32,32) x (32,16,3,3), padding 1; max_pool2d 2x2 and batch_norm on (64,32,32,32);
-    each forward + backward (dx and every parameter gradient)."""
+def sides(device):
+    """The contestants: minidl and PyTorch on ``device``; on cuda also minidl's cpu path, for the
+    speed-up of the GPU over it (PyTorch cuda is left out when this torch has no CUDA)."""
     import torch
     torch.set_num_threads(numba.get_num_threads())
-    tf = torch.nn.functional
-    rows = []
+    if device == "cpu":
+        return {"minidl": Side("minidl", "cpu"), "torch": Side("torch", "cpu")}
+    chosen = {"minidl": Side("minidl", "cuda"), "minidl_cpu": Side("minidl", "cpu")}
+    if torch.cuda.is_available():
+        chosen["torch"] = Side("torch", "cuda")
+    return chosen
 
-    x, tx = _inputs((64, 16, 32, 32))
-    w, tw = _inputs((32, 16, 3, 3), 1)
-    b, tb = _inputs((32,), 2)
-    upstream = np.random.default_rng(3).standard_normal((64, 32, 32, 32)).astype(np.float32)
-    t_upstream = torch.tensor(upstream)
-    rows.append(_pair_rows("conv2d (64,16,32,32)x(32,16,3,3) pad 1, fwd+bwd",
-                           lambda: F.conv2d(x, w, b, padding=1).backward(upstream),
-                           lambda: tf.conv2d(tx, tw, tb, padding=1).backward(t_upstream), repeats))
 
-    a, ta = _inputs((64, 32, 32, 32), 4)
+def _ratio_row(name, medians, unit, scale=1.0):
+    """One table row: each contestant's median in ``unit``, minidl / torch and the cuda speed-up."""
+    factor = {"ms": 1e3, "s": 1.0}[unit] * scale
+    row = {"benchmark": name}
+    row.update({f"{who}_{unit}": seconds * factor for who, seconds in medians.items()})
+    if "torch" in medians:
+        row["ratio"] = medians["minidl"] / medians["torch"]
+    if "minidl_cpu" in medians:
+        row["cpu/cuda"] = medians["minidl_cpu"] / medians["minidl"]
+    return row
+
+
+def op_rows(device="cpu", repeats=5, batch=64):
+    """Forward + backward (dx and every parameter gradient), float32:
+    conv2d (64,16,32,32) x (32,16,3,3) pad 1; max_pool2d 2x2 and BatchNorm2d on (64,32,32,32);
+    cross-entropy on (256,1000) logits. ``batch`` shrinks the first axis (for the simulator)."""
+    import torch
+    contestants = sides(device)
+    rng = np.random.default_rng(0)
+
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    x, w, b = normal(batch, 16, 32, 32), normal(32, 16, 3, 3), normal(32)
+    a, upstream = normal(batch, 32, 32, 32), normal(batch, 32, 32, 32)
     pooled = upstream[:, :, :16, :16].copy()
-    t_pooled = torch.tensor(pooled)
-    rows.append(_pair_rows("max_pool2d 2x2 (64,32,32,32), fwd+bwd",
-                           lambda: F.max_pool2d(a, 2).backward(pooled),
-                           lambda: tf.max_pool2d(ta, 2).backward(t_pooled), repeats))
+    logits, labels = normal(4 * batch, 1000), rng.integers(0, 1000, 4 * batch)
+    steps = {name: {} for name in ("conv", "pool", "bn", "ce")}
+    for who, side in contestants.items():
+        functional = F if side.library == "minidl" else torch.nn.functional
+        tx, tw, tb, ta = (side.array(v, requires_grad=True) for v in (x, w, b, a))
+        t_logits, t_labels = side.array(logits, requires_grad=True), side.array(labels)
+        t_up, t_pooled = side.array(upstream), side.array(pooled)
+        norm = (minidl.nn if side.library == "minidl" else torch.nn).BatchNorm2d(32).to(side.device)
+        steps["conv"][who] = side.timed(lambda functional=functional, tx=tx, tw=tw, tb=tb, t_up=t_up:
+                                        functional.conv2d(tx, tw, tb, padding=1).backward(t_up))
+        steps["pool"][who] = side.timed(lambda functional=functional, ta=ta, t_pooled=t_pooled:
+                                        functional.max_pool2d(ta, 2).backward(t_pooled))
+        steps["bn"][who] = side.timed(lambda norm=norm, ta=ta, t_up=t_up: norm(ta).backward(t_up))
+        steps["ce"][who] = side.timed(lambda functional=functional, t_logits=t_logits, t_labels=t_labels:
+                                      functional.cross_entropy(t_logits, t_labels).backward())
+    names = {"conv": f"conv2d ({batch},16,32,32)x(32,16,3,3) pad 1", "pool": f"max_pool2d 2x2 ({batch},32,32,32)",
+             "bn": f"BatchNorm2d train ({batch},32,32,32)", "ce": f"cross_entropy ({4 * batch},1000)"}
+    return [_ratio_row(f"{names[op]}, fwd+bwd", time_interleaved(steps[op], repeats), "ms") for op in steps]
 
-    ours, theirs = minidl.nn.BatchNorm2d(32), torch.nn.BatchNorm2d(32)
-    rows.append(_pair_rows("BatchNorm2d train (64,32,32,32), fwd+bwd",
-                           lambda: ours(a).backward(upstream),
-                           lambda: theirs(ta).backward(t_upstream), repeats))
-    return rows
 
-
-def fashion_cnn_rows(repeats=5, steps=10, batch_size=64):
-    """Seconds per epoch (60,000 images) of FashionCNN training with Adam, from ``steps`` timed
-    batches of random images, minidl and the same network in PyTorch."""
+def epoch_rows(model_name, batch_size, device="cpu", repeats=5, steps=10):
+    """Seconds per Fashion-MNIST epoch (60,000 images) of ``models/<model_name>`` trained with
+    Adam, from ``steps`` timed batches of random images; PyTorch trains the same network with
+    the same starting weights (``torch_twin``)."""
     import torch
     from minidl import nn, optim
-    from models.fashion_cnn import FashionCNN
+    from models import MODELS
 
-    torch.set_num_threads(numba.get_num_threads())
     rng = np.random.default_rng(0)
     images = rng.standard_normal((batch_size, 1, 28, 28)).astype(np.float32)
     labels = rng.integers(0, 10, batch_size)
-    model, loss_fn = FashionCNN(), nn.CrossEntropyLoss()
-    optimizer = optim.Adam(model.parameters(), lr=1e-3)
-    tnn = torch.nn
-    t_model = tnn.Sequential(
-        tnn.Conv2d(1, 32, 3, padding=1), tnn.BatchNorm2d(32), tnn.ReLU(), tnn.MaxPool2d(2),
-        tnn.Conv2d(32, 64, 3, padding=1), tnn.BatchNorm2d(64), tnn.ReLU(), tnn.MaxPool2d(2),
-        tnn.Flatten(), tnn.Linear(64 * 7 * 7, 128), tnn.ReLU(), tnn.Dropout(0.25), tnn.Linear(128, 10))
-    t_optimizer = torch.optim.Adam(t_model.parameters(), lr=1e-3)
-    t_images, t_labels = torch.from_numpy(images), torch.from_numpy(labels)
+    minidl.manual_seed(0)
+    reference = MODELS[model_name]()
+    runs = {}
+    for who, side in sides(device).items():
+        x, y = side.array(images), side.array(labels)
+        if side.library == "minidl":
+            model = copy.deepcopy(reference).to(side.device)
+            optimizer, loss_fn = optim.Adam(model.parameters(), lr=1e-3), nn.CrossEntropyLoss()
+        else:
+            model = torch_twin(reference).to(side.device)
+            optimizer, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
 
-    def minidl_steps():
-        for _ in range(steps):
-            loss = loss_fn(model(minidl.Tensor(images)), minidl.Tensor(labels))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-    def torch_steps():
-        for _ in range(steps):
-            loss = tnn.functional.cross_entropy(t_model(t_images), t_labels)
-            t_optimizer.zero_grad()
-            loss.backward()
-            t_optimizer.step()
-
-    medians = time_interleaved({"minidl": minidl_steps, "torch": torch_steps}, repeats)
-    scale = 60_000 / (steps * batch_size)
-    return [{"benchmark": f"FashionCNN epoch, batch {batch_size}", "minidl_s": medians["minidl"] * scale,
-             "torch_s": medians["torch"] * scale, "ratio": medians["minidl"] / medians["torch"]}]
+        def train(model=model, optimizer=optimizer, loss_fn=loss_fn, x=x, y=y):
+            for _ in range(steps):
+                loss = loss_fn(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        runs[who] = side.timed(train)
+    medians = time_interleaved(runs, repeats)
+    return [_ratio_row(f"{model_name} epoch, batch {batch_size}", medians, "s", 60_000 / (steps * batch_size))]
 
 
 FIRST_CALL = """
@@ -137,16 +171,21 @@ def compile_rows():
     return rows
 
 
-def main_section(quick=False):
-    print_table(conv_rows(3 if quick else 7), "Convolution, pooling, batch norm (float32)")
-    print_table(fashion_cnn_rows(3 if quick else 5), "FashionCNN training (random images)")
-    print_table(compile_rows(), "Kernel compile time (fresh interpreter)")
+def main_section(quick=False, device="cpu"):
+    repeats = 3 if quick else 7
+    print_table(op_rows(device, repeats), f"Convolution, pooling, batch norm, cross-entropy (float32, {device})")
+    epochs = [epoch_rows(name, batch, device, repeats=3 if quick else 5)[0]
+              for name in ("lenet", "fashion_cnn") for batch in (64, 256)]
+    print_table(epochs, f"Training epochs (random images, {device})")
+    if device == "cpu":
+        print_table(compile_rows(), "Kernel compile time (fresh interpreter)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     print(f"minidl {minidl.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads, "
           f"{numba.config.THREADING_LAYER} layer)")
-    main_section(args.quick)
+    main_section(args.quick, args.device)

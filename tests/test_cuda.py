@@ -525,3 +525,10 @@ def test_integer_and_boolean_ops_match_numpy():
         actual = fn(g, h).to_host()
         assert actual.dtype == expected.dtype, name
         np.testing.assert_array_equal(actual, expected, err_msg=name)
+
+
+def test_synchronize_then_read_back():
+    x = minidl.tensor(np.arange(6, dtype=np.float32), device="cuda")
+    y = x * 2.0
+    minidl.cuda.synchronize()
+    np.testing.assert_array_equal(y.numpy(), np.arange(6, dtype=np.float32) * 2)
