@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import minidl  # noqa: E402
 from bench_common import print_table, time_interleaved  # noqa: E402
 
+
 def bench_rnn(repeats=20, seq_len=50, batch=64, input_size=64, hidden_size=128):
     """Rows (name, minidl_s, torch_s, ratio) for RNN, LSTM and GRU forward + backward."""
     import torch

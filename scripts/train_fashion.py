@@ -23,7 +23,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", default=None, help="directory with the IDX files (default: see minidl.data.fashion_mnist)")
+    parser.add_argument("--data", default=None,
+                        help="directory with the IDX files (default: see minidl.data.fashion_mnist)")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--checkpoint", default=None, help="save a checkpoint here after every epoch")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],

@@ -12,7 +12,6 @@ import numpy as np
 from numba import njit, prange
 
 
-
 @njit(cache=True)
 def _channel_sums(u, v, c, shift_u, shift_v):
     """(sum (u - su), sum (u - su)(v - sv)) over channel c of (N, C, L) arrays, in float64: first

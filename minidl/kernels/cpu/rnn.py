@@ -8,64 +8,20 @@ sequential: one (N, H) x (H, G) product per step (BLAS, through ``np.dot``) and 
 Row convention (rows are samples): a step computes ``h_(t-1) W_hh^T``; backward sends
 ``da_t W_hh`` to h_(t-1). ``w_hh_t`` is W_hh^T made contiguous.
 
-Activations: float32 uses a rational approximation of tanh (Eigen's, within 2 ulp, clamped
-to +-1 outside +-7.99) that LLVM vectorises; libm's scalar tanhf costs ~15 ns an element,
-more than the step's matrix product. float64 (gradient checks) calls libm's tanh.
-sigmoid(x) = 1/2 + 1/2 tanh(x / 2), as in the notes.
+Activations: ``elementary.tanh`` and ``sigmoid``, which LLVM vectorises in float32 (libm's
+scalar tanhf costs ~15 ns an element, more than the step's matrix product).
 """
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
-# Python's ZeroDivisionError check on every division stops LLVM from vectorising the loops.
-_NO_ZERO_DIVISION_CHECK = {"error_model": "numpy"}
-_F = np.float32
-_CLAMP = _F(7.99881172180175781)
-_HALF = _F(0.5)
-_NUMERATOR = tuple(_F(c) for c in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
-                                   5.12229709037114e-08, -8.60467152213735e-11, 2.00018790482477e-13,
-                                   -2.76076847742355e-16))
-_DENOMINATOR = tuple(_F(c) for c in (4.89352518554385e-03, 2.26843463243900e-03,
-                                     1.18534705686654e-04, 1.19825839466702e-06))
-
-
-def tanh(x):
-    return np.tanh(x)
-
-
-def sigmoid(x):
-    return 0.5 + 0.5 * np.tanh(0.5 * x)
-
-
-@overload(tanh, jit_options=_NO_ZERO_DIVISION_CHECK)
-def _tanh_typed(x):
-    if x != types.float32:
-        return lambda x: np.tanh(x)
-    a1, a3, a5, a7, a9, a11, a13 = _NUMERATOR
-    b0, b2, b4, b6 = _DENOMINATOR
-
-    def rational(x):
-        x = _CLAMP if x > _CLAMP else x  # comparisons, not min/max: they vectorise; NaN stays NaN
-        x = -_CLAMP if x < -_CLAMP else x
-        x2 = x * x
-        p = ((((((a13 * x2 + a11) * x2 + a9) * x2 + a7) * x2 + a5) * x2 + a3) * x2 + a1) * x
-        q = ((b6 * x2 + b4) * x2 + b2) * x2 + b0
-        return p / q
-    return rational
-
-
-@overload(sigmoid, jit_options=_NO_ZERO_DIVISION_CHECK)
-def _sigmoid_typed(x):
-    if x != types.float32:
-        return lambda x: 0.5 + 0.5 * np.tanh(0.5 * x)
-    return lambda x: _HALF + _HALF * tanh(_HALF * x)
+from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
 
 
 # ---------------------------------------------------------------- Elman RNN
 # Inner loops run over one row and touch few arrays: LLVM vectorises a loop only when it can
 # rule out overlap between the arrays it writes and reads, and gives up past a few pairs.
 
-@njit(cache=True, **_NO_ZERO_DIVISION_CHECK)
+@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
 def rnn_forward(xw, h0, w_hh_t, relu):
     """h_t = f(xw_t + h_(t-1) W_hh^T), f = tanh or relu.  Returns h (T, N, H)."""
     steps, batch, hidden = xw.shape
@@ -87,7 +43,7 @@ def rnn_forward(xw, h0, w_hh_t, relu):
     return h_seq
 
 
-@njit(cache=True, **_NO_ZERO_DIVISION_CHECK)
+@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
 def rnn_backward(grad_h, h_seq, w_hh, relu):
     """BPTT: da_t = f'(a_t) * (dL/dh_t + da_(t+1) W_hh), f' = 1 - h^2 (tanh) or [h > 0] (relu).
     Returns da (T, N, H) and dL/dh_0 = da_0 W_hh (for the initial state)."""
@@ -110,7 +66,7 @@ def rnn_backward(grad_h, h_seq, w_hh, relu):
 
 # ---------------------------------------------------------------- LSTM (gates i, f, g, o)
 
-@njit(cache=True, **_NO_ZERO_DIVISION_CHECK)
+@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
 def lstm_forward(xw, h0, c0, w_hh_t):
     """[i f g o] = xw_t + h_(t-1) W_hh^T through (sigmoid, sigmoid, tanh, sigmoid);
     c_t = f c_(t-1) + i g;  h_t = o tanh(c_t).
@@ -148,7 +104,7 @@ def lstm_forward(xw, h0, c0, w_hh_t):
     return out, c_seq, gates, tanh_c
 
 
-@njit(cache=True, **_NO_ZERO_DIVISION_CHECK)
+@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
 def lstm_backward(grad_out, gates, c_seq, tanh_c, c0, w_hh):
     """BPTT through the LSTM; grad_out (T + 1, N, H) = [dL/dh_1..dL/dh_T, dL/dc_T].
     Per step t from T-1 down (dh, dc include what step t+1 sends):
@@ -188,7 +144,7 @@ def lstm_backward(grad_out, gates, c_seq, tanh_c, c0, w_hh):
 
 # ---------------------------------------------------------------- GRU (gates r, z, n)
 
-@njit(cache=True, **_NO_ZERO_DIVISION_CHECK)
+@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
 def gru_forward(xw, h0, w_hh_t, b_hh):
     """With xw_t = x_t W_ih^T + b_ih and hw = h_(t-1) W_hh^T + b_hh (both split r, z, n):
         r = sigmoid(xw_r + hw_r),  z = sigmoid(xw_z + hw_z),  n = tanh(xw_n + r hw_n),
@@ -218,7 +174,7 @@ def gru_forward(xw, h0, w_hh_t, b_hh):
     return h_seq, saved
 
 
-@njit(cache=True, **_NO_ZERO_DIVISION_CHECK)
+@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
 def gru_backward(grad_h, saved, h_seq, h0, w_hh):
     """BPTT through the GRU, per step t from T-1 down, with dh = dL/dh_t + what step t+1 sends:
         da_n = dh (1 - z) (1 - n^2),  da_z = dh (h_(t-1) - n) z (1 - z),

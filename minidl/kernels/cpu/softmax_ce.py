@@ -7,10 +7,13 @@ For row x with target class t, class weights w and label smoothing e over C clas
     dloss/dx_c = (1 - e) w_t (p_c - 1[c = t]) + e / C (W p_c - w_c),   p = softmax(x), W = sum_c w_c
 With w = 1 this is the textbook  dL/dx = p - q.
 Rows whose target equals ``ignore_index`` give loss 0 and gradient 0.
+The exponentials go through ``elementary`` (SIMD in float32); x - max(x) and x - lse are
+taken in the logits' dtype, so float32 stays float32.
 """
 import numpy as np
 
 from . import size_dispatched
+from .elementary import exp, row_max, sum_exp
 
 
 @size_dispatched
@@ -22,14 +25,8 @@ def cross_entropy_forward(loop):
         lse = np.zeros(n, dtype=np.float64)  # float64: x - lse must not lose digits when |x| ~ 1e4
         for i in loop(n):
             row = logits[i]
-            peak = row[0]
-            for k in range(1, c):
-                if row[k] > peak:
-                    peak = row[k]
-            total = 0.0
-            for k in range(c):
-                total += np.exp(row[k] - peak)
-            log_sum = peak + np.log(total)
+            peak = row_max(row)
+            log_sum = peak + np.log(sum_exp(row, peak, np.empty(c, dtype=logits.dtype)))
             lse[i] = log_sum
             t = target[i]
             if t == ignore_index:
@@ -50,20 +47,28 @@ def cross_entropy_backward(loop):
     """d(sum_i g_i loss_i)/dlogits, with g = ``grad_rows``; see the module docstring."""
     def kernel(logits, target, lse, grad_rows, class_weight, ignore_index, smoothing):
         n, c = logits.shape
-        grad = np.zeros_like(logits)
+        grad = np.empty_like(logits)
         weight_total = 0.0
         for k in range(c):
             weight_total += class_weight[k]
         for i in loop(n):
             t = target[i]
+            out = grad[i]
             if t == ignore_index:
+                out[:] = 0.0
                 continue
-            g = grad_rows[i]
-            hard = (1.0 - smoothing) * class_weight[t]
-            soft = smoothing / c
+            # the row's coefficients in the logits' dtype (an array store casts), so that the
+            # loop below stays in float32 for float32 logits
+            scale = np.empty(3, dtype=logits.dtype)
+            scale[0] = grad_rows[i] * (1.0 - smoothing) * class_weight[t]  # g hard
+            scale[1] = grad_rows[i] * smoothing / c                        # g soft
+            scale[2] = scale[0] + scale[1] * weight_total                  # g (hard + soft W)
+            g_hard, g_soft, g_p = scale[0], scale[1], scale[2]
+            row, log_sum = logits[i], lse[i]
             for k in range(c):
-                p = np.exp(logits[i, k] - lse[i])
-                grad[i, k] = g * (hard * p + soft * (weight_total * p - class_weight[k]))
-            grad[i, t] -= g * hard
+                out[k] = row[k] - log_sum  # x - lse in float64, stored in the logits' dtype
+            for k in range(c):
+                out[k] = g_p * exp(out[k]) - g_soft * class_weight[k]
+            out[t] -= g_hard
         return grad
     return kernel

@@ -68,7 +68,7 @@ class Convolution(Function):
         ctx.save_for_backward(x, weight)
         ctx.options = (stride, padding, dilation, groups, bias is not None)
         y = for_device(ctx.device, "conv").conv2d_forward(x, weight, bias, stride, padding, dilation,
-                                                           groups, out_size)
+                                                          groups, out_size)
         return y[:, :, 0, :] if ctx.squeeze else y
 
     @staticmethod

@@ -1,0 +1,137 @@
+"""exp, tanh, sigmoid and row reductions for kernels, in forms LLVM vectorises.
+
+Numba calls libm for np.exp and np.tanh one element at a time (~5-15 ns each, no SIMD without
+Intel's SVML), which costs more than the rest of a softmax or an RNN step. For float32 these
+functions are polynomials or rational functions of the argument, with comparisons (not
+branches) for the edge cases, so a loop over them becomes SIMD code; float64 (gradient
+checks) keeps libm's np.exp and np.tanh. Call them inside ``@njit`` code only.
+
+    exp(x)     = 2^n p(r),  n = round(x log2 e),  r = x - n ln 2 (two-part ln 2, Cody-Waite),
+                 p Cephes' degree-7 expf polynomial (about 1 ulp); 0 below -87.3 as expf, and
+                 +inf above 88.37 (expf overflows only at 88.72): meant for softmax's x <= 0
+    tanh(x)    = x P(x^2) / Q(x^2), Eigen's rational fit (within 6 ulp), +-1 outside +-7.99
+    sigmoid(x) = 1/2 + 1/2 tanh(x / 2), as in the notes (absolute error below 3e-7)
+
+``row_max`` and ``sum_exp`` reduce a row in 16 independent lanes, combined at the end: LLVM
+keeps a plain running max or sum scalar (it may not reorder float operations, and a max
+must keep NaN's semantics), while 16 lanes are plain SIMD. The order of the additions is
+fixed, so results are deterministic.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+# Python's ZeroDivisionError check on every division stops LLVM from vectorising the loops.
+NO_ZERO_DIVISION_CHECK = {"error_model": "numpy"}
+_F = np.float32
+_HALF = _F(0.5)
+_TANH_CLAMP = _F(7.99881172180175781)
+_TANH_NUMERATOR = tuple(_F(c) for c in (
+    4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+    -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16))
+_TANH_DENOMINATOR = tuple(_F(c) for c in (
+    4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
+_EXP_LOW, _EXP_HIGH = _F(-87.33654), _F(88.37)  # below: 0 (as expf); above: 2^n past 2^127
+_LOG2E, _LN2_HIGH, _LN2_LOW = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
+_LANES = 16
+_EXP_POLY = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                                  1.6666665459e-1, 5.0000001201e-1))
+
+
+def exp(x):
+    return np.exp(x)
+
+
+def tanh(x):
+    return np.tanh(x)
+
+
+def sigmoid(x):
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE-754 bit pattern is the int32 ``bits`` (a free bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@overload(exp, jit_options=NO_ZERO_DIVISION_CHECK)
+def _exp_typed(x):
+    if x != types.float32:
+        return lambda x: np.exp(x)
+    c5, c4, c3, c2, c1, c0 = _EXP_POLY
+
+    def polynomial(x):
+        clamped = _EXP_HIGH if x > _EXP_HIGH else x
+        n = np.floor(clamped * _LOG2E + _HALF)
+        r = clamped - n * _LN2_HIGH - n * _LN2_LOW
+        p = (((((c5 * r + c4) * r + c3) * r + c2) * r + c1) * r + c0) * r * r + r + _F(1.0)
+        scale = _float32_from_bits((np.int32(max(n, _F(-127.0))) + np.int32(127)) << 23)
+        value = np.inf if x > _EXP_HIGH else p * scale
+        return _F(0.0) if x < _EXP_LOW else value  # NaN fails every test and stays NaN
+    return polynomial
+
+
+@overload(tanh, jit_options=NO_ZERO_DIVISION_CHECK)
+def _tanh_typed(x):
+    if x != types.float32:
+        return lambda x: np.tanh(x)
+    a1, a3, a5, a7, a9, a11, a13 = _TANH_NUMERATOR
+    b0, b2, b4, b6 = _TANH_DENOMINATOR
+
+    def rational(x):
+        x = _TANH_CLAMP if x > _TANH_CLAMP else x  # comparisons, not min/max: they vectorise; NaN stays NaN
+        x = -_TANH_CLAMP if x < -_TANH_CLAMP else x
+        x2 = x * x
+        p = ((((((a13 * x2 + a11) * x2 + a9) * x2 + a7) * x2 + a5) * x2 + a3) * x2 + a1) * x
+        q = ((b6 * x2 + b4) * x2 + b2) * x2 + b0
+        return p / q
+    return rational
+
+
+@overload(sigmoid, jit_options=NO_ZERO_DIVISION_CHECK)
+def _sigmoid_typed(x):
+    if x != types.float32:
+        return lambda x: 0.5 + 0.5 * np.tanh(0.5 * x)
+    return lambda x: _HALF + _HALF * tanh(_HALF * x)
+
+
+@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
+def row_max(row):
+    """max_k row[k] of a 1-d array (NaN entries are skipped, as by a running ``>`` test)."""
+    lanes = np.full(_LANES, row[0])
+    whole = len(row) - len(row) % _LANES
+    for start in range(0, whole, _LANES):
+        block = row[start:start + _LANES]
+        for j in range(_LANES):
+            lanes[j] = block[j] if block[j] > lanes[j] else lanes[j]
+    peak = row[0]
+    for j in range(_LANES):
+        peak = lanes[j] if lanes[j] > peak else peak
+    for k in range(whole, len(row)):
+        peak = row[k] if row[k] > peak else peak
+    return peak
+
+
+@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
+def sum_exp(row, shift, scratch):
+    """sum_k e^(row[k] - shift): the exponentials in the row's dtype, written to ``scratch`` (a
+    loop of its own, so that it vectorises), then summed in float64 lanes."""
+    for k in range(len(row)):
+        scratch[k] = exp(row[k] - shift)
+    lanes = np.zeros(_LANES, dtype=np.float64)
+    whole = len(row) - len(row) % _LANES
+    for start in range(0, whole, _LANES):
+        block = scratch[start:start + _LANES]
+        for j in range(_LANES):
+            lanes[j] += block[j]
+    total = 0.0
+    for j in range(_LANES):
+        total += lanes[j]
+    for k in range(whole, len(row)):
+        total += scratch[k]
+    return total

@@ -1,0 +1,70 @@
+"""The kernels' vectorisable exp, tanh, sigmoid and row reductions against NumPy in float64."""
+import numpy as np
+import pytest
+from numba import njit
+
+from minidl.kernels.cpu import elementary
+
+FLOAT32_EPS = np.finfo(np.float32).eps
+
+
+def _elementwise(name):
+    function = getattr(elementary, name)
+
+    @njit
+    def apply(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = function(x[i])
+        return out
+    return apply
+
+
+EXACT = {"exp": np.exp, "tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x))}
+
+
+@pytest.mark.parametrize("name, low, high, ulps", [("exp", -87.3, 88.3, 1), ("tanh", -10, 10, 6)])
+def test_float32_exp_and_tanh_are_within_a_few_ulp(name, low, high, ulps):
+    x = np.linspace(low, high, 200_001, dtype=np.float32)
+    approx = _elementwise(name)(x)
+    assert approx.dtype == np.float32
+    exact = EXACT[name](x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    worst = (np.abs(approx - exact) / ulp).max()
+    assert worst <= ulps, f"{name}: {worst:.2f} ulp"
+
+
+def test_float32_sigmoid_is_within_an_ulp_of_one_half():
+    """1/2 + 1/2 tanh(x / 2) in float32: absolute error below 3e-7 (relative only near 1)."""
+    x = np.linspace(-30, 30, 200_001, dtype=np.float32)
+    np.testing.assert_allclose(_elementwise("sigmoid")(x), EXACT["sigmoid"](x.astype(np.float64)), rtol=0, atol=3e-7)
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid"])
+def test_float64_keeps_libm_precision(name):
+    x = np.linspace(-20, 20, 1001)
+    exact = {"sigmoid": lambda x: 0.5 + 0.5 * np.tanh(0.5 * x)}.get(name, EXACT[name])
+    atol = 1e-16 if name == "sigmoid" else 0  # 1/2 + 1/2 tanh cancels near 0: digits of 1/2 remain
+    np.testing.assert_allclose(_elementwise(name)(x), exact(x), rtol=5e-16, atol=atol)  # libm vs NumPy: 1 ulp
+
+
+def test_float32_exp_edges():
+    x = np.array([np.nan, -np.inf, -100.0, -87.4, 0.0, 88.5, np.inf], dtype=np.float32)
+    out = _elementwise("exp")(x)
+    assert np.isnan(out[0])
+    np.testing.assert_array_equal(out[1:], [0, 0, 0, 1, np.inf, np.inf])
+    assert np.isnan(_elementwise("tanh")(x[:1])[0])
+
+
+def test_row_reductions_match_numpy():
+    rng = np.random.default_rng(0)
+    for length in (1, 15, 16, 17, 1000):
+        row = (rng.standard_normal(length) * 30).astype(np.float32)
+        assert elementary.row_max(row) == row.max()
+        peak = row.max()
+        scratch = np.empty_like(row)
+        expected = np.exp(row.astype(np.float64) - peak).sum()
+        np.testing.assert_allclose(elementary.sum_exp(row, peak, scratch), expected, rtol=4 * FLOAT32_EPS)
+    row = np.array([1.0, np.nan, 3.0], dtype=np.float32)
+    assert elementary.row_max(row) == 3.0  # skipped by the max ...
+    assert np.isnan(elementary.sum_exp(row, np.float32(3.0), np.empty_like(row)))  # ... not by the sum
