@@ -5,8 +5,10 @@
 
 The architecture of the Fashion-MNIST benchmark table's "2 conv + pooling + batch norm" row
 (0.934). Measured with Adam (lr 1e-3, batch 64, seed 0): test accuracy 0.922 after 6 epochs,
-0.926 after 10, about 40 s per epoch on 2 cores. ``conv(in_channels, out_channels, side)`` builds each convolution (side: its input's
-height and width), so TiledCNN and LocalCNN differ only there.
+0.926 after 10, about 40 s per epoch on 2 cores.
+
+``conv(in_channels, out_channels, side)`` builds each convolution (side: its input's height
+and width), so TiledCNN and LocalCNN differ only there.
 """
 from minidl import nn
 
