@@ -12,6 +12,10 @@ form one contiguous (C kh kw) x width_k block and its outputs are one GEMM: Y_k 
 A convolution is one class (tile 1 x 1); a locally connected layer has one class per output
 position (tile = output size). Columns are ordered (class, n, i // th, j // tw).
 
+Both run on the zero-padded input Xp (made once per call, when padding > 0): then every
+patch lies inside the array, and each output row's columns are one strided copy, with no
+bounds tests in the inner loops (3x faster than clipping each row at the padding).
+
 The unfolded batch is big (38 MB for (64,16,32,32) with 3x3 kernels) and allocating it
 fresh costs as much as filling it twice, so it lives in a reusable per-thread workspace. The
 backward pass needs X' again: it unfolds anew instead of keeping a copy, unless the workspace
@@ -50,9 +54,50 @@ def unfolded(x, n_rows, layout, geometry, reuse):
     cols = workspace("cols", n_rows * layout.total, x.dtype)
     held = _contents().get(key)
     if not (reuse and held is not None and held[0] is x and held[1] == geometry[:12]):
-        unfold(x, cols, *geometry)
+        kh, kw, sh, sw, ph, pw, dh, dw = geometry[:8]
+        unfold(padded(x, ph, pw), cols, kh, kw, sh, sw, dh, dw, *geometry[10:])
         _contents()[key] = (x, geometry[:12])
     return cols
+
+
+def padded(x, ph, pw):
+    """Xp: x with ph zero rows above and below and pw zero columns left and right (x itself
+    when there is no padding)."""
+    if ph == 0 and pw == 0:
+        return x
+    n_batch, channels, height, width = x.shape
+    xp = np.empty((n_batch, channels, height + 2 * ph, width + 2 * pw), dtype=x.dtype)
+    _pad(x, xp, ph, pw)
+    return xp
+
+
+@njit(cache=True, parallel=True)
+def _pad(x, xp, ph, pw):
+    n_batch, channels, height, width = x.shape
+    for task in prange(n_batch * channels):
+        n, c = task // channels, task % channels
+        plane, source = xp[n, c], x[n, c]
+        plane[:ph] = 0.0
+        plane[ph + height:] = 0.0
+        for h in range(height):
+            row, src = plane[ph + h], source[h]
+            row[:pw] = 0.0
+            row[pw + width:] = 0.0
+            inside = row[pw:]
+            for j in range(width):
+                inside[j] = src[j]
+
+
+@njit(cache=True, parallel=True)
+def _crop(xp, x, ph, pw):
+    """The adjoint's last step: x = Xp without its padding."""
+    n_batch, channels, height, width = x.shape
+    for task in prange(n_batch * channels):
+        n, c = task // channels, task % channels
+        for h in range(height):
+            row, src = x[n, c, h], xp[n, c, ph + h, pw:]
+            for j in range(width):
+                row[j] = src[j]
 
 
 class Layout:
@@ -77,25 +122,16 @@ class Layout:
         return [flat[rows * s: rows * (s + w)].reshape(rows, w) for s, w in zip(self.starts, self.widths)]
 
 
-@njit(cache=True)
-def _inside(count, step, offset, size):
-    """The range [lo, hi) of jj in [0, count) with 0 <= jj step + offset < size."""
-    lo = max(0, (step - 1 - offset) // step)
-    hi = min(count, (size - 1 - offset) // step + 1)
-    return lo, max(lo, hi)
-
-
 # The loops below index views with counters that start at 0 (``for jj in range(n)``): numba
 # then knows the index is not negative, skips its wraparound check, and the copy vectorises
 # (about 3x faster than indexing the whole array at base + jj).
 
 @njit(cache=True, parallel=True)
-def unfold(x, out, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, th, tw, rows_per_class,
-           cols_per_class, starts):
+def unfold(xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class, starts):
     """im2col: out[block k][(c, u, v), (n, i // th, j // tw)] = Xp[n, c, i sh + u dh, j sw + v dw].
     One task per (row (c, u, v), image n); it writes that row's columns of the image."""
-    n_batch, channels, height, width = x.shape
-    planes = x.reshape(n_batch * channels, height * width)
+    n_batch, channels, height, width = xp.shape
+    planes = xp.reshape(n_batch * channels, height * width)
     n_rows = channels * kh * kw
     step = tw * sw
     for task in prange(n_rows * n_batch):
@@ -104,43 +140,26 @@ def unfold(x, out, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, th, tw, rows_per_clas
         plane = planes[n * channels + c]
         for b in range(tw):
             count = cols_per_class[b]
-            offset = b * sw + v * dw - pw
-            lo, hi = _inside(count, step, offset, width)
-            a, ii = 0, 0  # i = ii th + a, counted up without divisions
-            for i in range(oh):
+            for a in range(th):  # the outputs i = ii th + a of class (a, b): one block
                 per_image = rows_per_class[a] * count
-                base = n_rows * starts[a * tw + b] + (r * n_batch + n) * per_image + ii * count
-                dst = out[base:base + count]
-                h = i * sh + u * dh - ph
-                if 0 <= h < height:
-                    for jj in range(lo):
-                        dst[jj] = 0.0
-                    src = plane[h * width + offset + lo * step:]
-                    inside = dst[lo:hi]
+                block = out[n_rows * starts[a * tw + b] + (r * n_batch + n) * per_image:][:per_image]
+                for ii in range(rows_per_class[a]):
+                    dst = block[ii * count:]
+                    src = plane[((ii * th + a) * sh + u * dh) * width + b * sw + v * dw:]
                     if step == 1:
-                        for jj in range(hi - lo):
-                            inside[jj] = src[jj]
+                        for jj in range(count):
+                            dst[jj] = src[jj]
                     else:
-                        for jj in range(hi - lo):
-                            inside[jj] = src[jj * step]
-                    after = dst[hi:]
-                    for jj in range(count - hi):
-                        after[jj] = 0.0
-                else:
-                    for jj in range(count):
-                        dst[jj] = 0.0
-                a += 1
-                if a == th:
-                    a, ii = 0, ii + 1
+                        for jj in range(count):
+                            dst[jj] = src[jj * step]
 
 
 @njit(cache=True, parallel=True)
-def fold(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, th, tw, rows_per_class,
-         cols_per_class, starts):
-    """col2im, the adjoint of ``unfold``: dX[n, c, h, w] = sum of the column entries copied
+def fold(cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class, starts):
+    """col2im, the adjoint of ``unfold``: dXp[n, c, h, w] = sum of the column entries copied
     from (h, w). One task per (n, c) plane, so no two tasks write the same element."""
-    n_batch, channels, height, width = dx.shape
-    planes = dx.reshape(n_batch * channels, height * width)
+    n_batch, channels, height, width = dxp.shape
+    planes = dxp.reshape(n_batch * channels, height * width)
     n_rows = channels * kh * kw
     step = tw * sw
     for task in prange(n_batch * channels):
@@ -152,25 +171,18 @@ def fold(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, th, tw, rows_per_clas
                 r = (c * kh + u) * kw + v
                 for b in range(tw):
                     count = cols_per_class[b]
-                    offset = b * sw + v * dw - pw
-                    lo, hi = _inside(count, step, offset, width)
-                    a, ii = 0, 0  # i = ii th + a
-                    for i in range(oh):
-                        h = i * sh + u * dh - ph
-                        if 0 <= h < height:
-                            per_image = rows_per_class[a] * count
-                            base = n_rows * starts[a * tw + b] + (r * n_batch + n) * per_image + ii * count
-                            src = cols[base + lo:base + hi]
-                            dst = plane[h * width + offset + lo * step:]
+                    for a in range(th):
+                        per_image = rows_per_class[a] * count
+                        block = cols[n_rows * starts[a * tw + b] + (r * n_batch + n) * per_image:][:per_image]
+                        for ii in range(rows_per_class[a]):
+                            src = block[ii * count:]
+                            dst = plane[((ii * th + a) * sh + u * dh) * width + b * sw + v * dw:]
                             if step == 1:
-                                for jj in range(hi - lo):
+                                for jj in range(count):
                                     dst[jj] += src[jj]
                             else:
-                                for jj in range(hi - lo):
+                                for jj in range(count):
                                     dst[jj * step] += src[jj]
-                        a += 1
-                        if a == th:
-                            a, ii = 0, ii + 1
 
 
 @njit(cache=True, parallel=True)
@@ -267,8 +279,14 @@ def shared_conv_backward(x, weight_k, dy, kernel, stride, padding, dilation, til
     if need_dx:
         _contents().pop(("cols", np.dtype(x.dtype)), None)
         _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups)  # overwrites the columns
+        kh, kw, sh, sw, ph, pw, dh, dw = geometry[:8]
+        n_batch, channels, height, width = x.shape
         dx = np.empty_like(x)
-        fold(cols, dx, *geometry)
+        dxp = dx if ph == 0 and pw == 0 else np.empty(
+            (n_batch, channels, height + 2 * ph, width + 2 * pw), dtype=x.dtype)
+        fold(cols, dxp, kh, kw, sh, sw, dh, dw, *geometry[10:])
+        if dxp is not dx:
+            _crop(dxp, dx, ph, pw)
     return dx, dweight_k, dbias
 
 
