@@ -13,6 +13,11 @@ import numba as _numba
 if "NUMBA_THREADING_LAYER" not in _os.environ:
     _numba.config.THREADING_LAYER = "workqueue"
 
+from . import memory as _memory  # noqa: E402
+
+if _memory.wanted():
+    _memory.keep_freed_memory()
+
 from .device import Device, device  # noqa: E402
 from .function import Function, no_grad, set_grad_enabled, is_grad_enabled  # noqa: E402
 from .random import manual_seed  # noqa: E402

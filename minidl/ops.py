@@ -8,6 +8,7 @@ import numpy as np
 
 from .device import like
 from .function import Function
+from .kernels import for_device
 from .meta import MetaArray, resolve_reshape, standin
 
 
@@ -288,20 +289,21 @@ class Clip(Function):
 
 
 class ReLU(Function):
-    """y = x (x > 0);  dx = dy (x > 0)."""
+    """y = x (x > 0);  dx = dy (x > 0). One kernel pass each way."""
 
     infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x):
-        y = np.maximum(x, 0)
+        y = for_device(ctx.device, "activation").relu_forward(np.ascontiguousarray(x, like=like(x)))
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_arrays
-        return grad * (y > 0)
+        grad = np.ascontiguousarray(grad, dtype=y.dtype, like=like(y))
+        return for_device(ctx.device, "activation").relu_backward(grad, y)
 
 
 class LeakyReLU(Function):

@@ -290,3 +290,15 @@ def test_comparisons_and_argmax_are_outside_the_graph():
 def test_repr_shows_grad_fn():
     y = minidl.tensor([1.0], requires_grad=True) * 2.0
     assert "grad_fn=<MulBackward>" in repr(y)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (300, 400)])  # serial and parallel kernels
+def test_relu_kernel_on_views_keeps_nan_and_masks_the_gradient(shape):
+    data = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    data[0, :3] = [np.nan, -0.0, 0.0]
+    x = minidl.tensor(data, requires_grad=True)
+    y = x.T.relu()  # a transposed (non-contiguous) input
+    np.testing.assert_array_equal(y.detach().numpy(), np.maximum(data.T, 0))
+    upstream = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    y.backward(upstream)
+    np.testing.assert_array_equal(x.grad.numpy(), (upstream * (np.maximum(data.T, 0) > 0)).T)
