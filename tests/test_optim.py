@@ -367,3 +367,27 @@ def test_clip_grad_norm_non_finite_raises():
     p.grad = minidl.tensor(np.array([np.nan, 1.0]))
     with pytest.raises(RuntimeError):
         clip_grad_norm_([p], 1.0)
+
+
+@pytest.mark.parametrize("opt_cls, kwargs, keys", [
+    (optim.Adam, {"lr": 1e-3}, ("exp_avg",)),
+    (optim.SGD, {"lr": 0.1, "momentum": 0.9}, ("momentum_buffer",)),
+    (optim.RMSprop, {"lr": 1e-3, "momentum": 0.9, "centered": True}, ("grad_avg", "momentum_buffer")),
+])
+def test_decaying_state_is_flushed_to_zero_not_left_subnormal(opt_cls, kwargs, keys):
+    """A moment decaying under zero gradients passes through the subnormal range (slow on x86):
+    it must go straight from the smallest normal float32 values to 0, and NaN must survive."""
+    param = nn.Parameter(np.zeros(3, dtype=np.float32))
+    optimizer = opt_cls([param], **kwargs)
+    param.grad = minidl.tensor(np.array([1e-36, 1.0, np.nan], dtype=np.float32))
+    optimizer.step()
+    param.grad = minidl.zeros(3)
+    tiny = np.finfo(np.float32).tiny
+    for _ in range(300):
+        optimizer.step()
+        for key in keys:
+            state = optimizer.state[id(param)][key]
+            assert not (0 < abs(state[0]) < tiny), f"{key} is subnormal: {state[0]}"
+    for key in keys:
+        state = optimizer.state[id(param)][key]
+        assert state[0] == 0 and np.isnan(state[2])
