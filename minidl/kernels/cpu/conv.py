@@ -9,8 +9,13 @@ where fold (col2im) adds each patch entry back into the input position it was co
 Tiled sharing (tile th x tw) puts output (i, j) in class k = (i mod th) tw + (j mod tw) and
 uses kernel K_k there. The unfold writes the columns class by class, so class k's columns
 form one contiguous (C kh kw) x width_k block and its outputs are one GEMM: Y_k = K'_k X'_k.
-A convolution is one class (tile 1 x 1); a locally connected layer has one class per output
-position (tile = output size). Columns are ordered (class, n, i // th, j // tw).
+A locally connected layer has one class per output position (tile = output size). Columns
+are ordered (class, n, i // th, j // tw), rows (c, u, v).
+
+A plain convolution (one class, tile 1 x 1) orders the unfold image by image instead:
+X'_n[(c, u, v), (i, j)], so Y_n = K' X'_n is image n's NCHW output as it stands, and one
+batched GEMM writes Y with no reordering pass; dY is read in place the same way
+(dK' = sum_n dY_n X'_n^T, dX'_n = K'^T dY_n).
 
 Both run on the zero-padded input Xp (made once per call, when padding > 0): then every
 patch lies inside the array, and each output row's columns are one strided copy, with no
@@ -53,10 +58,11 @@ def unfolded(x, n_rows, layout, geometry, reuse):
     key = ("cols", np.dtype(x.dtype))
     cols = workspace("cols", n_rows * layout.total, x.dtype)
     held = _contents().get(key)
-    if not (reuse and held is not None and held[0] is x and held[1] == geometry[:12]):
+    shape = tuple(v for v in geometry if not isinstance(v, np.ndarray))  # the arrays follow from it
+    if not (reuse and held is not None and held[0] is x and held[1] == shape):
         kh, kw, sh, sw, ph, pw, dh, dw = geometry[:8]
         unfold(padded(x, ph, pw), cols, kh, kw, sh, sw, dh, dw, *geometry[10:])
-        _contents()[key] = (x, geometry[:12])
+        _contents()[key] = (x, shape)
     return cols
 
 
@@ -101,10 +107,17 @@ def _crop(xp, x, ph, pw):
 
 
 class Layout:
-    """Where each output position's column lives: class sizes and offsets for a tile."""
+    """Where each output position's column lives: class sizes and offsets for a tile. Block
+    (row r, image n) of class k starts at rows * starts[k] + (r row_step + n image_step) per_image
+    (per_image: the class's positions in one image); ``image_major`` (tile 1 x 1 only) puts
+    image n's rows together."""
 
-    def __init__(self, batch, out_h, out_w, tile_h, tile_w):
+    def __init__(self, batch, out_h, out_w, tile_h, tile_w, image_major=False, rows=None):
         self.tile = (tile_h, tile_w)
+        self.image_major = image_major
+        if image_major and (tile_h, tile_w) != (1, 1):
+            raise ValueError("Layout: image-major columns need a single class (tile 1 x 1)")
+        self.row_step, self.image_step = (1, rows) if image_major else (batch, 1)
         self.rows_per_class = np.array([(out_h - a + tile_h - 1) // tile_h for a in range(tile_h)],
                                        dtype=np.int64)
         self.cols_per_class = np.array([(out_w - b + tile_w - 1) // tile_w for b in range(tile_w)],
@@ -127,9 +140,10 @@ class Layout:
 # (about 3x faster than indexing the whole array at base + jj).
 
 @njit(cache=True, parallel=True)
-def unfold(xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class, starts):
-    """im2col: out[block k][(c, u, v), (n, i // th, j // tw)] = Xp[n, c, i sh + u dh, j sw + v dw].
-    One task per (row (c, u, v), image n); it writes that row's columns of the image."""
+def unfold(xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class, starts, row_step,
+           image_step):
+    """im2col: out[block k][(c, u, v), (n, i // th, j // tw)] = Xp[n, c, i sh + u dh, j sw + v dw]
+    (blocks placed as ``Layout`` says). One task per (row (c, u, v), image n)."""
     n_batch, channels, height, width = xp.shape
     planes = xp.reshape(n_batch * channels, height * width)
     n_rows = channels * kh * kw
@@ -142,7 +156,7 @@ def unfold(xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_cla
             count = cols_per_class[b]
             for a in range(th):  # the outputs i = ii th + a of class (a, b): one block
                 per_image = rows_per_class[a] * count
-                block = out[n_rows * starts[a * tw + b] + (r * n_batch + n) * per_image:][:per_image]
+                block = out[n_rows * starts[a * tw + b] + (r * row_step + n * image_step) * per_image:][:per_image]
                 for ii in range(rows_per_class[a]):
                     dst = block[ii * count:]
                     src = plane[((ii * th + a) * sh + u * dh) * width + b * sw + v * dw:]
@@ -155,7 +169,8 @@ def unfold(xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_cla
 
 
 @njit(cache=True, parallel=True)
-def fold(cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class, starts):
+def fold(cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class, starts, row_step,
+         image_step):
     """col2im, the adjoint of ``unfold``: dXp[n, c, h, w] = sum of the column entries copied
     from (h, w). One task per (n, c) plane, so no two tasks write the same element."""
     n_batch, channels, height, width = dxp.shape
@@ -173,7 +188,8 @@ def fold(cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_cla
                     count = cols_per_class[b]
                     for a in range(th):
                         per_image = rows_per_class[a] * count
-                        block = cols[n_rows * starts[a * tw + b] + (r * n_batch + n) * per_image:][:per_image]
+                        block = cols[n_rows * starts[a * tw + b]
+                                     + (r * row_step + n * image_step) * per_image:][:per_image]
                         for ii in range(rows_per_class[a]):
                             src = block[ii * count:]
                             dst = plane[((ii * th + a) * sh + u * dh) * width + b * sw + v * dw:]
@@ -237,7 +253,7 @@ def _geometry(kernel, stride, padding, dilation, out_size, layout):
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     th, tw = layout.tile
     return (kh, kw, sh, sw, ph, pw, dh, dw, out_size[0], out_size[1], th, tw,
-            layout.rows_per_class, layout.cols_per_class, layout.starts)
+            layout.rows_per_class, layout.cols_per_class, layout.starts, layout.row_step, layout.image_step)
 
 
 def shared_conv_forward(x, weight_k, bias, kernel, stride, padding, dilation, out_size, tile, groups=1):
@@ -252,7 +268,7 @@ def shared_conv_forward(x, weight_k, bias, kernel, stride, padding, dilation, ou
     y_cols = workspace("out", n_out * layout.total, x.dtype)
     _grouped_matmul(weight_k, layout.blocks(cols, n_rows), layout.blocks(y_cols, n_out), groups)
     y = np.empty((n_batch, n_out) + tuple(out_size), dtype=x.dtype)
-    scatter_output(y_cols, bias, y, *geometry[10:])
+    scatter_output(y_cols, bias, y, *geometry[10:15])
     return y
 
 
@@ -267,7 +283,7 @@ def shared_conv_backward(x, weight_k, dy, kernel, stride, padding, dilation, til
     n_rows = channels * kernel[0] * kernel[1]
     dy_cols = workspace("out", n_out * layout.total, x.dtype)
     dbias = np.empty(dy.shape[1:], dtype=x.dtype)
-    gather_grad(dy, dy_cols, dbias, *geometry[10:])
+    gather_grad(dy, dy_cols, dbias, *geometry[10:15])
     dy_blocks = layout.blocks(dy_cols, n_out)
     cols = unfolded(x, n_rows, layout, geometry, reuse=True) if need_dw else workspace(
         "cols", n_rows * layout.total, x.dtype)
@@ -279,15 +295,21 @@ def shared_conv_backward(x, weight_k, dy, kernel, stride, padding, dilation, til
     if need_dx:
         _contents().pop(("cols", np.dtype(x.dtype)), None)
         _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups)  # overwrites the columns
-        kh, kw, sh, sw, ph, pw, dh, dw = geometry[:8]
-        n_batch, channels, height, width = x.shape
-        dx = np.empty_like(x)
-        dxp = dx if ph == 0 and pw == 0 else np.empty(
-            (n_batch, channels, height + 2 * ph, width + 2 * pw), dtype=x.dtype)
-        fold(cols, dxp, kh, kw, sh, sw, dh, dw, *geometry[10:])
-        if dxp is not dx:
-            _crop(dxp, dx, ph, pw)
+        dx = folded(cols, x, geometry)
     return dx, dweight_k, dbias
+
+
+def folded(cols, x, geometry):
+    """dX = fold(dX'), the columns laid out as ``geometry`` says, shaped and typed like x."""
+    kh, kw, sh, sw, ph, pw, dh, dw = geometry[:8]
+    n_batch, channels, height, width = x.shape
+    dx = np.empty_like(x)
+    dxp = dx if ph == 0 and pw == 0 else np.empty(
+        (n_batch, channels, height + 2 * ph, width + 2 * pw), dtype=x.dtype)
+    fold(cols, dxp, kh, kw, sh, sw, dh, dw, *geometry[10:])
+    if dxp is not dx:
+        _crop(dxp, dx, ph, pw)
+    return dx
 
 
 def _group_slices(n_out, n_rows, groups):
@@ -331,21 +353,72 @@ def _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups):
 # ---------------------------------------------------------------- convolution (one class)
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
-    """Y = K' X' + b per group; weight (O, C / groups, kh, kw), bias (O,) or None."""
+    """Y_n = K' X'_n + b per group and image n; weight (O, C / groups, kh, kw), bias (O,) or None."""
+    n_batch, channels = x.shape[:2]
     n_out, kernel = weight.shape[0], weight.shape[2:]
-    bias_full = full_bias(bias, n_out, out_size, x.dtype)
-    return shared_conv_forward(x, weight.reshape(1, n_out, -1), bias_full, kernel, stride, padding,
-                               dilation, out_size, (1, 1), groups)
+    n_rows = channels * kernel[0] * kernel[1]
+    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=True, rows=n_rows)
+    geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
+    cols = unfolded(x, n_rows, layout, geometry, reuse=False).reshape(n_batch, n_rows, -1)
+    y = np.empty((n_batch, n_out, cols.shape[2]), dtype=x.dtype)
+    weight_2d = weight.reshape(n_out, -1)
+    for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
+        np.matmul(weight_2d[out_rows], cols[:, in_rows], out=y[:, out_rows])
+    if bias is not None:
+        _add_channel_bias(y, bias)
+    return y.reshape((n_batch, n_out) + tuple(out_size))
 
 
 def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=True, need_dw=True):
-    """(dx, dweight, dbias): dK' = dY X'^T, dX = fold(K'^T dY), db = sum_(n,i,j) dY."""
-    n_out = weight.shape[0]
-    dx, dweight_k, dbias = shared_conv_backward(
-        x, weight.reshape(1, n_out, -1), dy, weight.shape[2:], stride, padding, dilation, (1, 1),
-        groups, need_dx, need_dw)
-    dweight = None if dweight_k is None else dweight_k.reshape(weight.shape)
-    return dx, dweight, dbias.sum(axis=(1, 2))
+    """(dx, dweight, dbias): dK' = sum_n dY_n X'_n^T, dX = fold(K'^T dY_n), db = sum_(n,i,j) dY."""
+    n_batch, channels = x.shape[:2]
+    n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
+    n_rows = channels * kernel[0] * kernel[1]
+    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=True, rows=n_rows)
+    geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
+    dy = dy.reshape(n_batch, n_out, -1)
+    dbias = _bias_grad(dy)
+    dweight = dx = None
+    weight_2d = weight.reshape(n_out, -1)
+    if need_dw:
+        cols = unfolded(x, n_rows, layout, geometry, reuse=True).reshape(n_batch, n_rows, -1)
+        dweight = np.empty_like(weight_2d)
+        for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
+            per_image = np.matmul(dy[:, out_rows], np.swapaxes(cols[:, in_rows], 1, 2))
+            np.sum(per_image, axis=0, out=dweight[out_rows])
+        dweight = dweight.reshape(weight.shape)
+    if need_dx:
+        _contents().pop(("cols", np.dtype(x.dtype)), None)
+        cols = workspace("cols", n_rows * layout.total, x.dtype).reshape(n_batch, n_rows, -1)
+        for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
+            np.matmul(weight_2d[out_rows].T, dy[:, out_rows], out=cols[:, in_rows])
+        dx = folded(cols.reshape(-1), x, geometry)
+    return dx, dweight, dbias
+
+
+@njit(cache=True, parallel=True)
+def _add_channel_bias(y, bias):
+    """y[n, o, :] += b[o] for y of shape (N, O, L)."""
+    n_batch, n_out, length = y.shape
+    for task in prange(n_batch * n_out):
+        row, shift = y[task // n_out, task % n_out], bias[task % n_out]
+        for k in range(length):
+            row[k] += shift
+
+
+@njit(cache=True, parallel=True)
+def _bias_grad(dy):
+    """db[o] = sum_(n, l) dy[n, o, l] for dy of shape (N, O, L), added in float64."""
+    n_batch, n_out, length = dy.shape
+    sums = np.empty(n_out, dtype=dy.dtype)
+    for o in prange(n_out):
+        lanes = np.zeros(length)  # one running sum per position: a loop that vectorises
+        for n in range(n_batch):
+            row = dy[n, o]
+            for k in range(length):
+                lanes[k] += row[k]
+        sums[o] = lanes.sum()
+    return sums
 
 
 def full_bias(bias, n_out, out_size, dtype):
