@@ -114,3 +114,15 @@ def test_errors_name_the_layer_and_shapes(layer, x_shape, words):
         layer(minidl.zeros(*x_shape))
     for word in words:
         assert word in str(error.value)
+
+
+def test_the_2x2_kernel_picks_the_same_winners_as_the_general_one(rng):
+    from minidl.kernels.cpu import pool
+    x = np.round(rng.standard_normal((3, 4, 9, 10)), 0).astype(np.float32)  # many ties
+    x[0, 0, 0, 1] = x[1, 2, 5, 5] = x[1, 2, 5, 4] = np.nan
+    rows, cols = 2 * np.arange(4), 2 * np.arange(5)
+    fast = pool.max_pool2d_forward(x, rows, rows + 2, cols, cols + 2)
+    general = pool._max_pool_windows(x, rows, rows + 2, cols, cols + 2)
+    np.testing.assert_array_equal(fast[0], general[0])
+    np.testing.assert_array_equal(fast[1], general[1])
+    assert np.isnan(fast[0][0, 0, 0, 0]) and fast[1][1, 2, 2, 2] == 5 * 10 + 5  # the last NaN wins
