@@ -12,7 +12,8 @@ PARALLEL_MIN_WORK = 1 << 16  # elements of the first argument
 class SizeDispatched:
     """A kernel compiled serially (outer loop ``range``) and in parallel (``prange``)."""
 
-    def __init__(self, build):
+    def __init__(self, build, parallel_from=None):
+        self.parallel_from = parallel_from
         # The loop function is a closure cell, so the two compiled versions also get
         # different entries in Numba's on-disk cache (its key hashes closure contents).
         self.serial = njit(cache=True)(build(range))
@@ -20,10 +21,14 @@ class SizeDispatched:
         self.__doc__, self.__name__ = build.__doc__, build.__name__
 
     def __call__(self, *args):
-        kernel = self.parallel if args[0].size >= PARALLEL_MIN_WORK else self.serial
+        threshold = PARALLEL_MIN_WORK if self.parallel_from is None else self.parallel_from
+        kernel = self.parallel if args[0].size >= threshold else self.serial
         return kernel(*args)
 
 
-def size_dispatched(build):
-    """Decorator for ``def name(loop): def kernel(...): for i in loop(n): ...; return kernel``."""
-    return SizeDispatched(build)
+def size_dispatched(build=None, parallel_from=None):
+    """Decorator for ``def name(loop): def kernel(...): for i in loop(n): ...; return kernel``;
+    ``@size_dispatched(parallel_from=n)`` sets the kernel's own threshold (elements)."""
+    if build is None:
+        return lambda build: SizeDispatched(build, parallel_from)
+    return SizeDispatched(build, parallel_from)
