@@ -186,6 +186,8 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    if args.device == "cuda" and not minidl.cuda.is_available():
+        parser.error("--device cuda: minidl.cuda.is_available() is False (no NVIDIA GPU or driver)")
     print(f"minidl {minidl.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads, "
           f"{numba.config.THREADING_LAYER} layer)")
     main_section(args.quick, args.device)
