@@ -13,7 +13,7 @@ class SizeDispatched:
     """A kernel compiled serially (outer loop ``range``) and in parallel (``prange``)."""
 
     def __init__(self, build, parallel_from=None):
-        self.parallel_from = parallel_from
+        self.parallel_from = PARALLEL_MIN_WORK if parallel_from is None else parallel_from
         # The loop function is a closure cell, so the two compiled versions also get
         # different entries in Numba's on-disk cache (its key hashes closure contents).
         self.serial = njit(cache=True)(build(range))
@@ -21,8 +21,7 @@ class SizeDispatched:
         self.__doc__, self.__name__ = build.__doc__, build.__name__
 
     def __call__(self, *args):
-        threshold = PARALLEL_MIN_WORK if self.parallel_from is None else self.parallel_from
-        kernel = self.parallel if args[0].size >= threshold else self.serial
+        kernel = self.parallel if args[0].size >= self.parallel_from else self.serial
         return kernel(*args)
 
 

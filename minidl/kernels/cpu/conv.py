@@ -66,6 +66,12 @@ def unfolded(x, n_rows, layout, geometry, reuse):
     return cols
 
 
+def columns_to_overwrite(size, dtype):
+    """The "cols" workspace for dX' (its unfold, if any, is forgotten)."""
+    _contents().pop(("cols", np.dtype(dtype)), None)
+    return workspace("cols", size, dtype)
+
+
 def padded(x, ph, pw):
     """Xp: x with ph zero rows above and below and pw zero columns left and right (x itself
     when there is no padding)."""
@@ -114,7 +120,6 @@ class Layout:
 
     def __init__(self, batch, out_h, out_w, tile_h, tile_w, image_major=False, rows=None):
         self.tile = (tile_h, tile_w)
-        self.image_major = image_major
         if image_major and (tile_h, tile_w) != (1, 1):
             raise ValueError("Layout: image-major columns need a single class (tile 1 x 1)")
         self.row_step, self.image_step = (1, rows) if image_major else (batch, 1)
@@ -285,15 +290,15 @@ def shared_conv_backward(x, weight_k, dy, kernel, stride, padding, dilation, til
     dbias = np.empty(dy.shape[1:], dtype=x.dtype)
     gather_grad(dy, dy_cols, dbias, *geometry[10:15])
     dy_blocks = layout.blocks(dy_cols, n_out)
-    cols = unfolded(x, n_rows, layout, geometry, reuse=True) if need_dw else workspace(
-        "cols", n_rows * layout.total, x.dtype)
+    cols = (unfolded(x, n_rows, layout, geometry, reuse=True) if need_dw
+            else columns_to_overwrite(n_rows * layout.total, x.dtype))
     col_blocks = layout.blocks(cols, n_rows)
     dweight_k = dx = None
     if need_dw:
         dweight_k = np.empty_like(weight_k)
         _grouped_weight_grad(dy_blocks, col_blocks, dweight_k, groups)
     if need_dx:
-        _contents().pop(("cols", np.dtype(x.dtype)), None)
+        columns_to_overwrite(cols.size, x.dtype)  # the unfold is used up
         _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups)  # overwrites the columns
         dx = folded(cols, x, geometry)
     return dx, dweight_k, dbias
@@ -388,8 +393,7 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
             np.sum(per_image, axis=0, out=dweight[out_rows])
         dweight = dweight.reshape(weight.shape)
     if need_dx:
-        _contents().pop(("cols", np.dtype(x.dtype)), None)
-        cols = workspace("cols", n_rows * layout.total, x.dtype).reshape(n_batch, n_rows, -1)
+        cols = columns_to_overwrite(n_rows * layout.total, x.dtype).reshape(n_batch, n_rows, -1)
         for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
             np.matmul(weight_2d[out_rows].T, dy[:, out_rows], out=cols[:, in_rows])
         dx = folded(cols.reshape(-1), x, geometry)
