@@ -1,4 +1,4 @@
-"""IDX files, Dataset/TensorDataset/DataLoader, and where FashionMNIST finds its files."""
+"""IDX files, Dataset/TensorDataset/DataLoader, where FashionMNIST finds its files, hostile CSV files."""
 import gzip
 import hashlib
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minidl
-from minidl.data import DataLoader, Dataset, FashionMNIST, TensorDataset, read_idx, write_idx
+from minidl.data import DataLoader, Dataset, FashionMNIST, TensorDataset, load_csv, read_idx, write_idx
 from minidl.data import fashion_mnist as fm
 
 
@@ -102,6 +102,52 @@ def test_idx_gzip_content_truncated(tmp_path):
         f.write((tmp_path / "full.idx").read_bytes()[:-1])
     with pytest.raises(ValueError, match=re.escape(str(path))):
         read_idx(path)
+
+
+def _gzip_bomb(path, n_zero_bytes):
+    """A .gz whose IDX header promises 4 uint8 items but which inflates to n_zero_bytes more."""
+    block = bytes(1 << 20)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(bytes([0, 0, 0x08, 1]) + (4).to_bytes(4, "big"))
+        for _ in range(n_zero_bytes >> 20):
+            f.write(block)
+
+
+def test_idx_gzip_bomb_reads_only_what_the_header_promises(tmp_path):
+    import tracemalloc
+    path = tmp_path / "bomb.idx.gz"
+    _gzip_bomb(path, 32 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=re.escape(str(path)) + r".*shape \(4,\) \(4 bytes"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20   # not the 32 MiB the stream inflates to
+
+
+def test_idx_header_with_absurd_dimensions(tmp_path):
+    path = tmp_path / "huge.idx"
+    dims = [2 ** 32 - 1] * 3
+    path.write_bytes(bytes([0, 0, 0x0E, 3]) + np.array(dims, ">u4").tobytes() + bytes(16))
+    # the byte count is exact, not wrapped around int64
+    with pytest.raises(ValueError, match=re.escape(f"{path}: header says shape {tuple(dims)} "
+                                                   f"({(2 ** 32 - 1) ** 3 * 8} bytes of data), file holds 16")):
+        read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x08, 40]) + np.ones(40, ">u4").tobytes() + bytes(1))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*40 dimensions"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_bytes_path(tmp_path, suffix):
+    path = tmp_path / f"data.idx{suffix}"
+    write_idx(path, np.arange(6, dtype=np.int16).reshape(2, 3))
+    np.testing.assert_array_equal(read_idx(os.fsencode(path)), np.arange(6).reshape(2, 3))
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError, match=re.escape(f"{path}")):
+        read_idx(os.fsencode(path))
 
 
 # ------------------------------------------------------------ datasets and the loader
@@ -349,6 +395,29 @@ def test_fashion_mnist_rejects_mismatched_files(isolated, rng):
         FashionMNIST(root=str(root), download=False)
 
 
+@pytest.mark.parametrize("which,array,shape", [
+    ("labels", np.zeros((N_IMAGES, 1), np.uint8), f"({N_IMAGES}, 1)"),
+    ("images", np.zeros((N_IMAGES, 32, 32), np.uint8), f"({N_IMAGES}, 32, 32)"),
+    ("images", np.zeros((N_IMAGES, 28 * 28), np.uint8), f"({N_IMAGES}, 784)"),
+])
+def test_fashion_mnist_rejects_wrong_shapes(isolated, rng, which, array, shape):
+    root = isolated / "root"
+    _write_split(root, rng)
+    name = fm.FILES["train"][which == "labels"]
+    write_idx(root / name, array)
+    with pytest.raises(ValueError, match=re.escape(f"{root / name} holds {which} of shape {shape}")):
+        FashionMNIST(root=str(root), download=False)
+
+
+def test_fashion_mnist_rejects_labels_out_of_range(isolated, rng):
+    root = isolated / "root"
+    _write_split(root, rng)
+    name = fm.FILES["train"][1]
+    write_idx(root / name, np.full(N_IMAGES, 10, np.uint8))
+    with pytest.raises(ValueError, match=re.escape(str(root / name)) + ".*0..9"):
+        FashionMNIST(root=str(root), download=False)
+
+
 def _md5(path):
     return hashlib.md5(open(path, "rb").read()).hexdigest()
 
@@ -403,3 +472,63 @@ def test_resolve_failed_download_raises_file_not_found(isolated):
         fm.resolve(train=True, mirror=mirror)
     assert "download from " + mirror in str(info.value)
     assert "apt-get install dataset-fashion-mnist" in str(info.value)
+
+
+# ------------------------------------------------------------ CSV (load_csv)
+
+def _csv(tmp_path, data, name="data.csv"):
+    path = tmp_path / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def test_csv_huge_whole_number_target_stays_float(tmp_path):
+    path = _csv(tmp_path, "a,y\n1,1e20\n2,3\n3,-4e300\n")
+    y = load_csv(path).y
+    assert y.dtype == np.float64 and list(y) == [1e20, 3.0, -4e300]
+    assert load_csv(_csv(tmp_path, "a,y\n1,9007199254740992\n2,3\n")).y.dtype == np.int64  # 2**53
+
+
+def test_csv_trailing_delimiter_column_is_dropped(tmp_path):
+    X, y, names = load_csv(_csv(tmp_path, "a,b,y,\n1,2,0,\n3,4,1,\n"))
+    assert names == ["a", "b"] and list(y) == [0, 1]
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+    path = _csv(tmp_path, "a,,y\n1,2,0\n3,4,1\n", "unnamed.csv")
+    with pytest.raises(ValueError, match=re.escape(f"{path} column 2 has no name")):
+        load_csv(path)
+
+
+def test_csv_duplicate_column_names(tmp_path):
+    path = _csv(tmp_path, "a,y,y\n1,2,3\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path} has two columns named 'y' (columns 2 and 3)")):
+        load_csv(path, target="y")
+
+
+def test_csv_empty_cell_is_missing_as_nan_in_every_column(tmp_path):
+    table = load_csv(_csv(tmp_path, "colour,size,y\nred,1,0\n,,1\n  ,3,1\n"))
+    assert list(table.categorical) == [True, False]
+    assert table.X[0, 0] == "red"
+    assert all(isinstance(v, float) and np.isnan(v) for v in (table.X[1, 0], table.X[2, 0], table.X[1, 1]))
+    path = _csv(tmp_path, "a,y\n1,no\n2,\n", "no_target.csv")
+    with pytest.raises(ValueError, match=re.escape(f"{path} line 3: the target 'y' (column 2) is empty")):
+        load_csv(path)
+
+
+def test_csv_field_over_the_csv_limit_names_file_and_line(tmp_path):
+    path = _csv(tmp_path, "a,y\n1,2\n3,4\n" + "x" * 200_000 + ",5\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path} line 4: field larger than field limit")):
+        load_csv(path)
+
+
+def test_csv_encoding(tmp_path):
+    path = _csv(tmp_path, "name,y\nZürich,1\nCafé,0\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=re.escape(f"{path} line 2 ") + ".*encoding='latin-1'"):
+        load_csv(path)
+    assert list(load_csv(path, encoding="latin-1").X[:, 0]) == ["Zürich", "Café"]
+    with pytest.raises(ValueError, match="encoding='no-such-codec'"):
+        load_csv(path, encoding="no-such-codec")
+
+
+def test_csv_utf8_byte_order_mark_is_dropped(tmp_path):
+    _, _, names = load_csv(_csv(tmp_path, "\ufeffa,b,y\n1,2,3\n".encode("utf-8")))
+    assert names == ["a", "b"]

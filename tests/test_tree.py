@@ -1,4 +1,6 @@
 """Decision trees: ID3 on Quinlan's tennis table, equality with scikit-learn, bad input, forests."""
+import re
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,60 @@ def test_random_forest_on_breast_cancer():
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     # trees differ (bootstrap samples, random feature subsets)
     assert len({tree.tree_.node_count for tree in forest.estimators_}) > 1
+
+
+@pytest.mark.parametrize("name,value", [
+    ("max_depth", 1.5), ("max_depth", 0), ("max_depth", True), ("max_depth", "3"),
+    ("min_samples_split", 1), ("min_samples_split", "2"), ("min_samples_split", 1.5),
+    ("min_samples_leaf", 0), ("min_samples_leaf", float("nan")), ("max_features", True),
+    ("max_features", "auto"), ("max_features", 0.0), ("min_impurity_decrease", -0.1),
+    ("criterion", ["gini"]), ("random_state", "seed"), ("random_state", -1), ("random_state", 2 ** 32),
+])
+@pytest.mark.parametrize("estimator", [DecisionTreeClassifier, DecisionTreeRegressor, RandomForestClassifier])
+def test_hyperparameters_are_checked_at_fit(estimator, name, value):
+    X, y = np.arange(20.0).reshape(10, 2), np.arange(10) % 2
+    model = estimator(**{name: value})   # accepted at construction, as in scikit-learn
+    with pytest.raises(ValueError, match=rf"{estimator.__name__}\.fit: {name} .*got {re.escape(repr(value))}"):
+        model.fit(X, y)
+
+
+def test_random_state_accepts_generators():
+    X, y = datasets.load_iris(return_X_y=True)
+    trees = [DecisionTreeClassifier(max_features=2, random_state=state).fit(X, y).tree_
+             for state in (np.random.default_rng(3), np.random.default_rng(3), np.random.RandomState(3), 3)]
+    np.testing.assert_array_equal(trees[0].feature, trees[1].feature)
+    np.testing.assert_array_equal(trees[2].feature, trees[3].feature)
+    RandomForestClassifier(n_estimators=3, random_state=np.random.default_rng(0)).fit(X, y)
+    with pytest.raises(ValueError, match=r"n_estimators must be an int >= 1, got 2\.5"):
+        RandomForestClassifier(n_estimators=2.5).fit(X, y)
+
+
+@pytest.mark.parametrize("labels", [[1, "a"] * 3, np.array([1, "a"] * 3, dtype=object),
+                                    np.array([None, "a"] * 3, dtype=object)])
+def test_mixed_type_labels_are_refused(labels):
+    X = np.arange(12.0).reshape(6, 2)
+    mixed = r"DecisionTreeClassifier\.fit: labels in y are of mixed type \((int|NoneType), str\)"
+    with pytest.raises(ValueError, match=mixed):
+        DecisionTreeClassifier().fit(X, labels)
+    with pytest.raises(ValueError, match=r"RandomForestClassifier\.fit: labels in y are of mixed type"):
+        RandomForestClassifier(n_estimators=2).fit(X, labels)
+    with pytest.raises(ValueError, match=r"DecisionTreeRegressor\.fit: y must hold numbers"):
+        DecisionTreeRegressor().fit(X, ["a"] * 6)
+
+
+def test_missing_category_is_the_same_from_load_csv_and_from_nan_or_none(tmp_path):
+    from minidl.data import load_csv
+    rows = [("red", 0), ("", 1), ("blue", 0), ("", 1), ("red", 0), ("nan", 0)]
+    path = tmp_path / "colours.csv"
+    path.write_text("colour,y\n" + "".join(f"{c},{y}\n" for c, y in rows))
+    X, y, _ = load_csv(path)
+    by_csv = DecisionTreeClassifier().fit(X, y)
+    assert list(by_csv.encoder_.categories[0][:-1]) == ["blue", "nan", "red"]   # the string "nan" is a name
+    assert np.isnan(by_csv.encoder_.categories[0][-1])                       # missing comes last
+    assert by_csv.score(X, y) == 1.0
+    for missing in (np.nan, None, float("nan")):
+        hand = np.array([[missing if c == "" else c] for c, _ in rows], dtype=object)
+        tree = DecisionTreeClassifier().fit(hand, y)
+        np.testing.assert_array_equal(tree.tree_.branches, by_csv.tree_.branches)
+        assert list(tree.predict(np.array([[missing], ["nan"], ["green"]], dtype=object))) == [1, 0, 0]
+    assert "colour = nan" in export_text(by_csv, feature_names=["colour"])

@@ -117,9 +117,16 @@ class FashionMNIST(Dataset):
     def __init__(self, root=None, train=True, download=True, normalize=False):
         images_path, labels_path = resolve(root, train, download_missing=download)
         images, labels = read_idx(images_path), read_idx(labels_path)
-        if images.ndim != 3 or len(images) != len(labels):
-            raise ValueError(f"FashionMNIST: {images_path} holds shape {images.shape} and "
-                             f"{labels_path} {labels.shape}; expected (N, 28, 28) and (N,)")
+        if images.shape[1:] != (28, 28):
+            raise ValueError(f"FashionMNIST: {images_path} holds images of shape {images.shape}; "
+                             "expected (N, 28, 28)")
+        if labels.shape != (len(images),):
+            raise ValueError(f"FashionMNIST: {labels_path} holds labels of shape {labels.shape}; "
+                             f"expected ({len(images)},), one label per image of {images_path}")
+        if labels.dtype.kind not in "iu" or (len(labels) and not 0 <= labels.min() <= labels.max() < 10):
+            found = f" from {labels.min()} to {labels.max()}" if len(labels) else ""
+            raise ValueError(f"FashionMNIST: {labels_path} holds {labels.dtype} labels{found}; "
+                             "expected integer labels 0..9")
         self.data = (images.astype(np.float32) / np.float32(255))[:, None, :, :]
         if normalize:
             self.data -= np.float32(MEAN)

@@ -1,7 +1,9 @@
 """Input checks and the feature encoding the tree kernels search.
 
 Numeric columns are cast to float32, as scikit-learn does, so thresholds (midpoints of float32
-values, in float64) and predictions agree with it. Categorical columns are compared as strings.
+values, in float64) and predictions agree with it. Categorical columns are compared as strings;
+a missing entry there (None or NaN, as ``load_csv`` writes for an empty cell) is one category of
+its own, shown as ``nan``, ordered after the strings. Numeric columns refuse NaN.
 """
 import numbers
 
@@ -59,6 +61,14 @@ def categorical_mask(X, categorical_features, who):
     return mask
 
 
+def missing_mask(column):
+    """Which entries of a column are missing: None or a float NaN (never a string)."""
+    if column.dtype != object:
+        return np.zeros(len(column), bool)
+    return np.array([v is None or (isinstance(v, (float, np.floating)) and v != v) for v in column],
+                    dtype=bool)
+
+
 def numeric_column(column, f, who):
     """A column as float32; non-numeric entries or NaN/inf raise naming the column."""
     try:
@@ -69,7 +79,7 @@ def numeric_column(column, f, who):
     if not np.isfinite(values).all():
         row = int(np.flatnonzero(~np.isfinite(values))[0])
         raise ValueError(f"{who}: X contains NaN or infinity (row {row}, column {f}, value "
-                         f"{values[row]}); the trees do not handle missing values, impute them first")
+                         f"{values[row]}); a numeric column takes no missing values, impute them first")
     return values
 
 
@@ -78,7 +88,8 @@ class FeatureEncoder:
 
     ``fit_encode(X)`` returns the kernels' (n_features, n_rows) int32 codes of X; ``transform(X)``
     the float64 matrix that tree traversal reads: numeric values through float32, categorical
-    columns as the category index (-1 for a category not seen in training).
+    columns as the category index (-1 for a category not seen in training). ``categories[f]``
+    lists a categorical column's sorted strings, then ``nan`` when it had missing entries.
     """
 
     def fit_encode(self, X, categorical, who):
@@ -92,7 +103,10 @@ class FeatureEncoder:
         for j, f in enumerate(numeric):
             values[f] = np.unique(columns[j])
         for f in np.flatnonzero(categorical):
-            self.categories[f], codes[f] = np.unique(X[:, f].astype(str), return_inverse=True)
+            missing = missing_mask(X[:, f])
+            names, codes[f][~missing] = np.unique(X[~missing, f].astype(str), return_inverse=True)
+            codes[f][missing] = len(names)
+            self.categories[f] = np.append(names.astype(object), np.nan) if missing.any() else names
             values[f] = np.arange(len(self.categories[f]), dtype=np.float32)
         self.offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int64)
         self.values = np.concatenate(values).astype(np.float32)
@@ -112,9 +126,13 @@ class FeatureEncoder:
         numeric = np.flatnonzero(~self.categorical)
         out[:, numeric] = self._numeric(X, numeric, who)
         for f in np.flatnonzero(self.categorical):
+            categories, missing = self.categories[f], missing_mask(X[:, f])
+            # an object array of categories ends with the missing one (fit_encode)
+            known = categories[:-1].astype(str) if categories.dtype == object else categories
             names = X[:, f].astype(str)
-            index = np.minimum(np.searchsorted(self.categories[f], names), len(self.categories[f]) - 1)
-            out[:, f] = np.where(self.categories[f][index] == names, index, -1)
+            index = np.minimum(np.searchsorted(known, names), max(len(known) - 1, 0))
+            out[:, f] = np.where(known[index] == names, index, -1) if len(known) else -1
+            out[missing, f] = len(known) if categories.dtype == object else -1
         return out
 
     @staticmethod

@@ -3,7 +3,7 @@ subset of the features; the forest predicts the class of highest mean probabilit
 import numpy as np
 
 from .features import FeatureEncoder, as_2d, categorical_mask, check_is_fitted
-from .tree import DecisionTreeClassifier, check_random_state
+from .tree import DecisionTreeClassifier, _is_int, check_random_state
 
 
 class RandomForestClassifier:
@@ -30,15 +30,16 @@ class RandomForestClassifier:
     def fit(self, X, y):
         from tqdm.auto import tqdm
         who = "RandomForestClassifier.fit"
-        if self.n_estimators < 1:
-            raise ValueError(f"{who}: n_estimators must be >= 1, got {self.n_estimators}")
+        if not _is_int(self.n_estimators) or self.n_estimators < 1:
+            raise ValueError(f"{who}: n_estimators must be an int >= 1, got {self.n_estimators!r}")
         X = as_2d(X, who)
         template = self._tree(None)
+        template._check_params(who, X.shape[0], X.shape[1])
+        random_state = check_random_state(self.random_state, who)
         y = template._check_y(X, y, who)
         self.classes_, self.n_classes_ = template.classes_, template.n_classes_
         encoder = FeatureEncoder()
         codes = encoder.fit_encode(X, categorical_mask(X, self.categorical_features, who), who)
-        random_state = check_random_state(self.random_state)
         n = X.shape[0]
         self.estimators_ = []
         for _ in tqdm(range(self.n_estimators), desc="trees", disable=not self.verbose):

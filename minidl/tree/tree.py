@@ -15,6 +15,7 @@ same tree as ``sklearn.tree.DecisionTreeClassifier`` / ``DecisionTreeRegressor``
 """
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 
 import numba
@@ -246,13 +247,41 @@ class _TreeGrower:
         return chosen
 
 
-def check_random_state(random_state):
-    """None: numpy's global RandomState; an int: a new RandomState(seed); a RandomState: itself."""
+def check_random_state(random_state, who):
+    """None: numpy's global RandomState; an int in [0, 2**32): a new RandomState(seed); a
+    RandomState: itself; a numpy Generator: a RandomState drawing from (and advancing) its bits."""
     if random_state is None:
         return np.random.mtrand._rand
     if isinstance(random_state, np.random.RandomState):
         return random_state
-    return np.random.RandomState(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return np.random.RandomState(random_state.bit_generator)
+    if _is_int(random_state) and 0 <= random_state < 2 ** 32:
+        return np.random.RandomState(random_state)
+    raise ValueError(f"{who}: random_state must be None, an int in [0, 2**32), a numpy RandomState or "
+                     f"Generator, got {random_state!r}")
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_fraction(value):
+    """A float (not an int) in (0, 1]."""
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and 0.0 < value <= 1.0
+
+
+def _type_names(values):
+    return ", ".join(sorted({type(v).__name__ for v in values}))
+
+
+def _check_label_types(labels, who):
+    """Class labels must be all strings or all numbers (scikit-learn: "Labels are of mixed type")."""
+    kinds = {"str" if isinstance(v, (str, bytes)) else "number" if isinstance(v, numbers.Number) else "other"
+             for v in labels}
+    if len(kinds) > 1:
+        raise ValueError(f"{who}: labels in y are of mixed type ({_type_names(labels)}); use all strings "
+                         "or all numbers")
 
 
 class _BaseTree:
@@ -289,7 +318,8 @@ class _BaseTree:
 
     def fit(self, X, y):
         """Grow the tree on X (n_samples, n_features) and targets y (n_samples,). X may mix numeric
-        and string columns (an object array); X must hold no NaN (impute missing values first)."""
+        and string columns (an object array). A numeric column must hold no NaN (impute missing
+        values first); in a categorical column NaN or None is a category of its own."""
         who = self._who("fit")
         X = as_2d(X, who)
         y = self._check_y(X, y, who)
@@ -299,49 +329,57 @@ class _BaseTree:
 
     def _fit_encoded(self, encoder, codes, y, samples):
         """Grow on rows ``samples`` (repeats allowed) of already encoded data; ``y`` encoded."""
-        n_samples, n_features = len(samples), codes.shape[0]
         who = self._who("fit")
-        if self.criterion not in self._criteria:
-            raise ValueError(f"{who}: criterion must be one of {self._criteria}, got {self.criterion!r}")
-        min_samples_leaf = self._count(self.min_samples_leaf, 1, n_samples, "min_samples_leaf")
-        min_samples_split = max(self._count(self.min_samples_split, 2, n_samples, "min_samples_split"),
-                                2 * min_samples_leaf)
-        max_depth = np.iinfo(np.int32).max if self.max_depth is None else self.max_depth
-        if max_depth < 1:
-            raise ValueError(f"{who}: max_depth must be >= 1 or None, got {self.max_depth}")
-        seed = check_random_state(self.random_state).randint(0, kernels.RAND_R_MAX)
-        grower = _TreeGrower(encoder, codes, y, getattr(self, "n_classes_", 0), CRITERIA[self.criterion],
-                             max_depth, min_samples_split, min_samples_leaf, self.min_impurity_decrease,
-                             self._max_features(n_features), seed)
+        params = self._check_params(who, len(samples), codes.shape[0])
+        seed = check_random_state(self.random_state, who).randint(0, kernels.RAND_R_MAX)
+        grower = _TreeGrower(encoder, codes, y, getattr(self, "n_classes_", 0), *params, seed)
         self.tree_ = grower.grow(samples)
         self.encoder_ = encoder
-        self.n_features_in_ = n_features
+        self.n_features_in_ = codes.shape[0]
         self.root_scores_ = grower.root_scores
         return self
 
-    def _count(self, value, minimum, n_samples, name):
-        """An int parameter, or a float fraction of the samples (scikit-learn's rule)."""
-        if isinstance(value, float):
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{self._who('fit')}: {name} as a fraction must lie in (0, 1], got {value}")
-            return max(minimum, math.ceil(value * n_samples))
-        if value < minimum:
-            raise ValueError(f"{self._who('fit')}: {name} must be >= {minimum}, got {value}")
-        return int(value)
+    def _check_params(self, who, n_samples, n_features):
+        """The hyperparameters, checked at fit time as scikit-learn does and resolved for the grower:
+        (criterion code, max_depth, min_samples_split, min_samples_leaf, min_impurity_decrease,
+        number of features drawn per split)."""
+        if not isinstance(self.criterion, str) or self.criterion not in self._criteria:
+            raise ValueError(f"{who}: criterion must be one of {self._criteria}, got {self.criterion!r}")
+        if self.max_depth is None:
+            max_depth = np.iinfo(np.int32).max
+        elif _is_int(self.max_depth) and self.max_depth >= 1:
+            max_depth = int(self.max_depth)
+        else:
+            raise ValueError(f"{who}: max_depth must be an int >= 1 or None, got {self.max_depth!r}")
+        min_samples_leaf = self._count(self.min_samples_leaf, 1, n_samples, "min_samples_leaf", who)
+        min_samples_split = max(self._count(self.min_samples_split, 2, n_samples, "min_samples_split", who),
+                                2 * min_samples_leaf)
+        decrease = self.min_impurity_decrease
+        if isinstance(decrease, bool) or not isinstance(decrease, numbers.Real) or not decrease >= 0:
+            raise ValueError(f"{who}: min_impurity_decrease must be a number >= 0, got {decrease!r}")
+        return (CRITERIA[self.criterion], max_depth, min_samples_split, min_samples_leaf, float(decrease),
+                self._max_features(n_features, who))
 
-    def _max_features(self, n_features):
+    @staticmethod
+    def _count(value, minimum, n_samples, name, who):
+        """An int parameter, or a float fraction of the samples (scikit-learn's rule)."""
+        if _is_int(value) and value >= minimum:
+            return int(value)
+        if _is_fraction(value):
+            return max(minimum, math.ceil(value * n_samples))
+        raise ValueError(f"{who}: {name} must be an int >= {minimum} or a float in (0, 1], got {value!r}")
+
+    def _max_features(self, n_features, who):
         mf = self.max_features
         if mf is None:
             return n_features
-        if mf == "sqrt":
-            return max(1, int(np.sqrt(n_features)))
-        if mf == "log2":
-            return max(1, int(np.log2(n_features)))
-        if isinstance(mf, float) and 0.0 < mf <= 1.0:
-            return max(1, int(mf * n_features))
-        if isinstance(mf, (int, np.integer)) and 1 <= mf <= n_features:
+        if isinstance(mf, str) and mf in ("sqrt", "log2"):
+            return max(1, int((np.sqrt if mf == "sqrt" else np.log2)(n_features)))
+        if _is_int(mf) and 1 <= mf <= n_features:
             return int(mf)
-        raise ValueError(f"{self._who('fit')}: max_features must be None, 'sqrt', 'log2', an int in "
+        if _is_fraction(mf):
+            return max(1, int(mf * n_features))
+        raise ValueError(f"{who}: max_features must be None, 'sqrt', 'log2', an int in "
                          f"[1, {n_features}] or a float in (0, 1], got {mf!r}")
 
     def _check_y(self, X, y, who):
@@ -412,10 +450,17 @@ class DecisionTreeClassifier(_BaseTree):
                          min_impurity_decrease, max_features, random_state, categorical_features)
 
     def _check_y(self, X, y, who):
+        if not isinstance(y, np.ndarray):  # before numpy turns [1, "a"] into strings
+            _check_label_types(np.asarray(y, dtype=object).ravel(), who)
         y = super()._check_y(X, y, who)
+        if y.dtype == object:
+            _check_label_types(y, who)
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError(f"{who}: y contains NaN or infinity")
-        self.classes_, y = np.unique(y, return_inverse=True)
+        try:
+            self.classes_, y = np.unique(y, return_inverse=True)
+        except TypeError:
+            raise ValueError(f"{who}: the labels in y (types {_type_names(y)}) cannot be sorted") from None
         self.n_classes_ = len(self.classes_)
         return y.astype(np.int64)
 
@@ -463,7 +508,12 @@ class DecisionTreeRegressor(_BaseTree):
                          min_impurity_decrease, max_features, random_state, categorical_features)
 
     def _check_y(self, X, y, who):
-        y = super()._check_y(X, y, who).astype(np.float64)
+        y = super()._check_y(X, y, who)
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{who}: y must hold numbers for regression, got {y.dtype} values such as "
+                             f"{y[0]!r}") from None
         if not np.isfinite(y).all():
             raise ValueError(f"{who}: y contains NaN or infinity")
         return y
