@@ -4,6 +4,8 @@ The problem is least squares with two float64 parameters, a weight matrix W and 
 loss = mean((x W^T + b - y)^2). Both frameworks start from the same values and take 20 steps;
 the parameters must agree after every step.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -391,3 +393,92 @@ def test_decaying_state_is_flushed_to_zero_not_left_subnormal(opt_cls, kwargs, k
     for key in keys:
         state = optimizer.state[id(param)][key]
         assert state[0] == 0 and np.isnan(state[2])
+
+
+@pytest.mark.parametrize("opt_cls, kwargs, argument", [
+    (optim.Adam, dict(lr=float("nan")), "lr"),
+    (optim.Adam, dict(lr=-0.1), "lr"),
+    (optim.Adam, dict(lr=float("inf")), "lr"),
+    (optim.Adam, dict(betas=(float("nan"), 0.9)), "betas[0]"),
+    (optim.Adam, dict(betas=(0.9, -0.1)), "betas[1]"),
+    (optim.AdamW, dict(betas=(1.0, 0.9)), "betas[0]"),
+    (optim.Adam, dict(eps=-1e-8), "eps"),
+    (optim.AdamW, dict(weight_decay=-0.01), "weight_decay"),
+    (optim.SGD, dict(lr=0.1, momentum=float("nan")), "momentum"),
+    (optim.SGD, dict(lr=0.1, dampening=-1.0), "dampening"),
+    (optim.Adagrad, dict(lr_decay=-1.0), "lr_decay"),
+    (optim.Adagrad, dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
+    (optim.RMSprop, dict(alpha=float("nan")), "alpha"),
+    (optim.RMSprop, dict(eps=-1.0), "eps"),
+])
+def test_invalid_hyperparameter_named_in_value_error(opt_cls, kwargs, argument):
+    w = nn.Parameter(np.zeros(3))
+    with pytest.raises(ValueError, match=rf"{opt_cls.__name__}: invalid {re.escape(argument)} "):
+        opt_cls([w], **kwargs)
+
+
+@pytest.mark.parametrize("opt_cls, kwargs, argument", [
+    (optim.Adam, dict(lr="fast"), "lr"),
+    (optim.Adam, dict(lr=True), "lr"),
+    (optim.Adam, dict(betas=0.9), "betas"),
+    (optim.Adam, dict(amsgrad="yes"), "amsgrad"),
+    (optim.SGD, dict(lr=0.1, nesterov=1), "nesterov"),
+])
+def test_hyperparameter_of_wrong_type_named_in_type_error(opt_cls, kwargs, argument):
+    w = nn.Parameter(np.zeros(3))
+    with pytest.raises(TypeError, match=rf"{opt_cls.__name__}: {argument} must be"):
+        opt_cls([w], **kwargs)
+
+
+def test_param_group_hyperparameters_are_checked_too():
+    a, b = nn.Parameter(np.zeros(3)), nn.Parameter(np.zeros(2))
+    with pytest.raises(ValueError, match="invalid lr nan"):
+        optim.SGD([{"params": [a]}, {"params": [b], "lr": float("nan")}], lr=0.1)
+
+
+def _adam_with_state():
+    w = nn.Parameter(np.arange(4.0))
+    opt = optim.Adam([w], lr=0.01)
+    w.grad = minidl.tensor(np.ones(4))
+    opt.step()
+    return w, opt
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda s: s["param_groups"][0].update(lr="fast"), "lr must be a number"),
+    (lambda s: s["param_groups"][0].update(eps=-1.0), "invalid eps"),
+    (lambda s: s["param_groups"][0].update(extra=1), "keys"),
+    (lambda s: s["param_groups"][0].update(params=[1]), "lists parameters"),
+    (lambda s: s["state"].update({-1: s["state"].pop(0)}), "parameter -1"),
+    (lambda s: s["state"][0].update(step=-5), "'step' of parameter 0 must be an integer >= 0"),
+    (lambda s: s["state"][0].update(step=2.5), "'step'"),
+    (lambda s: s["state"][0].update(exp_avg=np.ones(3)), "4 entries"),
+    (lambda s: s["state"][0].update(exp_avg=np.ones(4, complex)), "real array"),
+    (lambda s: s["state"][0].update(momentum_buffer=np.ones(4)), "does not keep"),
+])
+def test_load_state_dict_refuses_tampered_state_and_changes_nothing(tamper, message):
+    w, opt = _adam_with_state()
+    state = opt.state_dict()
+    tamper(state)
+    before = opt.state_dict()
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)):
+        opt.load_state_dict(state)
+    after = opt.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    np.testing.assert_array_equal(after["state"][0]["exp_avg"], before["state"][0]["exp_avg"])
+    assert after["state"][0]["step"] == 1
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"last_epoch": -5, "base_lrs": [0.1]}, "last_epoch must be >= 0"),
+    ({"last_epoch": 2.5, "base_lrs": [0.1]}, "last_epoch must be an int"),
+    ({"last_epoch": 2, "base_lrs": [0.1, 0.2]}, "one lr per parameter group"),
+    ({"last_epoch": 2, "base_lrs": ["fast"]}, "base_lrs[0] must be a number"),
+    ({"last_epoch": 2}, "expected a dict with keys"),
+])
+def test_scheduler_load_state_dict_refuses_bad_state(state, message):
+    opt = optim.SGD([nn.Parameter(np.zeros(2))], lr=0.1)
+    sched = optim.StepLR(opt, step_size=2)
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)):
+        sched.load_state_dict(state)
+    assert sched.state_dict() == {"last_epoch": 0, "base_lrs": [0.1]}

@@ -334,3 +334,86 @@ def test_no_progress_output_when_disabled(capsys):
     trainer.predict(loader)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+# ------------------------------------------------------------ refusing to report a lie
+
+EMPTY = "yielded no batch"
+
+
+def test_fit_on_empty_training_loader_raises_naming_it():
+    x, y = separable(n=12)
+    trainer = make_trainer()
+    with pytest.raises(ValueError, match=f"Trainer.fit: the training loader {EMPTY}"):
+        trainer.fit(DataLoader(TensorDataset(x[:0], y[:0]), 4), epochs=1)
+    with pytest.raises(ValueError, match=f"training loader {EMPTY}.*drop_last"):
+        trainer.fit(DataLoader(TensorDataset(x[:3], y[:3]), 4, drop_last=True), epochs=1)
+    assert trainer.history == {} and trainer.step == 0
+
+
+def test_fit_with_empty_validation_loader_raises_naming_it():
+    x, y = separable(n=12)
+    trainer = make_trainer()
+    with pytest.raises(ValueError, match=f"Trainer.fit: the validation loader {EMPTY}"):
+        trainer.fit(DataLoader(TensorDataset(x, y), 4), DataLoader(TensorDataset(x[:0], y[:0]), 4))
+
+
+def test_evaluate_and_predict_on_empty_loader_raise():
+    x, y = separable(n=12)
+    trainer = make_trainer()
+    with pytest.raises(ValueError, match=f"Trainer.evaluate: the loader {EMPTY}"):
+        trainer.evaluate(DataLoader(TensorDataset(x[:0], y[:0]), 4))
+    with pytest.raises(ValueError, match=f"Trainer.predict: the loader {EMPTY}"):
+        trainer.predict(DataLoader(TensorDataset(x[:0]), 4))
+
+
+def test_evaluate_with_nan_input_warns_naming_the_batch():
+    x, y = separable(n=40)
+    x[25, 1] = np.nan                     # batch 2 of 4
+    trainer = make_trainer()
+    with pytest.warns(RuntimeWarning, match="Trainer.evaluate: the loss is nan at batch 2"):
+        result = trainer.evaluate(DataLoader(TensorDataset(x, y), 10))
+    assert math.isnan(result["loss"])     # the figures still come back
+    assert 0.0 <= result["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("epochs, error", [
+    (2.5, TypeError), (2.0, TypeError), ("2", TypeError), (True, TypeError), (-1, ValueError)])
+def test_fit_epochs_must_be_a_non_negative_int(epochs, error):
+    train, _ = loaders()
+    trainer = make_trainer()
+    with pytest.raises(error, match="Trainer.fit: epochs must be"):
+        trainer.fit(train, epochs=epochs)
+    assert trainer.epoch == 0 and trainer.history == {}
+
+
+def test_fit_epochs_numpy_int_and_zero():
+    train, _ = loaders()
+    trainer = make_trainer()
+    trainer.fit(train, epochs=np.int64(1))
+    trainer.fit(train, epochs=0)
+    assert trainer.epoch == 1
+
+
+@pytest.mark.parametrize("batch_size, error", [
+    (2.5, TypeError), ("4", TypeError), (True, TypeError), (4.0, TypeError), (0, ValueError),
+    (-3, ValueError)])
+def test_dataloader_batch_size_must_be_a_positive_int(batch_size, error):
+    x, y = separable(n=12)
+    with pytest.raises(error, match="DataLoader: batch_size must be"):
+        DataLoader(TensorDataset(x, y), batch_size)
+    assert len(DataLoader(TensorDataset(x, y), np.int32(5))) == 3
+
+
+def test_checkpoint_holds_step_and_all_generators(tmp_path):
+    train, _ = loaders(shuffle=True)
+    trainer = make_trainer()
+    trainer.fit(train, epochs=2)
+    assert trainer.step == 2 * len(train)
+    trainer.save_checkpoint(tmp_path / "c.npz")
+    saved = minidl.load(tmp_path / "c.npz")
+    assert int(saved["step"]) == trainer.step and int(saved["epoch"]) == 2
+    assert "rng" in saved and "loader.train" in saved
+    other = make_trainer()
+    info = other.load_checkpoint(tmp_path / "c.npz")
+    assert other.step == trainer.step and info["loaders"] == {"train": {"generator": None}}

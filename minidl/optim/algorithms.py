@@ -1,7 +1,7 @@
 """The optimizers of the course notes, with torch.optim's names, defaults and algorithms."""
 import math
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_flag, check_number
 
 
 def _scalars(param, *values):
@@ -9,22 +9,27 @@ def _scalars(param, *values):
     return tuple(param.dtype.type(v) for v in values)
 
 
-def _check(name, **values):
-    for key, value in values.items():
-        if value < 0.0:
-            raise ValueError(f"{name}: invalid {key} {value} (must be >= 0)")
+def _check(optimizer, group, *keys):
+    for key in keys:
+        check_number(type(optimizer).__name__, key, group[key])
 
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum and weight decay."""
 
+    state_buffers = ("momentum_buffer",)
+
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
-        _check("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
+
+    def check_hyperparameters(self, group):
+        super().check_hyperparameters(group)
+        _check(self, group, "momentum", "dampening", "weight_decay")
+        check_flag("SGD", "nesterov", group["nesterov"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
 
     def update(self, kernels, group, param, grad, state):
         first = "momentum_buffer" not in state
@@ -38,14 +43,23 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba): bias-corrected first and second moments; formula in kernels optim."""
 
     decoupled_weight_decay = False
+    state_buffers = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    state_counters = ("step",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False):
-        _check(type(self).__name__, lr=lr, eps=eps, weight_decay=weight_decay)
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay, amsgrad=amsgrad))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad))
+
+    def check_hyperparameters(self, group):
+        super().check_hyperparameters(group)
+        name, betas = type(self).__name__, group["betas"]
+        _check(self, group, "eps", "weight_decay")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{name}: betas must be a pair of numbers, got {betas!r}")
+        for i, beta in enumerate(betas):
+            check_number(name, f"betas[{i}]", beta, upper=1.0)
+        check_flag(name, "amsgrad", group["amsgrad"])
 
     def update(self, kernels, group, param, grad, state):
         state["step"] = state.get("step", 0) + 1
@@ -78,12 +92,17 @@ class Adagrad(Optimizer):
     The course notes show it is Adam's limit for beta1 = 0, beta2 -> 1, lr = eta0 / sqrt(t).
     """
 
+    state_buffers = ("sum",)
+    state_counters = ("step",)
+
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10):
-        _check("Adagrad", lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-               initial_accumulator_value=initial_accumulator_value)
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps))
+
+    def check_hyperparameters(self, group):
+        super().check_hyperparameters(group)
+        _check(self, group, "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
 
     def update(self, kernels, group, param, grad, state):
         state["step"] = state.get("step", 0) + 1
@@ -96,11 +115,18 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop (Hinton): divide by a running RMS of the gradient; optional centering and momentum."""
 
+    state_buffers = ("square_avg", "grad_avg", "momentum_buffer")
+    state_counters = ("step",)
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False):
-        _check("RMSprop", lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered))
+
+    def check_hyperparameters(self, group):
+        super().check_hyperparameters(group)
+        _check(self, group, "alpha", "eps", "weight_decay", "momentum")
+        check_flag("RMSprop", "centered", group["centered"])
 
     def update(self, kernels, group, param, grad, state):
         state["step"] = state.get("step", 0) + 1

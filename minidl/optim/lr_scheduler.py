@@ -5,6 +5,9 @@ StepLR lr_0 gamma^floor(t / step_size);  CosineAnnealingLR eta_min + (lr_0 - eta
 LambdaLR lr_0 lr_lambda(t).
 """
 import math
+import numbers
+
+from .optimizer import check_number
 
 
 class LRScheduler:
@@ -29,8 +32,29 @@ class LRScheduler:
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state):
-        self.last_epoch = int(state["last_epoch"])
-        self.base_lrs = [float(x) for x in state["base_lrs"]]
+        """Restore ``state`` (from ``state_dict``), checked first by ``check_state_dict``."""
+        self.last_epoch, self.base_lrs = self.check_state_dict(state)
+
+    def check_state_dict(self, state):
+        """(last_epoch, base_lrs) of ``state``; ValueError (TypeError for a wrong type) naming
+        the entry unless last_epoch is an int >= 0 and base_lrs one lr >= 0 per parameter group."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict) or set(state) != {"last_epoch", "base_lrs"}:
+            got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{name}: expected a dict with keys 'base_lrs' and 'last_epoch', "
+                             f"got {got}")
+        last_epoch, base_lrs = state["last_epoch"], state["base_lrs"]
+        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral):
+            raise TypeError(f"{name}: last_epoch must be an int, got {last_epoch!r:.100}")
+        if last_epoch < 0:
+            raise ValueError(f"{name}: last_epoch must be >= 0, got {last_epoch}")
+        groups = len(self.optimizer.param_groups)
+        if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != groups:
+            raise ValueError(f"{name}: base_lrs must hold one lr per parameter group ({groups}), "
+                             f"got {base_lrs!r:.200}")
+        for i, lr in enumerate(base_lrs):
+            check_number(name, f"base_lrs[{i}]", lr)
+        return int(last_epoch), [float(lr) for lr in base_lrs]
 
 
 class StepLR(LRScheduler):

@@ -1,8 +1,14 @@
 """Optimizer: parameter groups, per-parameter state, and state_dict as torch.optim has them.
 
 Subclasses implement ``update(group, param, grad, state)`` on flat arrays; the arithmetic is a
-kernel of the parameter's device (``kernels/<device>/optim.py``).
+kernel of the parameter's device (``kernels/<device>/optim.py``). They check their
+hyperparameters in ``check_hyperparameters`` (for every group, and for a state being loaded) and
+name their per-parameter state in ``state_buffers`` (arrays shaped like the parameter) and
+``state_counters`` (integers), which is all ``load_state_dict`` accepts.
 """
+import math
+import numbers
+
 import numpy as np
 
 from ..device import like, to_device, to_host
@@ -11,7 +17,24 @@ from ..kernels.cuda.array import CudaArray
 from ..kernels import for_device
 
 
+def check_number(owner, key, value, upper=None):
+    """Raise unless ``value`` is a real number (not a bool), finite, >= 0 and (given) < upper."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {key} must be a number, got {value!r} ({type(value).__name__})")
+    domain = f"in [0, {upper})" if upper is not None else ">= 0"
+    if not (math.isfinite(value) and value >= 0 and (upper is None or value < upper)):
+        raise ValueError(f"{owner}: invalid {key} {value!r} (must be a finite number {domain})")
+
+
+def check_flag(owner, key, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {key} must be True or False, got {value!r}")
+
+
 class Optimizer:
+    state_buffers = ()   # per-parameter state arrays, shaped like the parameter
+    state_counters = ()  # per-parameter integer state (Adam's step)
+
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
         self.param_groups = []
@@ -37,7 +60,14 @@ class Optimizer:
         for key, value in self.defaults.items():
             group.setdefault(key, value)
         group.setdefault("initial_lr", group["lr"])
+        self.check_hyperparameters(group)
         self.param_groups.append(group)
+
+    def check_hyperparameters(self, group):
+        """TypeError or ValueError naming the optimizer and the argument when a value of
+        ``group`` is outside its domain (as torch.optim checks); subclasses extend it."""
+        for key in ("lr", "initial_lr"):
+            check_number(type(self).__name__, key, group[key])
 
     def zero_grad(self, set_to_none=True):
         for group in self.param_groups:
@@ -96,36 +126,85 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Restore hyperparameters and state; checks group and parameter counts and shapes first."""
-        groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: the state has {len(groups)} "
-                             f"parameter groups, the optimizer {len(self.param_groups)}")
+        """Restore hyperparameters and state; everything is checked (``check_state_dict``)
+        before anything changes."""
+        groups, state = self.check_state_dict(state_dict)
         for saved, own in zip(groups, self.param_groups):
-            if len(saved["params"]) != len(own["params"]):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: a group holds "
-                                 f"{len(saved['params'])} parameters in the state and "
-                                 f"{len(own['params'])} in the optimizer")
+            own.update(saved)
+        self.state = state
+
+    def check_state_dict(self, state_dict):
+        """([hyperparameters per group], {id(param): state}) that ``state_dict`` restores.
+
+        ValueError (TypeError for a wrong type) naming the group, parameter index or state entry
+        unless it matches this optimizer exactly: as many groups, each listing the same parameter
+        indices, the same hyperparameter names with values in their domain, and per-parameter
+        state only of the names this optimizer keeps, with arrays the parameter's size.
+        """
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            got = (sorted(map(str, state_dict)) if isinstance(state_dict, dict)
+                   else type(state_dict).__name__)
+            raise ValueError(f"{name}: expected a dict with keys 'param_groups' and 'state', "
+                             f"got {got}")
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or len(saved_groups) != len(self.param_groups):
+            count = len(saved_groups) if isinstance(saved_groups, (list, tuple)) else saved_groups
+            raise ValueError(f"{name}: the state has {count!r:.100} parameter groups, the "
+                             f"optimizer {len(self.param_groups)}")
+        groups, first = [], 0
+        for g, (saved, own) in enumerate(zip(saved_groups, self.param_groups)):
+            indices = list(range(first, first + len(own["params"])))
+            first += len(own["params"])
+            if not isinstance(saved, dict) or set(saved) != set(own):
+                keys = sorted(map(str, saved)) if isinstance(saved, dict) else type(saved).__name__
+                raise ValueError(f"{name}: group {g} of the state has keys {keys}, the optimizer "
+                                 f"{sorted(own)}")
+            if saved["params"] != indices:
+                raise ValueError(f"{name}: group {g} of the state lists parameters "
+                                 f"{saved['params']!r:.200}, the optimizer's are {indices}")
+            values = {k: tuple(v) if isinstance(own[k], tuple) and isinstance(v, list) else v
+                      for k, v in saved.items() if k != "params"}
+            self.check_hyperparameters({**own, **values})
+            groups.append(values)
+        if not isinstance(saved_state, dict):
+            raise ValueError(f"{name}: 'state' must be a dict, got {type(saved_state).__name__}")
         params = self._ordered_params()
-        new_state = {}
-        for index, entries in state_dict["state"].items():
-            param = params[int(index)]
-            restored = {}
-            for name, value in entries.items():
-                if isinstance(value, np.ndarray) and value.ndim:
-                    if value.size != param.data.size:
-                        raise ValueError(f"{type(self).__name__}.load_state_dict: state {name!r} of "
-                                         f"parameter {index} has {value.size} entries, the "
-                                         f"parameter {param.data.size}")
-                    value = to_device(np.array(value.reshape(-1), dtype=param.dtype, copy=True),
-                                      param.device)
-                elif isinstance(value, np.ndarray):
-                    value = value.item()
-                restored[name] = value
-            new_state[id(param)] = restored
-        for saved, own in zip(groups, self.param_groups):
-            own.update({k: v for k, v in saved.items() if k != "params"})
-        self.state = new_state
+        state = {}
+        for index, entries in saved_state.items():
+            if (isinstance(index, bool) or not isinstance(index, numbers.Integral)
+                    or not 0 <= index < len(params)):
+                raise ValueError(f"{name}: state for parameter {index!r}, but the optimizer has "
+                                 f"parameters 0 to {len(params) - 1}")
+            if not isinstance(entries, dict):
+                raise ValueError(f"{name}: the state of parameter {index} is a "
+                                 f"{type(entries).__name__}, not a dict")
+            param = params[index]
+            state[id(param)] = {key: self._check_state_entry(name, index, param, key, value)
+                                for key, value in entries.items()}
+        return groups, state
+
+    def _check_state_entry(self, name, index, param, key, value):
+        """The value to keep for state ``key`` of parameter ``index``, after its checks."""
+        if key in self.state_buffers:
+            if (not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf"
+                    or value.size != param.data.size or value.ndim == 0):
+                shape = value.shape if isinstance(value, np.ndarray) else type(value).__name__
+                raise ValueError(f"{name}: state {key!r} of parameter {index} must be a real array "
+                                 f"of {param.data.size} entries, got "
+                                 f"{getattr(value, 'dtype', '')} {shape}")
+            return to_device(np.array(value.reshape(-1), dtype=param.dtype, copy=True),
+                             param.device)
+        if key in self.state_counters:
+            if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu":
+                value = value.item()
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{name}: state {key!r} of parameter {index} must be an integer "
+                                 f">= 0, got {value!r:.100}")
+            return int(value)
+        raise ValueError(f"{name}: parameter {index} has state {key!r}, which "
+                         f"{type(self).__name__} does not keep (it keeps "
+                         f"{', '.join(self.state_buffers + self.state_counters) or 'none'})")
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]

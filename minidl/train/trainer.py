@@ -3,8 +3,16 @@
 Per batch: output = model(x); loss = loss_fn(output, y); optimizer.zero_grad(); loss.backward();
 optimizer.step(). Per epoch: metrics averaged over samples, validation under no_grad() and
 model.eval(), the scheduler stepped, callbacks called. Only Python floats are kept (no graphs).
+
+A checkpoint holds every random state training consumes, so that fit(2 epochs) + save +
+load in a new process + fit(2 epochs) gives the weights of fit(4 epochs), bit for bit: besides
+model, optimizer, scheduler, epoch and step, minidl's global generator (dropout, and the
+shuffles of loaders without a seed) and the state of each loader of the last fit (its own
+shuffle generator). Loaded loader states are given to the loaders of the next fit.
 """
 import math
+import numbers
+import warnings
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,11 +33,23 @@ class Trainer:
         self.device, self.progress = device, progress
         self.history = {}
         self.epoch = 0
+        self.step = 0                # optimizer steps done
         self.stop_training = False
+        self._loaders = {}           # 'train' / 'val' -> the loaders of the last fit
+        self._loader_states = {}     # 'train' / 'val' -> states loaded for the next fit
 
     # ------------------------------------------------------------ loops
     def fit(self, train_loader, val_loader=None, epochs=1):
         """Train for ``epochs`` more epochs; returns the history {name: [value per epoch]}."""
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral):
+            raise TypeError(f"Trainer.fit: epochs must be an int, got {epochs!r} "
+                            f"({type(epochs).__name__})")
+        if epochs < 0:
+            raise ValueError(f"Trainer.fit: epochs must be >= 0, got {epochs}")
+        self._loaders = {"train": train_loader}
+        if val_loader is not None:
+            self._loaders["val"] = val_loader
+        self._restore_loader_states()
         self.stop_training = False
         for callback in self.callbacks:
             callback.on_train_begin(self)
@@ -38,7 +58,8 @@ class Trainer:
             self.epoch += 1
             logs = self._train_epoch(train_loader, f"epoch {self.epoch}/{last}")
             if val_loader is not None:
-                logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader).items()})
+                logs.update({f"val_{k}": v for k, v in
+                             self._evaluate(val_loader, "Trainer.fit", "validation loader").items()})
             if self.scheduler is not None:
                 self.scheduler.step()
             for name, value in logs.items():
@@ -64,25 +85,43 @@ class Trainer:
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            self.step += 1
             totals.add(value, output.data, targets.data)
             if step % 20 == 0:
                 bar.set_postfix(totals.summary(), refresh=False)
         bar.set_postfix(totals.summary())
         bar.close()
+        _require_batches(totals.samples, "Trainer.fit", "training loader")
         return totals.summary()
 
     def evaluate(self, loader):
-        """Mean loss and metrics over ``loader``, under no_grad() and model.eval()."""
+        """Mean loss and metrics over ``loader``, under no_grad() and model.eval().
+
+        A non-finite loss does not stop it (nothing is learned here): the figures are returned
+        as they are, with a RuntimeWarning naming the first such batch."""
+        return self._evaluate(loader, "Trainer.evaluate", "loader")
+
+    def _evaluate(self, loader, caller, role):
         was_training = self.model.training
         self.model.eval()
         totals = _Totals(self.metrics)
+        non_finite = []
         with no_grad():
-            for inputs, targets in tqdm(loader, desc="evaluate", unit="batch", leave=False,
-                                        disable=not self.progress):
+            for batch, (inputs, targets) in enumerate(tqdm(loader, desc="evaluate", unit="batch",
+                                                           leave=False, disable=not self.progress)):
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
                 output = self.model(inputs)
-                totals.add(self.loss_fn(output, targets).item(), output.data, targets.data)
+                value = self.loss_fn(output, targets).item()
+                if not math.isfinite(value):
+                    non_finite.append((batch, value))
+                totals.add(value, output.data, targets.data)
         self.model.train(was_training)
+        _require_batches(totals.samples, caller, role)
+        if non_finite:
+            batch, value = non_finite[0]
+            warnings.warn(f"{caller}: the loss is {value} at batch {batch} of the {role} "
+                          f"({len(non_finite)} batches with a non-finite loss); the figures "
+                          "returned include it", RuntimeWarning, stacklevel=3)
         return totals.summary()
 
     def predict(self, loader):
@@ -95,18 +134,46 @@ class Trainer:
                               disable=not self.progress):
                 outputs.append(to_host(self.model(batch[0].to(self.device)).data))
         self.model.train(was_training)
+        _require_batches(len(outputs), "Trainer.predict", "loader")
         return np.concatenate(outputs)
 
     # ------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path, epoch=None):
+        """Everything a resumed run needs (see the module docstring) in one .npz at ``path``."""
+        states = {role: loader.state_dict() for role, loader in self._loaders.items()
+                  if hasattr(loader, "state_dict")}
+        states.update(self._loader_states)  # loaded but not yet used: still the latest
         save_checkpoint(path, self.model, self.optimizer, self.scheduler,
-                        epoch=self.epoch if epoch is None else epoch)
+                        epoch=self.epoch if epoch is None else epoch, step=self.step,
+                        loader_states=states)
 
     def load_checkpoint(self, path):
-        """Restore model, optimizer and scheduler; training continues after the saved epoch."""
+        """Restore model, optimizer, scheduler, epoch, step and minidl's global generator, all or
+        nothing; the loaders' states saved with them go to the loaders of the next fit()."""
         info = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
-        self.epoch = info["epoch"] or 0
+        self.epoch, self.step = info["epoch"] or 0, info["step"] or 0
+        self._loader_states = info["loaders"]
         return info
+
+    def _restore_loader_states(self):
+        """Give the states of the last load_checkpoint to this fit's loaders (checked first)."""
+        for role in self._loader_states:
+            loader = self._loaders.get(role)
+            if loader is not None and not hasattr(loader, "load_state_dict"):
+                raise TypeError(f"Trainer.fit: the checkpoint holds the {role} loader's state, "
+                                f"but this {role} loader ({type(loader).__name__}) has no "
+                                "load_state_dict() to take it")
+        for role, state in self._loader_states.items():
+            if role in self._loaders:
+                self._loaders[role].load_state_dict(state)
+        self._loader_states = {}
+
+
+def _require_batches(count, caller, role):
+    """A loss or accuracy over nothing is no figure: an empty loader is an error."""
+    if count == 0:
+        raise ValueError(f"{caller}: the {role} yielded no batch (dataset of 0 samples, or "
+                         "drop_last with fewer samples than batch_size)")
 
 
 class _Totals:
