@@ -10,6 +10,14 @@ records a node (the Function, its context, its input Tensors) on the output. ``b
 walks those nodes in reverse topological order with an explicit stack (no recursion, so a
 10,000-op chain is fine), sums the gradients of a tensor used twice, accumulates into the
 leaves' ``.grad`` and then frees the saved arrays.
+
+Dtypes follow PyTorch's rules, applied here once for every Function:
+- ``promotes = True`` (arithmetic, joins): the inputs are cast to ``result_dtype`` first, so a
+  float32 tensor with an int64 tensor gives float32 and a Python scalar never widens a tensor.
+- ``float_inputs = True`` (exp, log, sigmoid, mean, true division ...): bool and integer inputs
+  are computed in float32, never as integers.
+- Layers with float parameters and losses of float predictions call ``require_float``, which
+  refuses integer, bool and float16 inputs with a TypeError naming the layer and the fix.
 """
 import contextlib
 import threading
@@ -19,6 +27,68 @@ import numpy as np
 from .device import default_device
 
 _grad_state = threading.local()
+
+DEFAULT_FLOAT = np.dtype(np.float32)
+KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # the dtypes the kernels compile for
+
+
+def _category(dtype):
+    """PyTorch's dtype categories, in promotion order: bool < integer < float < complex."""
+    return (np.issubdtype(dtype, np.complexfloating) + np.issubdtype(dtype, np.inexact)
+            + (dtype != np.bool_))
+
+
+_SCALAR_DTYPES = {bool: np.dtype(np.bool_), int: np.dtype(np.int64), float: DEFAULT_FLOAT,
+                  complex: np.dtype(np.complex64)}
+
+
+def result_dtype(*operands):
+    """PyTorch's result dtype of a binary op or join over arrays and Python scalars.
+
+    The highest category present (bool < integer < float < complex) decides. Within it, arrays
+    with dimensions outrank 0-d arrays, which outrank Python scalars; the dtype is numpy's
+    result_type of the top-ranked operands of that category, or for Python scalars alone the
+    default (float32, int64, bool). So float32 (N,) + int64 -> float32, int64 * 2.5 -> float32,
+    float32 (N,) * float64 0-d -> float32, int32 + int64 -> int64."""
+    ranked = []
+    for x in operands:
+        if type(x) in _SCALAR_DTYPES:
+            dtype, rank = _SCALAR_DTYPES[type(x)], 0
+        else:
+            dtype, rank = np.dtype(x.dtype), 1 + (x.ndim > 0)
+        ranked.append((_category(dtype), rank, dtype))
+    top = max(category for category, _, _ in ranked)
+    best = max(rank for category, rank, _ in ranked if category == top)
+    return np.result_type(*[dtype for category, rank, dtype in ranked if category == top and rank == best])
+
+
+def _cast(array, dtype):
+    """``array`` as ``dtype`` (no copy when it already is); Python scalars stay weak."""
+    if type(array) in _SCALAR_DTYPES or array.dtype == dtype:
+        return array
+    return array.astype(dtype)
+
+
+def float_dtype(dtype):
+    """``dtype`` if it is a float type, else the default float32 (bool and integers promote)."""
+    return dtype if np.issubdtype(dtype, np.inexact) else DEFAULT_FLOAT
+
+
+def require_float(name, input, argument="input"):
+    """Refuse what a layer with float parameters (or a loss of float predictions) cannot take:
+    a non-Tensor (as PyTorch's "argument 'input' must be Tensor"), or a dtype other than float32
+    and float64 -- integers would compute in integers (a uint8 image convolved into zeros)."""
+    if not isinstance(input, _tensor.Tensor):
+        raise TypeError(f"{name}: argument '{argument}' must be Tensor, not {type(input).__name__}; "
+                        f"wrap it with minidl.tensor(...)")
+    dtype = np.dtype(input.dtype)
+    if dtype in KERNEL_FLOATS:
+        return
+    if np.issubdtype(dtype, np.floating):
+        raise TypeError(f"{name}: {argument} dtype {dtype} is not supported; the kernels run in "
+                        f"float32 or float64: convert with x.float() or x.double()")
+    raise TypeError(f"{name}: {argument} dtype {dtype} is not a float type; convert with x.float() "
+                    f"(or scale images to [0, 1] with x.float() / 255, as transforms.ToTensor does)")
 
 
 def is_grad_enabled():
@@ -83,6 +153,9 @@ class Node:
 class Function:
     """Base class of every differentiable operation; see the module docstring."""
 
+    promotes = False  # cast all inputs to result_dtype (PyTorch's type promotion) first
+    float_inputs = False  # compute bool and integer tensor inputs in float32
+
     @staticmethod
     def forward(ctx, *inputs, **options):
         raise NotImplementedError
@@ -103,6 +176,12 @@ class Function:
         device = common_device(tensors, cls.__name__)
         ctx = Context(device)
         arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        if cls.promotes:
+            dtype = result_dtype(*arrays)
+            arrays = [_cast(a, dtype) for a in arrays]
+        if cls.float_inputs:
+            arrays = [_cast(a, float_dtype(a.dtype)) if isinstance(x, Tensor) else a
+                      for x, a in zip(inputs, arrays)]
         if device == "meta":
             return Tensor._from_array(cls.infer(*arrays, **options), device)
         output = cls.forward(ctx, *arrays, **options)
@@ -110,6 +189,7 @@ class Function:
         result = Tensor._from_array(output, device, requires_grad=needs_grad)
         if needs_grad:
             ctx.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            ctx.versions = tuple(x._version if isinstance(x, Tensor) else None for x in inputs)
             result._node = Node(cls, ctx, tuple(x if isinstance(x, Tensor) else None for x in inputs))
         return result
 
@@ -145,6 +225,7 @@ def run_backward(root, gradient, retain_graph=False):
                 f"Trying to backward through the graph a second time ({node.name()}): its saved "
                 "arrays were freed by the first backward. Pass retain_graph=True to the first "
                 "backward() to keep them.")
+        _check_versions(node)
         input_grads = node.function.backward(node.ctx, grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
@@ -161,6 +242,19 @@ def run_backward(root, gradient, retain_graph=False):
             node.ctx = None
 
 
+def _check_versions(node):
+    """Refuse to run a node whose input tensors changed in place after it was recorded: what it
+    saved (or the tensor its gradient flows to) no longer matches, as PyTorch's version check.
+    Stricter than PyTorch, which checks only the tensors a node saved."""
+    for position, (tensor, version) in enumerate(zip(node.inputs, node.ctx.versions)):
+        if tensor is not None and tensor._version != version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: input {position} of {node.name()}, of shape {tensor.shape}, "
+                f"is at version {tensor._version}; expected version {version}. Change a copy "
+                f"(x = x + y instead of x += y) or run backward before the change")
+
+
 def _topological_order(root):
     """Tensors that need a gradient, each after all its inputs (iterative post-order DFS)."""
     order, visited = [], set()
@@ -175,9 +269,12 @@ def _topological_order(root):
         visited.add(id(tensor))
         stack.append((tensor, True))
         if tensor._node is not None:
-            for parent in tensor._node.inputs:
-                if parent is not None and parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
+            parents = [p for p in tensor._node.inputs
+                       if p is not None and p.requires_grad and id(p) not in visited]
+            # leaves pushed first are visited last: each lands in the order just before its
+            # consumer, so the reverse sweep accumulates a parameter's gradient (and runs its
+            # post-accumulate-grad hooks) as soon as the layer that uses it is done
+            stack.extend((p, False) for p in sorted(parents, key=lambda p: not p.is_leaf))
     return order
 
 

@@ -33,7 +33,8 @@ def same_meta(x, *rest, **options):
 
 
 def broadcast_meta(a, b):
-    """Binary ops: the broadcast shape, and numpy's result dtype (Python scalars stay weak)."""
+    """Binary ops: the broadcast shape, and numpy's result dtype of the operands (which
+    Function.apply has already cast to PyTorch's result dtype; Python scalars stay weak)."""
     dtypes = [x.dtype if hasattr(x, "dtype") else x for x in (a, b)]
     return MetaArray(np.broadcast_shapes(np.shape(a), np.shape(b)), np.result_type(*dtypes))
 
@@ -53,6 +54,7 @@ def _grad_of(ctx, i, grad, shape):
 class Add(Function):
     """y = a + b;  da = dy,  db = dy (each summed back over broadcast axes)."""
 
+    promotes = True
     infer = staticmethod(broadcast_meta)
 
     @staticmethod
@@ -69,6 +71,7 @@ class Add(Function):
 class Sub(Function):
     """y = a - b;  da = dy,  db = -dy."""
 
+    promotes = True
     infer = staticmethod(broadcast_meta)
 
     @staticmethod
@@ -85,6 +88,7 @@ class Sub(Function):
 class Mul(Function):
     """y = a * b;  da = dy * b,  db = dy * a."""
 
+    promotes = True
     infer = staticmethod(broadcast_meta)
 
     @staticmethod
@@ -103,6 +107,7 @@ class Mul(Function):
 class Div(Function):
     """y = a / b;  da = dy / b,  db = -dy a / b^2."""
 
+    promotes = float_inputs = True
     infer = staticmethod(broadcast_meta)
 
     @staticmethod
@@ -121,6 +126,7 @@ class Div(Function):
 class Pow(Function):
     """y = a ** b;  da = dy b a^(b-1),  db = dy y ln a (defined for a > 0)."""
 
+    promotes = True
     infer = staticmethod(broadcast_meta)
 
     @staticmethod
@@ -202,6 +208,7 @@ class MatMul(Function):
 class Exp(Function):
     """y = e^x;  dx = dy * y."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
@@ -219,6 +226,7 @@ class Exp(Function):
 class Log(Function):
     """y = ln x;  dx = dy / x."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
@@ -235,6 +243,7 @@ class Log(Function):
 class Sqrt(Function):
     """y = sqrt(x);  dx = dy / (2 y)."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
@@ -309,6 +318,7 @@ class ReLU(Function):
 class LeakyReLU(Function):
     """y = x if x > 0 else a x;  dx = dy if x > 0 else a dy."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
@@ -326,6 +336,7 @@ class LeakyReLU(Function):
 class Sigmoid(Function):
     """s = 1 / (1 + e^-x), computed as 1/2 + 1/2 tanh(x/2) (no overflow);  dx = dy s (1 - s)."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
@@ -344,6 +355,7 @@ class Sigmoid(Function):
 class Tanh(Function):
     """y = tanh x;  dx = dy (1 - y^2)."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
@@ -361,6 +373,7 @@ class Tanh(Function):
 class Softmax(Function):
     """y_i = e^(x_i - max) / sum_k e^(x_k - max);  dx = y * (dy - sum_i dy_i y_i)  (J = diag(y) - y y^T)."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
@@ -381,6 +394,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     """y = x - max - log sum e^(x - max);  dx = dy - softmax(x) * sum dy."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
@@ -434,6 +448,7 @@ class Sum(Function):
 class Mean(Function):
     """y = sum / n over axes;  dx = dy / n broadcast back."""
 
+    float_inputs = True
     infer = staticmethod(reduced_meta)
 
     @staticmethod
@@ -454,12 +469,13 @@ class Max(Function):
     """y = max over axes;  dx = dy shared equally among the entries equal to the max (as torch.amax)."""
 
     infer = staticmethod(reduced_meta)
+    extreme = staticmethod(np.max)
 
-    @staticmethod
-    def forward(ctx, x, axis=None, keepdims=False):
+    @classmethod
+    def forward(cls, ctx, x, axis=None, keepdims=False):
         ctx.axes = _normalize_axes(axis, x.ndim)
         ctx.keepdims = keepdims
-        y = np.max(x, axis=ctx.axes, keepdims=True)
+        y = cls.extreme(x, axis=ctx.axes, keepdims=True)
         ctx.save_for_backward(x, y)
         return y if keepdims else np.squeeze(y, axis=ctx.axes)
 
@@ -469,6 +485,12 @@ class Max(Function):
         grad = _restore_reduced(grad, x.shape, ctx.axes, ctx.keepdims)
         winners = x == y
         return winners * (grad / winners.sum(axis=ctx.axes, keepdims=True).astype(grad.dtype))
+
+
+class Min(Max):
+    """y = min over axes;  dx = dy shared equally among the entries equal to the min (as torch.amin)."""
+
+    extreme = staticmethod(np.min)
 
 
 # ---------------------------------------------------------------- shapes and dtypes
@@ -554,6 +576,8 @@ def _is_basic_index(index):
 class Concatenate(Function):
     """y = [x_1, ..., x_k] along an axis;  dx_i = the slice of dy that x_i filled."""
 
+    promotes = True
+
     @staticmethod
     def infer(*xs, axis=0):
         shape = list(xs[0].shape)
@@ -573,6 +597,8 @@ class Concatenate(Function):
 
 class Stack(Function):
     """y = the x_i stacked along a new axis;  dx_i = dy taken at index i of that axis."""
+
+    promotes = True
 
     @staticmethod
     def infer(*xs, axis=0):

@@ -1,14 +1,21 @@
 """Tensor: an array, the device it lives on, its gradient, and the node that produced it."""
+from collections import namedtuple
+
 import numpy as np
 
 from . import ops
 from .device import Device, default_device, like, to_device, to_host
-from .kernels.cuda.array import CudaArray
+from .function import is_grad_enabled
+from .kernels.cuda.array import CudaArray, as_cuda
 from .meta import MetaArray
 from .random import default_generator
 
 float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
 _DEFAULT_FLOAT = np.dtype(np.float32)
+
+# what x.max(dim) / x.min(dim) return, as torch.return_types.max / min
+MaxResult = namedtuple("max", ["values", "indices"])
+MinResult = namedtuple("min", ["values", "indices"])
 
 
 def _as_dtype(dtype):
@@ -46,6 +53,7 @@ class Tensor:
         self.grad = None
         self._node = None
         self._retains_grad = False
+        self._version_counter = [0]
         self.requires_grad = False
         self.requires_grad_(requires_grad)
 
@@ -58,6 +66,7 @@ class Tensor:
         t.grad = None
         t._node = None
         t._retains_grad = False
+        t._version_counter = [0]
         t.requires_grad = requires_grad
         return t
 
@@ -81,6 +90,11 @@ class Tensor:
     @property
     def grad_fn(self):
         return self._node
+
+    @property
+    def _version(self):
+        """How many in-place operations changed this tensor's data (shared with its detach())."""
+        return self._version_counter[0]
 
     def dim(self):
         return self.data.ndim
@@ -126,7 +140,9 @@ class Tensor:
         return to_host(self.data).tolist()
 
     def detach(self):
-        return Tensor._from_array(self.data, self.device)
+        t = Tensor._from_array(self.data, self.device)
+        t._version_counter = self._version_counter  # same data: an in-place change shows in both
+        return t
 
     def to(self, target=None, dtype=None):
         """``t.to("meta")``, ``t.to(minidl.float64)``: a tensor moved and/or cast (self when nothing
@@ -152,6 +168,28 @@ class Tensor:
 
     def long(self):
         return self.to(np.int64)
+
+    def __dlpack__(self, **options):
+        """A DLPack capsule over this tensor's memory, so that ``torch.from_dlpack(t)``,
+        ``np.from_dlpack(t)``, JAX or CuPy share it without a copy (cpu tensors; the options
+        are the DLPack protocol's and go to numpy's exporter)."""
+        if self.requires_grad:
+            raise RuntimeError("__dlpack__: cannot export a tensor that requires grad (the consumer "
+                               "would not see the graph); export t.detach()")
+        return self._dlpack_array().__dlpack__(**options)
+
+    def __dlpack_device__(self):
+        return self._dlpack_array().__dlpack_device__()
+
+    def _dlpack_array(self):
+        if self.device == "cpu":
+            return self.data
+        if self.device == "cuda":
+            raise NotImplementedError(
+                f"DLPack export of cuda tensors is not implemented (numba's device arrays make no "
+                f"DLPack capsule); t.data has __cuda_array_interface__ and passes without a copy: "
+                f"torch.as_tensor(t.data, device='cuda'), cupy.asarray(t.data)")
+        raise RuntimeError(f"__dlpack__: a meta tensor of shape {self.shape} has no data to share")
 
     def __repr__(self):
         if isinstance(self.data, MetaArray):
@@ -194,6 +232,18 @@ class Tensor:
             self.grad = Tensor._from_array(np.array(grad, copy=True, like=like(grad)), self.device)
         else:
             self.grad.data += grad
+        for hook in tuple(self.__dict__.get("_grad_hooks", {}).values()):
+            hook(self)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` each time a backward pass has added this leaf's gradient into
+        ``.grad`` (once per backward: a leaf's gradients are summed before they are accumulated),
+        as PyTorch's method of that name; DistributedDataParallel starts its allreduces from it.
+        Returns a handle whose ``remove()`` unregisters the hook."""
+        if not self.is_leaf:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate "
+                               f"into .grad; this one was made by {self._node}")
+        return _HookHandle(self.__dict__.setdefault("_grad_hooks", {}), hook)
 
     # ------------------------------------------------------------ arithmetic
     def __add__(self, other):
@@ -234,6 +284,49 @@ class Tensor:
 
     def __neg__(self):
         return ops.Neg.apply(self)
+
+    # in place: ``a += b`` changes ``a`` itself, as PyTorch
+    def __iadd__(self, other):
+        return self._in_place(ops.Add, other)
+
+    def __isub__(self, other):
+        return self._in_place(ops.Sub, other)
+
+    def __imul__(self, other):
+        return self._in_place(ops.Mul, other)
+
+    def __itruediv__(self, other):
+        return self._in_place(ops.Div, other)
+
+    def _in_place(self, function, other):
+        """``self = function(self, other)`` in this same Tensor object, with PyTorch's rules: a
+        leaf that requires grad is refused while grad is enabled; the result must cast to
+        self's dtype within its kind (an int64 tensor cannot take a float result).
+
+        Without a graph the result is written into self's array, so views and detach()ed
+        tensors see it. When the op is recorded, self takes the new node and a new array (the
+        arrays that earlier nodes saved stay intact). Either way self's version goes up, and
+        a backward through a node recorded before the change raises instead of computing a
+        wrong gradient (see function.run_backward)."""
+        if self.requires_grad and self.is_leaf and is_grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        before = Tensor._from_array(self.data, self.device, self.requires_grad)
+        before._node = self._node
+        result = function.apply(before, _operand(other))
+        if result.shape != self.shape:
+            raise RuntimeError(f"output with shape {self.shape} doesn't match the broadcast shape "
+                               f"{result.shape}")
+        if not np.can_cast(result.dtype, self.dtype, "same_kind"):
+            raise RuntimeError(f"result type {result.dtype} can't be cast to the desired output "
+                               f"type {self.dtype}")
+        if result._node is None and not isinstance(self.data, MetaArray):
+            self.data[...] = result.data
+        else:
+            self.data = result.data.astype(self.dtype, copy=False)
+            self._node, self.requires_grad = result._node, result.requires_grad
+        self._version_counter[0] += 1
+        return self
 
     def __pos__(self):
         return self
@@ -318,10 +411,28 @@ class Tensor:
         return ops.Mean.apply(self, axis=dim, keepdims=keepdim)
 
     def max(self, dim=None, keepdim=False):
-        return ops.Max.apply(self, axis=dim, keepdims=keepdim)
+        """The largest entry (a tensor); with ``dim``, the named tuple (values, indices) along
+        it, as torch.max. Ties share the gradient equally (as torch.amax)."""
+        values = ops.Max.apply(self, axis=dim, keepdims=keepdim)
+        return values if dim is None else MaxResult(values, self.argmax(dim, keepdim))
+
+    def min(self, dim=None, keepdim=False):
+        """The smallest entry; with ``dim``, the named tuple (values, indices), as torch.min."""
+        values = ops.Min.apply(self, axis=dim, keepdims=keepdim)
+        return values if dim is None else MinResult(values, self.argmin(dim, keepdim))
 
     def argmax(self, dim=None, keepdim=False):
-        return Tensor._from_array(np.argmax(self.data, axis=dim, keepdims=keepdim), self.device)
+        return self._arg_reduce(np.argmax, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return self._arg_reduce(np.argmin, dim, keepdim)
+
+    def _arg_reduce(self, reduce, dim, keepdim):
+        """int64 indices of the first extreme entry along ``dim`` (of the flattened tensor for None)."""
+        if isinstance(self.data, MetaArray):
+            shape = () if dim is None else ops.reduced_meta(self.data, dim, keepdim).shape
+            return Tensor._from_array(MetaArray(shape, np.int64), self.device)
+        return Tensor._from_array(reduce(self.data, axis=dim, keepdims=keepdim), self.device)
 
     # ------------------------------------------------------------ shapes
     def reshape(self, *shape):
@@ -359,6 +470,17 @@ class Tensor:
         return ops.GetItem.apply(self, index=_plain_index(index))
 
 
+class _HookHandle:
+    """What ``register_post_accumulate_grad_hook`` returns: ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks, hook):
+        self.hooks, self.key = hooks, id(hook)
+        hooks[self.key] = hook
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
+
+
 def _operand(value):
     """Tensors pass through; Python scalars stay weak scalars (keep the tensor's dtype);
     arrays become constant tensors (on cuda for a cuda array)."""
@@ -385,6 +507,19 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
         data = data.data if isinstance(data, Tensor) else data
         data = np.array(data, copy=True, like=like(data))
     return Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def from_dlpack(obj):
+    """A tensor sharing ``obj``'s memory without a copy: anything with ``__dlpack__`` whose data
+    is on the cpu (PyTorch, JAX, CuPy host arrays, numpy), or a GPU array with
+    ``__cuda_array_interface__`` (PyTorch, CuPy; copied only when it is not C-contiguous)."""
+    kind, _ = obj.__dlpack_device__()
+    if kind == 1:  # kDLCPU
+        return Tensor._from_array(np.from_dlpack(obj), Device("cpu"))
+    if kind == 2 and hasattr(obj, "__cuda_array_interface__"):  # kDLCUDA
+        return Tensor._from_array(as_cuda(obj), Device("cuda"))
+    raise NotImplementedError(f"from_dlpack: {type(obj).__name__} lives on DLPack device type {kind}; "
+                              "minidl takes cpu arrays and cuda arrays with __cuda_array_interface__")
 
 
 def _shape_args(shape):

@@ -161,7 +161,7 @@ def test_linear_gradcheck(bias, rng):
 
 def test_linear_error_names_the_layer_and_shapes():
     with pytest.raises(ValueError, match=r"Linear\(in_features=784, out_features=10, bias=True\): "
-                                         r"expected input of shape \(\*, 784\), got \(8, 28, 28\)"):
+                                         r"linear: expected input of shape \(\*, 784\), got \(8, 28, 28\)"):
         nn.Linear(784, 10)(minidl.randn(8, 28, 28))
 
 

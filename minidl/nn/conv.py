@@ -18,11 +18,20 @@ from .parameter import Parameter
 
 @contextlib.contextmanager
 def named_errors(layer):
-    """Re-raise a shape error of the functional op with the layer (its repr) named first."""
+    """Re-raise a shape or dtype error of the functional op with the layer (its repr) named first."""
     try:
         yield
-    except ValueError as error:
-        raise ValueError(f"{layer!r}: {error}") from error
+    except (ValueError, TypeError) as error:
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(f"{layer!r}: {error}") from error
+
+
+def check_sizes(layer, minimum, **arguments):
+    """Raise a ValueError naming ``layer`` and the argument when an int or tuple argument has an
+    entry below ``minimum`` (a kernel_size of 0 would divide by zero in the init)."""
+    for name, value in arguments.items():
+        if min(value if isinstance(value, tuple) else (value,)) < minimum:
+            raise ValueError(f"{layer}: {name} must be >= {minimum}, got {value}")
 
 
 def _uniform_fan_in(parameter, fan_in):
@@ -36,12 +45,17 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, dtype=np.float32):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{type(self).__name__}: groups={groups} must divide in_channels "
-                             f"({in_channels}) and out_channels ({out_channels})")
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size, self.stride = self._tuple(kernel_size), self._tuple(stride)
         self.padding, self.dilation = self._tuple(padding), self._tuple(dilation)
+        name = type(self).__name__
+        check_sizes(name, 1, in_channels=self.in_channels, out_channels=self.out_channels,
+                    groups=self.groups, kernel_size=self.kernel_size, stride=self.stride,
+                    dilation=self.dilation)
+        check_sizes(name, 0, padding=self.padding)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels "
+                             f"({in_channels}) and out_channels ({out_channels})")
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = Parameter(np.empty(shape, dtype=dtype))
         self.bias = Parameter(np.empty(self.out_channels, dtype=dtype)) if bias else None
@@ -93,6 +107,9 @@ class TiledConv2d(Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.tile_size = pair(kernel_size, "kernel_size"), pair(tile_size, "tile_size")
         self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        check_sizes("TiledConv2d", 1, in_channels=self.in_channels, out_channels=self.out_channels,
+                    kernel_size=self.kernel_size, tile_size=self.tile_size, stride=self.stride)
+        check_sizes("TiledConv2d", 0, padding=self.padding)
         shape = (self.out_channels,) + self.tile_size + (self.in_channels,) + self.kernel_size
         self.weight = Parameter(np.empty(shape, dtype=dtype))
         self.bias = Parameter(np.empty(self.out_channels, dtype=dtype)) if bias else None
@@ -127,6 +144,9 @@ class LocallyConnected2d(Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.input_size, self.kernel_size = pair(input_size, "input_size"), pair(kernel_size, "kernel_size")
         self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        check_sizes("LocallyConnected2d", 1, in_channels=self.in_channels, out_channels=self.out_channels,
+                    input_size=self.input_size, kernel_size=self.kernel_size, stride=self.stride)
+        check_sizes("LocallyConnected2d", 0, padding=self.padding)
         self.output_size = tuple(conv_output_size(*args) for args in zip(
             self.input_size, self.kernel_size, self.stride, self.padding))
         if min(self.output_size) < 1:

@@ -5,6 +5,7 @@ import numpy as np
 
 from . import functional as F
 from . import init
+from .conv import named_errors
 from .module import Module
 from .parameter import Parameter
 
@@ -30,10 +31,8 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
-        if input.ndim < 1 or input.shape[-1] != self.in_features:
-            raise ValueError(f"{self!r}: expected input of shape (*, {self.in_features}), "
-                             f"got {tuple(input.shape)}")
-        return F.linear(input, self.weight, self.bias)
+        with named_errors(self):
+            return F.linear(input, self.weight, self.bias)
 
     @property
     def macs_per_output(self):

@@ -5,6 +5,7 @@ import numpy as np
 
 from . import functional as F
 from . import init
+from .conv import named_errors
 from .module import Module
 from .parameter import Parameter
 
@@ -40,10 +41,8 @@ class LowRankLinear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
-        if input.ndim < 1 or input.shape[-1] != self.in_features:
-            raise ValueError(f"{self!r}: expected input of shape (*, {self.in_features}), "
-                             f"got {tuple(input.shape)}")
-        return F.low_rank_linear(input, self.U, self.V, self.W, self.bias)
+        with named_errors(self):
+            return F.low_rank_linear(input, self.U, self.V, self.W, self.bias)
 
     def full_weight(self):
         """The (out_features, in_features) matrix U V W."""

@@ -239,6 +239,9 @@ class Module:
         Shape mismatches always raise; with ``strict`` missing and unexpected keys raise too.
         Nothing is written unless every check passes. Returns (missing_keys, unexpected_keys).
         """
+        if not (hasattr(state_dict, "keys") and hasattr(state_dict, "__getitem__")):
+            raise TypeError(f"load_state_dict: expected a dict-like state_dict (name -> array), "
+                            f"got {type(state_dict).__name__}")
         own = OrderedDict()
         for module_name, module in self.named_modules():
             skip = module.__dict__.get("_non_persistent", set())

@@ -6,7 +6,7 @@ docstrings below and in the kernel modules.
 import numpy as np
 
 from ...device import like
-from ...function import Function
+from ...function import Function, require_float
 from ...kernels import for_device
 from ...meta import MetaArray
 
@@ -48,7 +48,8 @@ def _as_2d(array):
 class Convolution(Function):
     """Y[o, i, j] = b[o] + sum_{c,u,v} K[o, c, u, v] Xp[c, i s + u d, j s + v d] (c in o's group).
     Backward with X' the unfolded input: dK' = dY X'^T, db = sum dY, dX = fold(K'^T dY).
-    Options are 2-tuples; 3-d inputs (conv1d) run as height-1 images."""
+    Options are 2-tuples; 3-d inputs (conv1d) run as height-1 images. An empty batch (N = 0)
+    gives an empty output and zero weight gradients without calling a kernel."""
 
     @staticmethod
     def infer(x, weight, bias, stride, padding, dilation, groups):
@@ -67,8 +68,11 @@ class Convolution(Function):
         out_size = output_size_2d("conv", x.shape, weight.shape[2:], stride, padding, dilation)
         ctx.save_for_backward(x, weight)
         ctx.options = (stride, padding, dilation, groups, bias is not None)
-        y = for_device(ctx.device, "conv").conv2d_forward(x, weight, bias, stride, padding, dilation,
-                                                          groups, out_size)
+        if x.shape[0] == 0:
+            y = np.zeros((0, weight.shape[0]) + out_size, dtype=x.dtype, like=like(x))
+        else:
+            y = for_device(ctx.device, "conv").conv2d_forward(x, weight, bias, stride, padding,
+                                                              dilation, groups, out_size)
         return y[:, :, 0, :] if ctx.squeeze else y
 
     @staticmethod
@@ -76,9 +80,13 @@ class Convolution(Function):
         x, weight = ctx.saved_arrays
         stride, padding, dilation, groups, has_bias = ctx.options
         grad = np.ascontiguousarray(_as_2d(grad) if ctx.squeeze else grad, dtype=x.dtype, like=like(x))
-        dx, dw, db = for_device(ctx.device, "conv").conv2d_backward(
-            x, weight, grad, stride, padding, dilation, groups,
-            ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        if x.shape[0] == 0:
+            dx, dw = np.zeros_like(x), np.zeros_like(weight)
+            db = np.zeros(weight.shape[0], dtype=x.dtype, like=like(x))
+        else:
+            dx, dw, db = for_device(ctx.device, "conv").conv2d_backward(
+                x, weight, grad, stride, padding, dilation, groups,
+                ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         if ctx.squeeze:
             dx = None if dx is None else dx[:, :, 0, :]
             dw = None if dw is None else dw[:, :, 0, :]
@@ -86,6 +94,7 @@ class Convolution(Function):
 
 
 def _check_conv(name, input, weight, bias, groups, dims):
+    require_float(name, input)
     if input.ndim != dims + 2 or weight.ndim != dims + 2:
         layout = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
         raise ValueError(f"{name}: expected input {layout} and a weight of {dims + 2} dimensions, got "
@@ -132,6 +141,7 @@ def _single(value):
 
 def _shared_output(name, input, weight, stride, padding):
     """Checks common to the 6-d weights (O, a, b, C, kh, kw); returns (oh, ow)."""
+    require_float(name, input)
     if input.ndim != 4 or weight.ndim != 6:
         raise ValueError(f"{name}: expected input (N, C, H, W) and weight (O, a, b, C, kh, kw), got "
                          f"input of shape {tuple(input.shape)} and weight of shape {tuple(weight.shape)}")

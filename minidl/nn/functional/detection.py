@@ -21,6 +21,7 @@ l_coord = 1 and B = 1 this is the notes' formula term for term; YOLO v1 used l_c
 import numpy as np
 
 from ...device import like
+from ...function import require_float
 from ...tensor import Tensor
 from .loss import binary_cross_entropy_with_logits, check_reduction
 
@@ -44,6 +45,7 @@ def detection_weights(target, num_boxes, lambda_coord, lambda_noobj):
 
 
 def _check(input, target, num_classes, num_boxes):
+    require_float("detection_loss", input)
     width = 5 * num_boxes + num_classes
     if input.ndim != 4 or tuple(input.shape) != tuple(target.shape) or input.shape[-1] != width:
         raise ValueError(f"detection_loss: expected prediction and target of shape (N, S, S, "

@@ -1,5 +1,5 @@
 """Dense layer and dropout as Functions."""
-from ...function import Function
+from ...function import Function, require_float
 from ...meta import MetaArray
 from ...ops import same_meta
 from ...random import default_generator
@@ -32,19 +32,20 @@ class Linear(Function):
 
 
 def linear(input, weight, bias=None):
-    """y = x W^T + b over the last axis of ``input``."""
+    """y = x W^T + b over the last axis of ``input`` (float32 or float64, as the weight)."""
+    require_float("linear", input)
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input of shape {tuple(input.shape)} has last dimension "
-                         f"{input.shape[-1] if input.ndim else None}, but weight of shape "
-                         f"{tuple(weight.shape)} expects {weight.shape[1]}")
+        raise ValueError(f"linear: expected input of shape (*, {weight.shape[1]}), got "
+                         f"{tuple(input.shape)} (weight of shape {tuple(weight.shape)})")
     return Linear.apply(input, weight, bias)
 
 
 # ---------------------------------------------------------------- dropout
 
 class Dropout(Function):
-    """y = x m / (1 - p) with m ~ Bernoulli(1 - p);  dx = dy m / (1 - p)."""
+    """y = x m / (1 - p) with m ~ Bernoulli(1 - p);  dx = dy m / (1 - p). Integers run in float32."""
 
+    float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ...device import like
-from ...function import Function
+from ...function import Function, require_float
 from ...kernels import for_device
 from ...meta import MetaArray
 from ...ops import same_meta
@@ -102,6 +102,7 @@ class CrossEntropy(Function):
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     """L = -sum_c q_c log softmax(x)_c, q = (1 - e) onehot(t) + e / C;  dL/dx = softmax(x) - q."""
     check_reduction("cross_entropy", reduction)
+    require_float("cross_entropy", input)
     _check_class_target("cross_entropy", input, target)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
@@ -139,6 +140,7 @@ class NLLLoss(Function):
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     check_reduction("nll_loss", reduction)
+    require_float("nll_loss", input)
     _check_class_target("nll_loss", input, target)
     weight = weight.data if isinstance(weight, Tensor) else weight
     return NLLLoss.apply(input, target, weight, int(ignore_index), reduction)
@@ -152,6 +154,7 @@ def check_reduction(name, reduction):
 
 
 def _check_same_shape(name, input, target):
+    require_float(name, input)
     if tuple(input.shape) != tuple(target.shape):
         raise ValueError(f"{name}: input of shape {tuple(input.shape)} and target of shape "
                          f"{tuple(target.shape)} differ; reshape one so they match")

@@ -1,5 +1,5 @@
 """Low-rank dense layer y = U V W x + b as one Function with the chain rule written out."""
-from ...function import Function
+from ...function import Function, require_float
 from ...meta import MetaArray
 
 
@@ -44,11 +44,12 @@ class LowRankLinear(Function):
 
 def low_rank_linear(input, u, v, w, bias=None):
     """y = U V W x + b over the last axis of ``input``; U (out, r), V (r, r), W (r, in)."""
+    require_float("low_rank_linear", input)
     rank = v.shape[0]
     if u.shape[1:] != (rank,) or v.shape != (rank, rank) or w.shape[:1] != (rank,):
         raise ValueError(f"low_rank_linear: factors of shapes U {tuple(u.shape)}, V {tuple(v.shape)}, "
                          f"W {tuple(w.shape)} do not chain as (out, r), (r, r), (r, in)")
     if input.ndim < 1 or input.shape[-1] != w.shape[1]:
-        raise ValueError(f"low_rank_linear: input of shape {tuple(input.shape)} does not end in "
-                         f"in_features={w.shape[1]} (W of shape {tuple(w.shape)})")
+        raise ValueError(f"low_rank_linear: expected input of shape (*, {w.shape[1]}), got "
+                         f"{tuple(input.shape)} (W of shape {tuple(w.shape)})")
     return LowRankLinear.apply(input, u, v, w, bias)

@@ -49,7 +49,10 @@ class MaxPool(Function):
 
 
 class AvgPool(Function):
-    """Y[i, j] = sum over the window / count;  dX[h, w] += dY[i, j] / count over each window."""
+    """Y[i, j] = sum over the window / count;  dX[h, w] += dY[i, j] / count over each window.
+    Integer inputs are averaged in float32 (like mean), never truncated."""
+
+    float_inputs = True
 
     infer = MaxPool.infer
 
@@ -80,7 +83,8 @@ def _fixed_windows(name, input, kernel_size, stride, padding):
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0):
-    """Max over kernel_size windows every stride (default: kernel_size); pads with -inf."""
+    """Max over kernel_size windows every stride (default: kernel_size); pads with -inf.
+    Integer inputs give integer outputs (a max is exact), as in PyTorch."""
     rows, cols = _fixed_windows("max_pool2d", input, kernel_size, stride, padding)
     return MaxPool.apply(input, rows=rows[:2], cols=cols[:2])
 

@@ -13,7 +13,7 @@ h_1..h_T and then c_T, so that c_n comes out of the same Function.
 import numpy as np
 
 from ...device import like
-from ...function import Function
+from ...function import Function, require_float
 from ...kernels import for_device
 from ...meta import MetaArray, is_meta
 from ...tensor import Tensor, stack
@@ -173,10 +173,14 @@ def check_recurrent_input(name, input, hx, input_size, hidden_size, num_layers, 
 
     Input (T, N, I), or (N, T, I) when batch_first, or (T, I) unbatched; state (L, N, H), or
     (L, H) unbatched; for an LSTM a tuple (h_0, c_0) of such."""
+    require_float(name, input)
     order = "(batch, seq_len, input_size)" if batch_first else "(seq_len, batch, input_size)"
     if input.ndim not in (2, 3) or input.shape[-1] != input_size:
         raise ValueError(f"{name}: expected input of shape {order} or (seq_len, input_size) with "
                          f"input_size={input_size}, got {_shape(input)}")
+    if input.shape[1 if batch_first and input.ndim == 3 else 0] == 0:
+        raise ValueError(f"{name}: expected a sequence of length at least 1, got input of shape "
+                         f"{_shape(input)} {order}")
     if hx is None:
         states = {}
     elif lstm:
