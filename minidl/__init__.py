@@ -26,11 +26,12 @@ from .function import Function, no_grad, set_grad_enabled, is_grad_enabled  # no
 from .random import manual_seed  # noqa: E402
 from .tensor import (  # noqa: E402
     Tensor, tensor, zeros, ones, randn, rand, arange, zeros_like, ones_like,
-    concatenate, cat, stack, float32, float64, int64, int32, bool_,
+    concatenate, cat, stack, float32, float64, int64, int32, bool_, from_dlpack,
 )
 
 from . import cuda, data, nn, optim, tree, utils  # noqa: E402
 from .train import Trainer  # noqa: E402
+from . import onnx  # noqa: E402  (minidl.onnx.export; the onnx package loads on first use)
 from .utils.serialization import load, save  # noqa: E402
 from .utils.summary import summary  # noqa: E402
 
