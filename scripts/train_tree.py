@@ -4,13 +4,17 @@ fit time and, for small trees, the tree itself.
     python scripts/train_tree.py --csv weather.csv --target Play --criterion entropy
     python scripts/train_tree.py --fashion --criterion entropy --max-depth 10
     python scripts/train_tree.py --fashion --forest 50 --max-depth 20 --limit 10000
+    python scripts/train_tree.py --csv weather.csv --target Play --plot tree.png
 
 A CSV file is split 70/30 into train and test rows (shuffled, --seed); Fashion-MNIST uses its own
 60,000 / 10,000 split, pixels as 784 numeric features (files from MINIDL_DATA or the usual places,
-see minidl.data.fashion_mnist).
+see minidl.data.fashion_mnist). --plot draws the fitted tree with Graphviz's ``dot`` program
+(from the DOT text of minidl.tree.export_graphviz); keep the tree small (--max-depth) to read it.
 """
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import time
 
@@ -18,12 +22,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from minidl.data.fashion_mnist import resolve  # noqa: E402
+from minidl.data.fashion_mnist import CLASSES, resolve  # noqa: E402
 from minidl.data.idx import read_idx  # noqa: E402
 from minidl.data.tabular import load_csv  # noqa: E402
-from minidl.tree import DecisionTreeClassifier, RandomForestClassifier, export_text  # noqa: E402
+from minidl.tree import (DecisionTreeClassifier, RandomForestClassifier, export_graphviz,  # noqa: E402
+                         export_text)
 
 MAX_PRINTED_LEAVES = 40
+GRAPHVIZ_MISSING = ("--plot needs Graphviz's dot program, which is not on PATH: install it with "
+                    "'apt-get install graphviz' (Debian, Ubuntu), 'brew install graphviz' (macOS) "
+                    "or 'conda install graphviz', then run again")
 
 
 def fashion_mnist(train, root=None):
@@ -41,6 +49,15 @@ def csv_split(path, target, seed, test_fraction=0.3):
     return X[train], y[train], X[test], y[test], names
 
 
+def render_tree(dot_text, path):
+    """``dot -Tpng`` of ``dot_text`` into ``path``; the image format follows the file's extension."""
+    extension = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    done = subprocess.run(["dot", f"-T{extension}", "-o", path], input=dot_text, text=True,
+                          capture_output=True)
+    if done.returncode:
+        raise RuntimeError(f"dot failed to draw {path} (exit {done.returncode}): {done.stderr.strip()}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -53,7 +70,12 @@ def main(argv=None):
     parser.add_argument("--forest", type=int, default=0, metavar="N", help="a random forest of N trees")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N training rows")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", metavar="PNG", help="draw the tree with Graphviz (a single tree only)")
     args = parser.parse_args(argv)
+    if args.plot and args.forest:
+        parser.error("--plot draws a single tree; drop --forest")
+    if args.plot and shutil.which("dot") is None:
+        parser.error(GRAPHVIZ_MISSING)
 
     if args.fashion:
         X_train, y_train = fashion_mnist(train=True)
@@ -80,6 +102,11 @@ def main(argv=None):
         print(f"depth {model.get_depth()}, leaves {model.get_n_leaves()}")
         if model.get_n_leaves() <= MAX_PRINTED_LEAVES:
             print(export_text(model, feature_names=names), end="")
+        if args.plot:
+            # Fashion-MNIST's labels are class numbers: show their names (CSV labels are names)
+            class_names = [CLASSES[c] for c in model.classes_] if args.fashion else None
+            render_tree(export_graphviz(model, feature_names=names, class_names=class_names), args.plot)
+            print(f"tree drawn: {args.plot}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
 """Callbacks the Trainer calls at the start, after every epoch, and at the end of fit()."""
 import copy
+import csv
+import io
 import math
+import os
+import socket
+import struct
+import time
 
 
 class Callback:
@@ -64,8 +70,8 @@ class EarlyStopping(_Monitor):
 
 
 class ModelCheckpoint(_Monitor):
-    """Save a checkpoint (model, optimizer, scheduler, epoch) after each epoch, or only when
-    ``monitor`` improves with ``save_best_only``. ``path`` may hold ``{epoch}``."""
+    """Save a checkpoint (``Trainer.save_checkpoint``: all a resumed run needs) after each epoch,
+    or only when ``monitor`` improves with ``save_best_only``. ``path`` may hold ``{epoch}``."""
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
         super().__init__(monitor, mode)
@@ -78,3 +84,168 @@ class ModelCheckpoint(_Monitor):
                 return
             self.best = value
         trainer.save_checkpoint(self.path.format(epoch=epoch), epoch=epoch)
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch: ``epoch`` and every key of the epoch's logs, in the order of the
+    first epoch written, which also gives the header. Each row goes out in a single write and is
+    flushed at once, so a run that crashes leaves whole lines, the last finished epoch included.
+
+    ``append=False`` starts a new file at the first fit(); later fit() calls of the same
+    Trainer (a resumed run) add to it. ``append=True`` adds to an existing file from the start
+    and keeps its header, which the logs must then match."""
+
+    def __init__(self, path, append=False):
+        self.path, self.append = os.fspath(path), append
+        self.columns, self.file, self._started = None, None, False
+
+    def on_train_begin(self, trainer):
+        adding = self.append or self._started
+        if adding and self.columns is None and os.path.exists(self.path):
+            with open(self.path, newline="", encoding="utf-8") as existing:
+                self.columns = next(csv.reader(existing), None)
+        self.file = open(self.path, "a" if adding else "w", newline="", encoding="utf-8")
+        self._started = True
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.columns is None:
+            self.columns = ["epoch", *logs]
+            self._write(self.columns)
+        unknown = [key for key in logs if key not in self.columns]
+        if unknown:
+            raise ValueError(f"CSVLogger({self.path!r}): the logs of epoch {epoch} have "
+                             f"{', '.join(unknown)}, which the file's header "
+                             f"({', '.join(self.columns)}) has no column for")
+        row = {"epoch": epoch, **logs}
+        self._write([row.get(column, "") for column in self.columns])
+
+    def on_train_end(self, trainer):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def _write(self, fields):
+        line = io.StringIO()
+        csv.writer(line).writerow(fields)
+        self.file.write(line.getvalue())
+        self.file.flush()
+
+
+class TensorBoardLogger(Callback):
+    """The epoch's logs as TensorBoard scalars (``tensorboard --logdir LOGDIR``): training
+    figures in ``LOGDIR/train``, the ``val_`` ones in ``LOGDIR/validation`` under the same tag
+    (``val_loss`` is tag ``loss`` there), so TensorBoard draws both curves on one chart.
+    The step is the epoch.
+
+    The event file is written here, not through the ``tensorboard`` package: the format is small
+    and documented (a TFRecord file of Event protocol buffers), and writing it takes some forty
+    lines, where the package would bring TensorFlow's protobuf and gRPC stacks into a training
+    run only to be viewed later. ``pip install tensorboard`` is needed to view the logs only.
+
+    File: records of ``uint64 length, uint32 masked_crc32c(length), data, uint32
+    masked_crc32c(data)`` (little-endian); the first holds ``Event{wall_time, file_version:
+    "brain.Event:2"}``, then one ``Event{wall_time, step, summary{value{tag, simple_value}}}``
+    per figure, each flushed at the end of its epoch."""
+
+    def __init__(self, logdir):
+        self.logdir = os.fspath(logdir)
+        self.writers = {}
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        for name, value in logs.items():
+            run, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            self._writer(run).add_scalar(tag, value, epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, trainer):
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+
+    def _writer(self, run):
+        if run not in self.writers:
+            self.writers[run] = EventFileWriter(os.path.join(self.logdir, run))
+        return self.writers[run]
+
+
+class EventFileWriter:
+    """Appends TensorBoard scalar events to a new ``events.out.tfevents.*`` file in ``directory``
+    (the record layout is in TensorBoardLogger's docstring)."""
+
+    def __init__(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}"
+        self.path = os.path.join(directory, name)
+        self.file = open(self.path, "wb")
+        self._write_event(_bytes_field(3, b"brain.Event:2"))
+        self.flush()
+
+    def add_scalar(self, tag, value, step):
+        value = (_bytes_field(1, tag.encode("utf-8"))
+                 + _key(2, 5) + struct.pack("<f", float(value)))  # Summary.Value{tag, simple_value}
+        summary = _bytes_field(1, value)                           # Summary{value}
+        self._write_event(_key(2, 0) + _varint(int(step) & _MASK64) + _bytes_field(5, summary))
+
+    def flush(self):
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+    def _write_event(self, fields):
+        """An Event: wall_time (field 1, double) first, then ``fields``, as one TFRecord."""
+        data = _key(1, 1) + struct.pack("<d", time.time()) + fields
+        length = struct.pack("<Q", len(data))
+        self.file.write(length + struct.pack("<I", masked_crc32c(length)) + data
+                        + struct.pack("<I", masked_crc32c(data)))
+
+
+# ---------------------------------------------------------------- protobuf and TFRecord pieces
+_MASK64 = (1 << 64) - 1
+
+
+def _varint(n):
+    """Protocol-buffer base-128 varint: 7 bits a byte, low first, high bit = more to come."""
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _key(field, wire_type):
+    """A field's key: (number << 3) | wire type (0 varint, 1 64-bit, 2 length-delimited, 5 32-bit)."""
+    return _varint(field << 3 | wire_type)
+
+
+def _bytes_field(field, payload):
+    return _key(field, 2) + _varint(len(payload)) + payload
+
+
+def _crc32c_table():
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1  # Castagnoli, reflected
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli) of ``data``, as TFRecord files use; crc32c(b"123456789") = 0xE3069283."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data):
+    """TFRecord's masked CRC: rotate the CRC right by 15 bits and add 0xA282EAD8 (mod 2^32)."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
