@@ -317,13 +317,19 @@ def test_nan_loss_raises_naming_the_epoch():
         trainer.fit(loader, epochs=3)
 
 
-def test_progress_bar_written_to_stderr(capsys):
+def test_progress_bar_on_stderr_and_one_line_per_epoch_on_stdout(capsys):
     x, y = separable(n=40)
+    loader = DataLoader(TensorDataset(x, y), 10)
     trainer = make_trainer(progress=True)
-    trainer.fit(DataLoader(TensorDataset(x, y), 10), epochs=1)
+    history = trainer.fit(loader, loader, epochs=2)
     captured = capsys.readouterr()
-    assert "epoch 1/1" in captured.err
-    assert "epoch 1/1" not in captured.out
+    assert "epoch 1/2" in captured.err  # the bar
+    lines = captured.out.splitlines()
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    for epoch, line in enumerate(lines):
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert f"{name} {history[name][epoch]:.4f}" in line
+        assert line.endswith(" s")
 
 
 def test_no_progress_output_when_disabled(capsys):

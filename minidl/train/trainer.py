@@ -12,6 +12,7 @@ shuffle generator). Loaded loader states are given to the loaders of the next fi
 """
 import math
 import numbers
+import time
 import warnings
 
 import numpy as np
@@ -56,10 +57,13 @@ class Trainer:
         last = self.epoch + epochs
         while self.epoch < last and not self.stop_training:
             self.epoch += 1
+            started = time.perf_counter()
             logs = self._train_epoch(train_loader, f"epoch {self.epoch}/{last}")
             if val_loader is not None:
                 logs.update({f"val_{k}": v for k, v in
                              self._evaluate(val_loader, "Trainer.fit", "validation loader").items()})
+            if self.progress:
+                tqdm.write(epoch_line(self.epoch, last, logs, time.perf_counter() - started))
             if self.scheduler is not None:
                 self.scheduler.step()
             for name, value in logs.items():
@@ -73,7 +77,7 @@ class Trainer:
     def _train_epoch(self, loader, description):
         self.model.train()
         totals = _Totals(self.metrics)
-        bar = tqdm(loader, desc=description, unit="batch", disable=not self.progress, leave=True)
+        bar = tqdm(loader, desc=description, unit="batch", disable=not self.progress, leave=False)
         for step, (inputs, targets) in enumerate(bar):
             inputs, targets = inputs.to(self.device), targets.to(self.device)
             output = self.model(inputs)
@@ -167,6 +171,13 @@ class Trainer:
             if role in self._loaders:
                 self._loaders[role].load_state_dict(state)
         self._loader_states = {}
+
+
+def epoch_line(epoch, last, logs, seconds):
+    """The line an epoch leaves on screen: 'epoch 3/10  loss 0.4123  accuracy 0.8512
+    val_loss 0.4410  val_accuracy 0.8420  12.3 s' (the bars themselves vanish)."""
+    figures = "  ".join(f"{name} {value:.4f}" for name, value in logs.items())
+    return f"epoch {epoch}/{last}  {figures}  {seconds:.1f} s"
 
 
 def _require_batches(count, caller, role):
