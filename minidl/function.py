@@ -117,6 +117,13 @@ class no_grad(set_grad_enabled):
         super().__init__(False)
 
 
+class enable_grad(set_grad_enabled):
+    """``with minidl.enable_grad():`` records the graph again inside a ``no_grad`` block."""
+
+    def __init__(self):
+        super().__init__(True)
+
+
 class Context:
     """What forward leaves for backward: saved arrays, options, and which inputs need grads."""
 
@@ -185,7 +192,9 @@ class Function:
         if device == "meta":
             return Tensor._from_array(cls.infer(*arrays, **options), device)
         output = cls.forward(ctx, *arrays, **options)
-        needs_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
+        # only float outputs join the graph (argsort-like integer and bool results never do)
+        needs_grad = (is_grad_enabled() and any(t.requires_grad for t in tensors)
+                      and np.issubdtype(output.dtype, np.inexact))
         result = Tensor._from_array(output, device, requires_grad=needs_grad)
         if needs_grad:
             ctx.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
@@ -207,8 +216,11 @@ def common_device(tensors, op_name):
     return device
 
 
-def run_backward(root, gradient, retain_graph=False):
-    """Reverse-mode sweep from ``root`` seeded with ``gradient`` (an array of root's shape)."""
+def run_backward(root, gradient, retain_graph=False, capture=None):
+    """Reverse-mode sweep from ``root`` seeded with ``gradient`` (an array of root's shape).
+
+    ``capture`` (for autograd.grad): a dict whose keys are ids of tensors; each gets the
+    summed gradient of its tensor as value, and no ``.grad`` is changed."""
     order = _topological_order(root)
     grads = {id(root): gradient}
     for tensor in reversed(order):
@@ -216,7 +228,10 @@ def run_backward(root, gradient, retain_graph=False):
         if grad is None:
             continue
         node = tensor._node
-        if tensor._retains_grad or node is None:
+        if capture is not None:
+            if id(tensor) in capture:
+                capture[id(tensor)] = grad
+        elif tensor._retains_grad or node is None:
             tensor._accumulate_grad(grad)
         if node is None:
             continue

@@ -5,11 +5,14 @@ Where the files are looked for, in order:
   2. the user cache, ``~/.cache/minidl/fashion-mnist`` (``$XDG_CACHE_HOME`` respected);
   3. Debian's package ``dataset-fashion-mnist``: ``/usr/share/datasets/fashion-mnist``;
   4. a download from the official mirror into (1) or else (2), each file checked by MD5.
+``resolve`` and ``download`` serve any data set of IDX files described by a ``Source``
+(``minidl.vision.datasets.MNIST`` uses them with MNIST's).
 """
 import hashlib
 import os
 import tempfile
 import urllib.request
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,9 +36,28 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
            "Bag", "Ankle boot")
 
 
-def user_cache_dir():
+class Source(NamedTuple):
+    """Where a data set of IDX files comes from: its title (for messages), FILES-like split ->
+    (images, labels) names, name -> MD5, download mirror, user cache sub-directory, system
+    directory and the Debian package that fills it (None when there is none)."""
+    title: str
+    files: dict
+    checksums: dict
+    mirror: str
+    cache_name: str
+    system_dir: str = None
+    system_package: str = None
+
+
+def fashion_source():
+    """Fashion-MNIST's Source, read from this module's globals when called."""
+    return Source("Fashion-MNIST", FILES, MD5, MIRROR, "fashion-mnist", SYSTEM_DIR,
+                  "dataset-fashion-mnist")
+
+
+def user_cache_dir(name="fashion-mnist"):
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "minidl", "fashion-mnist")
+    return os.path.join(base, "minidl", name)
 
 
 def _find(directory, name):
@@ -81,29 +103,37 @@ def download(directory, names, mirror=MIRROR, checksums=MD5, progress=True):
                 os.remove(partial)
 
 
-def resolve(root=None, train=True, download_missing=True, mirror=MIRROR):
-    """The paths (images, labels) of the requested split, found or fetched as the module says."""
-    names = FILES["train" if train else "test"]
+def resolve(root=None, train=True, download_missing=True, mirror=None, source=None,
+            raw_dir=None):
+    """The paths (images, labels) of the requested split of ``source`` (default Fashion-MNIST),
+    found or fetched as the module says. ``raw_dir``: a sub-directory of the explicit root
+    looked in first and downloaded into (torchvision's ``root/MNIST/raw``)."""
+    source = source or fashion_source()
+    mirror = mirror or source.mirror
+    names = source.files["train" if train else "test"]
     explicit = root or os.environ.get("MINIDL_DATA")
-    candidates = [d for d in (explicit, user_cache_dir(), SYSTEM_DIR) if d]
+    nested = os.path.join(explicit, raw_dir) if explicit and raw_dir else None
+    cache = user_cache_dir(source.cache_name)
+    candidates = [d for d in (nested, explicit, cache, source.system_dir) if d]
     for directory in candidates:
         paths = [_find(directory, name) for name in names]
         if all(paths):
             return tuple(paths)
-    destination = explicit or user_cache_dir()
+    destination = nested or explicit or cache
     if download_missing:
         try:
-            download(destination, names, mirror=mirror)
+            download(destination, names, mirror=mirror, checksums=source.checksums)
             return tuple(os.path.join(destination, name) for name in names)
         except OSError as error:
             reason = f"the download from {mirror} failed ({error})"
     else:
         reason = "download=False"
+    package = (f"  - Debian/Ubuntu: sudo apt-get install {source.system_package}   (installs "
+               f"{source.system_dir})\n" if source.system_package else "")
     raise FileNotFoundError(
-        f"Fashion-MNIST files {', '.join(names)} were not found in {', '.join(candidates)} and "
-        f"{reason}. Get them one of these ways:\n"
-        f"  - Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist   (installs {SYSTEM_DIR})\n"
-        f"  - download the four .gz files from {mirror} into {user_cache_dir()}\n"
+        f"{source.title} files {', '.join(names)} were not found in {', '.join(candidates)} and "
+        f"{reason}. Get them one of these ways:\n{package}"
+        f"  - download the four .gz files from {mirror} into {destination}\n"
         f"  - point MINIDL_DATA (or root=) at a directory that holds them")
 
 

@@ -1,5 +1,11 @@
 """Saving and loading arrays as .npz: written atomically, read as untrusted data.
 
+``save(obj, f)`` / ``load(f)`` are PyTorch's ``torch.save`` / ``torch.load`` without pickle: a
+mapping name -> array (a state_dict) is one .npz entry per name; any other nesting of dicts,
+lists and tuples of arrays, Tensors, numbers, strings and None (a model's and an optimizer's
+state dicts together) is one entry per array plus a JSON entry ``__structure__`` that holds the
+rest. ``f`` is a path or a binary file object.
+
 Saving: a file is first written to a temporary name beside the target (``.<name>.tmp-<pid>-*``),
 flushed to disk, then renamed over the target: a crash or a bad value leaves the old file intact,
 never half a file. The temporary is removed when the write fails, and temporaries of the same
@@ -108,25 +114,111 @@ def _process_running(pid):
     return True
 
 
-def save(arrays, path):
-    """Write a mapping name -> array (a state_dict) to ``path`` atomically."""
-    payload = {}
-    for name, value in arrays.items():
-        array = np.asarray(to_host(value.data if isinstance(value, Tensor) else value))
-        if array.dtype == object:
-            raise TypeError(f"save: {name!r} is an object array; only numeric and string arrays "
-                            "can be stored without pickling")
-        payload[name] = array
-    with atomic_write(path, suffix=".npz") as f:
+STRUCTURE = "__structure__"  # the JSON entry of a nested object
+
+
+def _host_array(value, where):
+    array = np.asarray(to_host(value.data if isinstance(value, Tensor) else value))
+    if array.dtype == object:
+        raise TypeError(f"save: {where} is an object array; only numeric and string arrays "
+                        "can be stored without pickling")
+    return array
+
+
+def _encode(value, arrays, where):
+    """The JSON form of ``value``; its arrays go into ``arrays`` under the names it refers to.
+    Containers and special values are one-key objects: {"dict": [[key, value], ...]},
+    {"list": [...]}, {"tuple": [...]}, {"tensor" | "array" | "scalar": entry}, {"float": "nan"}."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, np.generic):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, (Tensor, np.ndarray, np.generic)):
+        kind = ("tensor" if isinstance(value, Tensor)
+                else "scalar" if isinstance(value, np.generic) else "array")
+        name = f"{kind}{len(arrays)}"
+        arrays[name] = _host_array(value, where)
+        return {kind: name}
+    if isinstance(value, dict):
+        return {"dict": [[_encode(k, arrays, f"{where} key {k!r}"),
+                          _encode(v, arrays, f"{where}[{k!r}]")] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return {"tuple" if isinstance(value, tuple) else "list":
+                [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]}
+    if hasattr(value, "state_dict"):
+        raise TypeError(f"save: {where} is a {type(value).__name__}; minidl never pickles objects "
+                        f"(loading a pickle can run any code). Save its state_dict() instead and "
+                        f"restore it with load_state_dict(minidl.load(f)) into a new "
+                        f"{type(value).__name__}")
+    raise TypeError(f"save: {where} is a {type(value).__name__}; only dicts, lists and tuples of "
+                    "arrays, Tensors, numbers, strings and None are stored (nothing is pickled)")
+
+
+def save(obj, f):
+    """Write ``obj`` (a state_dict, or dicts, lists and tuples of them and of arrays, Tensors,
+    numbers, strings, None) to ``f``: a path, written atomically, or a binary file object."""
+    if (isinstance(obj, dict) and obj and STRUCTURE not in obj
+            and all(isinstance(k, str) and isinstance(v, (Tensor, np.ndarray)) for k, v in obj.items())):
+        payload = {name: _host_array(value, repr(name)) for name, value in obj.items()}
+    else:
+        payload = {}
+        payload[STRUCTURE] = _json_entry(_encode(obj, payload, "obj"))  # fills in the arrays
+    if hasattr(f, "write"):
         np.savez(f, **payload)
+        return
+    with atomic_write(f, suffix=".npz") as out:
+        np.savez(out, **payload)
 
 
-def load(path):
-    """The mapping name -> array stored by ``save``. No code runs (object arrays are refused);
-    a damaged file is a ValueError naming it and the entry, a missing one an OSError."""
-    with open(path, "rb") as file:
-        archive = _Archive(path, file)
+def load(f, map_location=None, weights_only=True):
+    """What ``save`` stored in ``f`` (a path or a binary file object): a state_dict as a dict of
+    numpy arrays, a nested object with its Tensors as Tensors (on ``map_location``, default
+    cpu). No code runs, whatever ``weights_only`` says (object arrays are refused); a damaged
+    file is a ValueError naming it and the entry, a missing one an OSError."""
+    if hasattr(f, "read"):
+        return _load(getattr(f, "name", "<file object>"), f, map_location)
+    with open(f, "rb") as file:
+        return _load(f, file, map_location)
+
+
+def _load(path, file, map_location):
+    archive = _Archive(path, file)
+    if STRUCTURE not in archive.members:
         return {key: archive.read(key) for key in archive.members}
+    unused = set(archive.members) - {STRUCTURE}
+
+    def decode(node, where):
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if isinstance(node, dict) and len(node) == 1:
+            (kind, value), = node.items()
+            if kind in ("tensor", "array", "scalar") and isinstance(value, str) and value in unused:
+                unused.remove(value)
+                array = archive.read(value)
+                if kind == "tensor":
+                    return Tensor(array, device=map_location or "cpu")
+                return array[()] if kind == "scalar" else array
+            if kind == "float" and value in ("nan", "inf", "-inf"):
+                return float(value)
+            if kind in ("list", "tuple") and isinstance(value, list):
+                items = [decode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+                return tuple(items) if kind == "tuple" else items
+            if kind == "dict" and isinstance(value, list) and all(
+                    isinstance(p, list) and len(p) == 2 for p in value):
+                return {decode(k, f"{where} key"): decode(v, f"{where}[{k!r:.50}]")
+                        for k, v in value}
+        raise archive.error(STRUCTURE, f"holds {node!r:.100} at {where}, which is not a stored "
+                                       "value (or refers to a missing or reused array entry)")
+
+    try:
+        obj = decode(archive.text(STRUCTURE), "obj")
+    except (RecursionError, TypeError) as exc:  # too deep, or an unhashable dict key
+        raise archive.error(STRUCTURE, f"is not a stored object ({type(exc).__name__}: {exc})")
+    if unused:
+        raise archive.error(sorted(unused)[0], f"is not referred to by {STRUCTURE!r}")
+    return obj
 
 
 class _Archive:

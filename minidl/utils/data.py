@@ -1,0 +1,7 @@
+"""PyTorch's ``torch.utils.data`` path for ``minidl.data``: ``from minidl.utils.data import
+DataLoader, Dataset, TensorDataset, Subset, random_split, ConcatDataset, default_collate``."""
+from ..data.dataset import (ConcatDataset, DataLoader, Dataset, Subset, TensorDataset,
+                            default_collate, random_split)
+
+__all__ = ["ConcatDataset", "DataLoader", "Dataset", "Subset", "TensorDataset", "default_collate",
+           "random_split"]

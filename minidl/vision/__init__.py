@@ -1,0 +1,7 @@
+"""torchvision's paths for minidl: ``from minidl.vision import datasets, transforms``
+(``torchvision.datasets`` -> ``minidl.vision.datasets``, ``torchvision.transforms`` ->
+``minidl.vision.transforms``). Images are numpy uint8 arrays (H, W) or (H, W, C): there is no
+PIL here."""
+from . import datasets, transforms
+
+__all__ = ["datasets", "transforms"]
