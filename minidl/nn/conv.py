@@ -11,7 +11,7 @@ import numpy as np
 
 from . import functional as F
 from . import init
-from .functional.conv import conv_output_size, pair
+from .functional.conv import conv_output_size, pair, string_padding
 from .module import Module
 from .parameter import Parameter
 
@@ -40,19 +40,35 @@ def _uniform_fan_in(parameter, fan_in):
 
 
 class Conv2d(Module):
-    """Y[n, o] = b[o] + sum_c K[o, c] * X[n, c] (cross-correlation), weight (O, C / groups, kh, kw)."""
+    """Y[n, o] = b[o] + sum_c K[o, c] * X[n, c] (cross-correlation), weight (O, C / groups, kh, kw).
+
+    ``padding``: an int, a tuple, "valid" (none) or "same" (output size = input size, stride 1;
+    an odd total puts the extra zero on the right/bottom, as PyTorch). ``padding_mode``: only
+    "zeros"; PyTorch's "reflect", "replicate" and "circular" raise NotImplementedError."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, dtype=np.float32):
+                 groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
         super().__init__()
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size, self.stride = self._tuple(kernel_size), self._tuple(stride)
-        self.padding, self.dilation = self._tuple(padding), self._tuple(dilation)
+        self.dilation = self._tuple(dilation)
         name = type(self).__name__
+        if padding_mode in ("reflect", "replicate", "circular"):
+            raise NotImplementedError(f"{name}: padding_mode={padding_mode!r} is not implemented in "
+                                      f"minidl; only 'zeros' is (pad the input yourself otherwise)")
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: padding_mode must be one of 'zeros', 'reflect', 'replicate', "
+                             f"'circular', got {padding_mode!r}")
+        self.padding_mode = padding_mode
         check_sizes(name, 1, in_channels=self.in_channels, out_channels=self.out_channels,
                     groups=self.groups, kernel_size=self.kernel_size, stride=self.stride,
                     dilation=self.dilation)
-        check_sizes(name, 0, padding=self.padding)
+        if isinstance(padding, str):
+            string_padding(name, padding, self.kernel_size, self.stride, self.dilation)
+            self.padding = padding
+        else:
+            self.padding = self._tuple(padding)
+            check_sizes(name, 0, padding=self.padding)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels "
                              f"({in_channels}) and out_channels ({out_channels})")
@@ -81,7 +97,7 @@ class Conv2d(Module):
 
     def extra_repr(self):
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if any(self.padding):
+        if self.padding != (0,) * len(self.kernel_size):
             text += f", padding={self.padding}"
         if any(d != 1 for d in self.dilation):
             text += f", dilation={self.dilation}"

@@ -1,4 +1,4 @@
-"""Dense and shape layers: Linear, Identity, Flatten."""
+"""Dense and shape layers: Linear, Identity, Flatten, Unflatten."""
 import math
 
 import numpy as np
@@ -45,7 +45,10 @@ class Linear(Module):
 
 
 class Identity(Module):
-    """y = x."""
+    """y = x. Constructor arguments are accepted and ignored, as in PyTorch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
 
     def forward(self, input):
         return input
@@ -63,3 +66,28 @@ class Flatten(Module):
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Splits axis ``dim`` into ``unflattened_size``: Unflatten(1, (C, H, W)) maps (N, C H W) to
+    (N, C, H, W); one entry may be -1 (inferred)."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = int(dim), tuple(int(n) for n in unflattened_size)
+
+    def forward(self, input):
+        dim = self.dim + input.ndim if self.dim < 0 else self.dim
+        if not 0 <= dim < input.ndim:
+            raise ValueError(f"{self!r}: dim {self.dim} is out of range for input of shape "
+                             f"{tuple(input.shape)}")
+        known = int(np.prod([n for n in self.unflattened_size if n != -1]))
+        size = input.shape[dim]
+        fits = (known > 0 and size % known == 0) if -1 in self.unflattened_size else size == known
+        if not fits:
+            raise ValueError(f"{self!r}: cannot split axis {dim} of size {size} (input of shape "
+                             f"{tuple(input.shape)}) into {self.unflattened_size}")
+        return input.reshape(tuple(input.shape[:dim]) + self.unflattened_size + tuple(input.shape[dim + 1:]))
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -62,6 +62,8 @@ class Module:
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
+                self.__dict__.get("_buffer_names", set()).discard(name)
+                self.__dict__.get("_non_persistent", set()).discard(name)
                 return
         object.__delattr__(self, name)
 
@@ -73,16 +75,40 @@ class Module:
             setattr(self, name, param)
 
     def register_buffer(self, name, tensor, persistent=True):
-        """A Tensor that is state but not learnable (BatchNorm's running statistics)."""
+        """A Tensor that is state but not learnable (BatchNorm's running statistics). A
+        non-persistent buffer moves with ``to()`` but stays out of ``state_dict()``; ``None``
+        reserves the name."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{type(self).__name__}.register_buffer: buffer name must be a non-empty "
+                           f"string without '.', got {name!r}")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"{type(self).__name__}.register_buffer: cannot assign "
+                            f"{type(tensor).__name__} to buffer {name!r} (a Tensor or None is required)")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"{type(self).__name__}.register_buffer: attribute {name!r} already exists")
         names = self.__dict__.setdefault("_buffer_names", set())
         names.add(name)
-        if not persistent:
-            self.__dict__.setdefault("_non_persistent", set()).add(name)
+        non_persistent = self.__dict__.setdefault("_non_persistent", set())
+        if persistent:
+            non_persistent.discard(name)
+        else:
+            non_persistent.add(name)
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
 
     def add_module(self, name, module):
-        setattr(self, name, module)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}.add_module: {type(module).__name__} is not a Module "
+                            f"(child {name!r})")
+        if not isinstance(name, str) or "." in name:
+            raise KeyError(f"{type(self).__name__}.add_module: module name must be a string without "
+                           f"'.', got {name!r}")
+        if module is None:
+            self._modules[name] = None
+        else:
+            setattr(self, name, module)
+
+    register_module = add_module
 
     # ------------------------------------------------------------ calling
     def forward(self, *args, **kwargs):
@@ -106,14 +132,18 @@ class Module:
         return _HookHandle(self._forward_pre_hooks, hook)
 
     # ------------------------------------------------------------ traversal
-    def named_modules(self, prefix=""):
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """(dotted name, module) for this module and every descendant, depth first in
+        registration order; a module reached twice is given once unless ``remove_duplicate``
+        is False. ``memo``: a set of modules to skip (PyTorch's signature)."""
         stack = [(prefix, self)]
-        seen = set()
+        seen = set() if memo is None else {id(m) for m in memo}
         while stack:
             name, module = stack.pop(0)
             if id(module) in seen:
                 continue
-            seen.add(id(module))
+            if remove_duplicate:
+                seen.add(id(module))
             yield name, module
             stack[0:0] = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items()
                           if m is not None]
@@ -141,34 +171,55 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def named_parameters(self, prefix="", recurse=True):
+    def _named_members(self, table, prefix, recurse, remove_duplicate):
+        """(dotted name, tensor) of one table ("_parameters" or "_buffers") of this module and,
+        with ``recurse``, its descendants; a tensor shared by two modules is given once unless
+        ``remove_duplicate`` is False."""
         seen = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse
+                   else [(prefix, self)])
         for module_name, module in modules:
-            for name, param in module._parameters.items():
-                if param is None or id(param) in seen:
+            for name, tensor in getattr(module, table).items():
+                if tensor is None or id(tensor) in seen:
                     continue
-                seen.add(id(param))
-                yield (f"{module_name}.{name}" if module_name else name), param
+                if remove_duplicate:
+                    seen.add(id(tensor))
+                yield (f"{module_name}.{name}" if module_name else name), tensor
+
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse=True):
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
-    def named_buffers(self, prefix=""):
-        for module_name, module in self.named_modules(prefix):
-            for name, buf in module._buffers.items():
-                if buf is not None:
-                    yield (f"{module_name}.{name}" if module_name else name), buf
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        """(dotted name, tensor) of every buffer, persistent or not (``state_dict`` keeps only
+        the persistent ones)."""
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
-    def buffers(self):
-        for _, buf in self.named_buffers():
+    def buffers(self, recurse=True):
+        for _, buf in self.named_buffers(recurse=recurse):
             yield buf
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every child (recursively, children first) and then on this
+        module, as ``model.apply(init_weights)``; returns self."""
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
 
     # ------------------------------------------------------------ modes and devices
     def train(self, mode=True):
-        for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+        """Set training mode on this module and (through their own ``train``) its children."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise ValueError(f"{type(self).__name__}.train: training mode is expected to be a bool, "
+                             f"got {type(mode).__name__}")
+        mode = bool(mode)
+        object.__setattr__(self, "training", mode)
+        for module in self.children():
+            module.train(mode)
         return self
 
     def eval(self):
@@ -213,6 +264,15 @@ class Module:
             self._apply(lambda a: a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a)
         return self
 
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        """Move to the GPU (``device``: an index or "cuda:k"; the one GPU by default)."""
+        if device is None:
+            return self.to("cuda")
+        return self.to(device if isinstance(device, (str, Device)) else f"cuda:{int(device)}")
+
     def float(self):
         return self.to(np.float32)
 
@@ -221,9 +281,10 @@ class Module:
 
     # ------------------------------------------------------------ state
     def state_dict(self, prefix=""):
-        """Ordered name -> numpy array (a copy) of every parameter and persistent buffer."""
+        """Ordered name -> numpy array (a copy) of every parameter and persistent buffer. A module
+        reached by two paths is listed under both, as PyTorch does."""
         state = OrderedDict()
-        for module_name, module in self.named_modules(prefix):
+        for module_name, module in self.named_modules(prefix=prefix, remove_duplicate=False):
             skip = module.__dict__.get("_non_persistent", set())
             entries = list(module._parameters.items()) + [
                 (n, b) for n, b in module._buffers.items() if n not in skip]
@@ -243,7 +304,7 @@ class Module:
             raise TypeError(f"load_state_dict: expected a dict-like state_dict (name -> array), "
                             f"got {type(state_dict).__name__}")
         own = OrderedDict()
-        for module_name, module in self.named_modules():
+        for module_name, module in self.named_modules(remove_duplicate=False):
             skip = module.__dict__.get("_non_persistent", set())
             for name, value in list(module._parameters.items()) + list(module._buffers.items()):
                 if value is not None and name not in skip:

@@ -114,23 +114,56 @@ def _check_bias(name, bias, shape):
         raise ValueError(f"{name}: bias must have shape {tuple(shape)}, got {tuple(bias.shape)}")
 
 
+def string_padding(name, padding, kernel, stride, dilation):
+    """PyTorch's padding="valid" (none) and "same" (output size = input size; stride 1 only),
+    per axis of ``kernel``: returns (symmetric padding, crop). "same" pads t = d (k - 1) in all,
+    t // 2 before and t - t // 2 after; an odd t runs as symmetric padding t // 2 + 1 and drops
+    the first output (crop 1), which is exactly the extra zero on the right/bottom."""
+    if padding == "valid":
+        return (0,) * len(kernel), (0,) * len(kernel)
+    if padding != "same":
+        raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+    if any(s != 1 for s in stride):
+        raise ValueError(f"{name}: padding='same' is not supported for strided convolutions "
+                         f"(stride={tuple(stride)})")
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return tuple(t // 2 + t % 2 for t in totals), tuple(t % 2 for t in totals)
+
+
+def _cropped(output, crop):
+    """``output`` without the first crop[i] positions of spatial axis i."""
+    if not any(crop):
+        return output
+    return output[(slice(None), slice(None)) + tuple(slice(c, None) for c in crop)]
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-d cross-correlation of (N, C, H, W) with weight (O, C / groups, kh, kw), bias (O,)."""
+    """2-d cross-correlation of (N, C, H, W) with weight (O, C / groups, kh, kw), bias (O,);
+    padding an int, a pair, "same" or "valid"."""
     _check_conv("conv2d", input, weight, bias, groups, 2)
-    stride, padding, dilation = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    if isinstance(padding, str):
+        padding, crop = string_padding("conv2d", padding, weight.shape[2:], stride, dilation)
+    else:
+        padding, crop = pair(padding, "padding"), (0, 0)
     output_size_2d("conv2d", input.shape, weight.shape[2:], stride, padding, dilation)
-    return Convolution.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                             groups=int(groups))
+    return _cropped(Convolution.apply(input, weight, bias, stride=stride, padding=padding,
+                                      dilation=dilation, groups=int(groups)), crop)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """1-d cross-correlation of (N, C, L) with weight (O, C / groups, k), bias (O,)."""
+    """1-d cross-correlation of (N, C, L) with weight (O, C / groups, k), bias (O,); padding an
+    int, "same" or "valid"."""
     _check_conv("conv1d", input, weight, bias, groups, 1)
-    stride, padding, dilation = (1, _single(stride)), (0, _single(padding)), (1, _single(dilation))
+    stride, dilation = (1, _single(stride)), (1, _single(dilation))
+    if isinstance(padding, str):
+        padding, crop = string_padding("conv1d", padding, (1, weight.shape[2]), stride, dilation)
+    else:
+        padding, crop = (0, _single(padding)), (0, 0)
     output_size_2d("conv1d", (input.shape[0], input.shape[1], 1, input.shape[2]),
                    (1, weight.shape[2]), stride, padding, dilation)
-    return Convolution.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                             groups=int(groups))
+    return _cropped(Convolution.apply(input, weight, bias, stride=stride, padding=padding,
+                                      dilation=dilation, groups=int(groups)), crop[1:])
 
 
 def _single(value):

@@ -9,6 +9,11 @@ LSTM [i f g o], GRU [r z n], so a PyTorch state_dict loads as is.
 A layer's Function returns its hidden sequence; h_n is its last step (indexing, so autograd
 carries the gradient of h_n back into the sequence). The LSTM's Function returns T + 1 rows,
 h_1..h_T and then c_T, so that c_n comes out of the same Function.
+
+Bidirectional layers run the same Functions on the time-reversed input (x[::-1], whose
+backward reverses the gradient) and reverse their output back; the two directions' outputs
+are concatenated along the features, [forward, reverse], as PyTorch's. Dropout between layers
+(``dropout=``, training only) is ``F.dropout`` on each layer's output except the last's.
 """
 import numpy as np
 
@@ -16,7 +21,8 @@ from ...device import like
 from ...function import Function, require_float
 from ...kernels import for_device
 from ...meta import MetaArray, is_meta
-from ...tensor import Tensor, stack
+from ...tensor import Tensor, concatenate, stack
+from .linear import dropout as dropout_entries
 
 
 def _project(x, w_ih, bias):
@@ -172,7 +178,8 @@ def check_recurrent_input(name, input, hx, input_size, hidden_size, num_layers, 
     """Raise an error naming ``name`` and the shapes when the input or initial state do not fit.
 
     Input (T, N, I), or (N, T, I) when batch_first, or (T, I) unbatched; state (L, N, H), or
-    (L, H) unbatched; for an LSTM a tuple (h_0, c_0) of such."""
+    (L, H) unbatched, L = ``num_layers`` counting both directions of a bidirectional layer; for
+    an LSTM a tuple (h_0, c_0) of such."""
     require_float(name, input)
     order = "(batch, seq_len, input_size)" if batch_first else "(seq_len, batch, input_size)"
     if input.ndim not in (2, 3) or input.shape[-1] != input_size:
@@ -198,15 +205,37 @@ def check_recurrent_input(name, input, hx, input_size, hidden_size, num_layers, 
     expected = (num_layers, hidden_size) if batch is None else (num_layers, batch, hidden_size)
     for label, state in states.items():
         if _shape(state) != expected:
-            raise ValueError(f"{name}: expected {label} of shape {expected} (num_layers, batch, "
-                             f"hidden_size) for input of shape {_shape(input)}, got {_shape(state)}")
+            raise ValueError(f"{name}: expected {label} of shape {expected} (num_layers * "
+                             f"num_directions, batch, hidden_size) for input of shape {_shape(input)}, "
+                             f"got {_shape(state)}")
 
 
 # ---------------------------------------------------------------- functional forms
 
-def _recurrent(mode, input, hx, weights, batch_first, name):
-    """Run the stacked layers; returns (output, h_n) or, for the LSTM, (output, (h_n, c_n))."""
+def _run_layer(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """One direction of one layer over x (T, N, F): (hidden sequence (T, N, H), h_T, c_T or None)."""
+    if mode == "lstm":
+        rows = LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        return rows[:-1], rows[-2], rows[-1]
+    if mode == "gru":
+        h_seq = GRULayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh)
+    else:
+        h_seq = RNNLayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh, relu=mode == "rnn_relu")
+    return h_seq, h_seq[-1], None
+
+
+def _recurrent(mode, input, hx, weights, batch_first, name, dropout=0.0, training=False,
+               bidirectional=False):
+    """Run the stacked layers; returns (output, h_n) or, for the LSTM, (output, (h_n, c_n)).
+    ``weights`` holds one tuple per layer and direction, in PyTorch's order (l0, l0_reverse,
+    l1, ...); h_n stacks the last states in the same order."""
     lstm = mode == "lstm"
+    directions = 2 if bidirectional else 1
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"{name}: dropout must be a probability in [0, 1], got {dropout}")
+    if len(weights) % directions:
+        raise ValueError(f"{name}: a bidirectional network needs two weight tuples per layer, got "
+                         f"{len(weights)}")
     w_ih, w_hh = weights[0][:2]
     hidden_size, dtype = w_hh.shape[1], w_hh.dtype
     check_recurrent_input(name, input, hx, w_ih.shape[1], hidden_size, len(weights), batch_first,
@@ -221,20 +250,21 @@ def _recurrent(mode, input, hx, weights, batch_first, name):
     x = input
     zeros = np.zeros((input.shape[1], hidden_size), dtype=dtype)
     h_last, c_last = [], []
-    for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-        h0 = zeros if states is None else states[0][layer]
-        if lstm:
-            c0 = zeros if states is None else states[1][layer]
-            rows = LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-            x = rows[:-1]
-            h_last.append(rows[-2])
-            c_last.append(rows[-1])
-        elif mode == "gru":
-            x = GRULayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh)
-            h_last.append(x[-1])
-        else:
-            x = RNNLayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh, relu=mode == "rnn_relu")
-            h_last.append(x[-1])
+    num_layers = len(weights) // directions
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            h0 = zeros if states is None else states[0][index]
+            c0 = zeros if states is None or not lstm else states[1][index]
+            h_seq, h_n, c_n = _run_layer(mode, x if direction == 0 else x[::-1], h0, c0,
+                                         *weights[index])
+            outputs.append(h_seq if direction == 0 else h_seq[::-1])
+            h_last.append(h_n)
+            c_last.append(c_n)
+        x = outputs[0] if directions == 1 else concatenate(outputs, dim=2)
+        if training and dropout > 0.0 and layer < num_layers - 1:
+            x = dropout_entries(x, dropout, training)
     finals = [stack(h_last)] + ([stack(c_last)] if lstm else [])
     if unbatched:
         x, finals = x.squeeze(1), [s.squeeze(1) for s in finals]
@@ -243,26 +273,34 @@ def _recurrent(mode, input, hx, weights, batch_first, name):
     return x, (tuple(finals) if lstm else finals[0])
 
 
-def rnn(input, hx, weights, nonlinearity="tanh", batch_first=False, name="rnn"):
+def rnn(input, hx, weights, nonlinearity="tanh", batch_first=False, name="rnn", dropout=0.0,
+        training=False, bidirectional=False):
     """Elman RNN, h_t = f(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh) per layer, f = tanh | relu.
 
-    ``weights``: one (W_ih, W_hh, b_ih, b_hh) per layer (biases may be None); ``hx``: h_0 of
-    shape (num_layers, N, H) or None (zeros). Returns (output, h_n) as torch.nn.RNN."""
+    ``weights``: one (W_ih, W_hh, b_ih, b_hh) per layer and direction (l0, l0_reverse, l1, ...;
+    biases may be None); ``hx``: h_0 of shape (num_layers * num_directions, N, H) or None
+    (zeros); ``dropout``: applied to every layer's output but the last when ``training``.
+    Returns (output, h_n) as torch.nn.RNN; output (T, N, num_directions H)."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"{name}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    return _recurrent("rnn_" + nonlinearity, input, hx, weights, batch_first, name)
+    return _recurrent("rnn_" + nonlinearity, input, hx, weights, batch_first, name, dropout,
+                      training, bidirectional)
 
 
-def lstm(input, hx, weights, batch_first=False, name="lstm"):
-    """LSTM (gates i f g o; see LSTMLayer). ``hx``: (h_0, c_0) or None. Returns
-    (output, (h_n, c_n)) as torch.nn.LSTM."""
-    return _recurrent("lstm", input, hx, weights, batch_first, name)
+def lstm(input, hx, weights, batch_first=False, name="lstm", dropout=0.0, training=False,
+         bidirectional=False):
+    """LSTM (gates i f g o; see LSTMLayer). ``hx``: (h_0, c_0) or None; other arguments as in
+    ``rnn``. Returns (output, (h_n, c_n)) as torch.nn.LSTM."""
+    return _recurrent("lstm", input, hx, weights, batch_first, name, dropout, training,
+                      bidirectional)
 
 
-def gru(input, hx, weights, batch_first=False, name="gru"):
-    """GRU (gates r z n, n = tanh(W_in x + b_in + r (W_hn h + b_hn)); see GRULayer). Returns
-    (output, h_n) as torch.nn.GRU."""
-    return _recurrent("gru", input, hx, weights, batch_first, name)
+def gru(input, hx, weights, batch_first=False, name="gru", dropout=0.0, training=False,
+        bidirectional=False):
+    """GRU (gates r z n, n = tanh(W_in x + b_in + r (W_hn h + b_hn)); see GRULayer); arguments
+    as in ``rnn``. Returns (output, h_n) as torch.nn.GRU."""
+    return _recurrent("gru", input, hx, weights, batch_first, name, dropout, training,
+                      bidirectional)
 
 
 # ---------------------------------------------------------------- embedding
