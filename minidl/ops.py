@@ -614,3 +614,293 @@ class Stack(Function):
     @staticmethod
     def backward(ctx, grad):
         return tuple(np.moveaxis(grad, ctx.axis, 0))
+
+
+# ---------------------------------------------------------------- PyTorch's tensor methods
+
+class Sin(Function):
+    """y = sin x;  dx = dy cos x."""
+
+    float_inputs = True
+    infer = staticmethod(same_meta)
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return grad * np.cos(x)
+
+
+class Cos(Function):
+    """y = cos x;  dx = -dy sin x."""
+
+    float_inputs = True
+    infer = staticmethod(same_meta)
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return -grad * np.sin(x)
+
+
+class Maximum(Function):
+    """y = max(a, b) elementwise;  da = dy where a > b, dy / 2 where a == b (as PyTorch), else 0;
+    db = dy - da (each summed back over broadcast axes)."""
+
+    promotes = True
+    infer = staticmethod(broadcast_meta)
+    pick, beats = staticmethod(np.maximum), staticmethod(np.greater)
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return cls.pick(a, b)
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        a, b = ctx.saved_arrays
+        share_a = np.where(a == b, grad * grad.dtype.type(0.5), np.where(cls.beats(a, b), grad, 0))
+        return (_grad_of(ctx, 0, share_a, np.shape(a)),
+                _grad_of(ctx, 1, grad - share_a, np.shape(b)))
+
+
+class Minimum(Maximum):
+    """y = min(a, b) elementwise;  da = dy where a < b, dy / 2 where a == b, else 0;  db = dy - da."""
+
+    pick, beats = staticmethod(np.minimum), staticmethod(np.less)
+
+
+class Where(Function):
+    """y = a where condition else b;  da = dy where condition (0 elsewhere), db = dy elsewhere,
+    each summed back over broadcast axes. ``condition`` is an option: it is never promoted."""
+
+    promotes = True
+
+    @staticmethod
+    def infer(a, b, condition):
+        dtypes = [x.dtype if hasattr(x, "dtype") else x for x in (a, b)]
+        shape = np.broadcast_shapes(np.shape(condition), np.shape(a), np.shape(b))
+        return MetaArray(shape, np.result_type(*dtypes))
+
+    @staticmethod
+    def forward(ctx, a, b, condition):
+        ctx.shapes, ctx.condition = (np.shape(a), np.shape(b)), condition
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        picked = np.where(ctx.condition, grad, 0) if ctx.needs_input_grad[0] else None
+        rest = np.where(ctx.condition, 0, grad) if ctx.needs_input_grad[1] else None
+        return (None if picked is None else unbroadcast(picked, sa),
+                None if rest is None else unbroadcast(rest, sb))
+
+
+class Var(Function):
+    """y = sum_i (x_i - m)^2 / (N - c) over the axes, m their mean, c the correction (1: unbiased);
+    dx = dy 2 (x - m) / (N - c)  (the mean's own derivative sums to zero against x - m)."""
+
+    float_inputs = True
+
+    @staticmethod
+    def infer(x, axis=None, keepdims=False, correction=1):
+        return reduced_meta(x, axis, keepdims)
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False, correction=1):
+        ctx.shape = x.shape
+        ctx.axes = _normalize_axes(axis, x.ndim)
+        ctx.keepdims = keepdims
+        count = int(np.prod([x.shape[a] for a in ctx.axes])) if x.ndim else 1
+        ctx.divisor = x.dtype.type(max(count - correction, 0))
+        centered = x - x.mean(axis=ctx.axes, keepdims=True)
+        ctx.save_for_backward(centered)
+        with np.errstate(divide="ignore", invalid="ignore"):  # N <= c gives inf/nan, as PyTorch
+            return (centered * centered).sum(axis=ctx.axes, keepdims=keepdims) / ctx.divisor
+
+    @staticmethod
+    def backward(ctx, grad):
+        (centered,) = ctx.saved_arrays
+        grad = _restore_reduced(grad, ctx.shape, ctx.axes, ctx.keepdims)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return grad * (2 * centered) / ctx.divisor
+
+
+class Cumsum(Function):
+    """y_i = sum_{j <= i} x_j along an axis;  dx_j = sum_{i >= j} dy_i (a cumulative sum from the
+    end). Integer and bool inputs sum into int64, as PyTorch."""
+
+    @staticmethod
+    def infer(x, dim):
+        return MetaArray(x.shape, x.dtype if np.issubdtype(x.dtype, np.inexact) else np.int64)
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        return np.cumsum(x, axis=dim, dtype=x.dtype if np.issubdtype(x.dtype, np.inexact) else np.int64)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return np.flip(np.cumsum(np.flip(grad, ctx.dim), axis=ctx.dim), ctx.dim)
+
+
+class Clone(Function):
+    """y = a copy of x (its own memory);  dx = dy."""
+
+    infer = staticmethod(same_meta)
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class Expand(Function):
+    """y = x broadcast to ``shape`` (a read-only view, no copy);  dx = dy summed over the axes
+    that were added or stretched."""
+
+    @staticmethod
+    def infer(x, shape):
+        return MetaArray(shape, x.dtype)
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return unbroadcast(grad, ctx.shape)
+
+
+class Repeat(Function):
+    """y = x tiled reps[d] times along each axis d (x first given leading size-1 axes up to
+    len(reps)), as torch's repeat; dx = dy viewed as (r_0, s_0, r_1, s_1, ...) summed over the
+    r axes. Written as reshape + broadcast + reshape, so it runs on every device."""
+
+    @staticmethod
+    def infer(x, reps):
+        sizes = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
+        return MetaArray([r * s for r, s in zip(reps, sizes)], x.dtype)
+
+    @staticmethod
+    def forward(ctx, x, reps):
+        sizes = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
+        ctx.shape, ctx.pairs = x.shape, [n for r, s in zip(reps, sizes) for n in (r, s)]
+        spread = np.broadcast_to(x.reshape([n for s in sizes for n in (1, s)]), ctx.pairs)
+        return np.ascontiguousarray(spread, like=like(x)).reshape([r * s for r, s in zip(reps, sizes)])
+
+    @staticmethod
+    def backward(ctx, grad):
+        tiles = tuple(range(0, len(ctx.pairs), 2))
+        return grad.reshape(ctx.pairs).sum(axis=tiles).reshape(ctx.shape)
+
+
+def along_axis(index, dim):
+    """The fancy index that picks position ``index[i, j, k]`` on axis ``dim`` and i, j, k on the
+    others: numpy's take_along_axis as one tuple of index arrays (which cuda arrays take too)."""
+    parts = []
+    for d, n in enumerate(index.shape):
+        if d == dim:
+            parts.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[d] = n
+            parts.append(np.arange(n, like=like(index)).reshape(shape))
+    return tuple(parts)
+
+
+class Gather(Function):
+    """y[i, j, k] = x[index[i, j, k], j, k] (for dim 0; likewise on any axis);  dx = zeros with dy
+    added at the gathered places (an index used twice accumulates)."""
+
+    @staticmethod
+    def infer(x, index, dim):
+        return MetaArray(index.shape, x.dtype)
+
+    @staticmethod
+    def forward(ctx, x, index, dim):
+        ctx.shape, ctx.where = x.shape, along_axis(index, dim)
+        return x[ctx.where]
+
+    @staticmethod
+    def backward(ctx, grad):
+        dx = np.zeros(ctx.shape, dtype=grad.dtype, like=like(grad))
+        np.add.at(dx, ctx.where, grad)
+        return dx
+
+
+class Scatter(Function):
+    """y = x with y[index[i, j, k], j, k] = src[i, j, k] (for dim 0), or += with reduce='add';
+    dx = dy with the written places zeroed (all of dy for 'add');  dsrc[i, j, k] = dy at the
+    place it went to (zero beyond index's shape). ``src`` may be a Python scalar."""
+
+    @staticmethod
+    def infer(x, src, index, dim, reduce=None):
+        return MetaArray(x.shape, x.dtype)
+
+    @staticmethod
+    def forward(ctx, x, src, index, dim, reduce=None):
+        ctx.where, ctx.reduce, ctx.src_shape = along_axis(index, dim), reduce, np.shape(src)
+        ctx.used = tuple(slice(0, n) for n in index.shape)  # the part of src that is scattered
+        values = src[ctx.used] if np.ndim(src) else src
+        y = x.copy()
+        if reduce == "add":
+            np.add.at(y, ctx.where, values)
+        else:
+            y[ctx.where] = values
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        dx = dsrc = None
+        if ctx.needs_input_grad[0]:
+            dx = grad
+            if ctx.reduce is None:
+                dx = grad.copy()
+                dx[ctx.where] = 0
+        if ctx.needs_input_grad[1]:
+            dsrc = np.zeros(ctx.src_shape, dtype=grad.dtype, like=like(grad))
+            dsrc[ctx.used] = grad[ctx.where]
+        return dx, dsrc
+
+
+class SetItem(Function):
+    """y = x with y[index] = value (``x[index] = value`` recorded as an op);  dx = dy with zeros at
+    index, dvalue = dy[index] summed back over the axes value was broadcast along."""
+
+    @staticmethod
+    def infer(x, value, index):
+        return MetaArray(x.shape, x.dtype)
+
+    @staticmethod
+    def forward(ctx, x, value, index):
+        ctx.index, ctx.value_shape = index, np.shape(value)
+        y = x.copy()
+        y[index] = value
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        dx = dvalue = None
+        if ctx.needs_input_grad[0]:
+            dx = grad.copy()
+            dx[ctx.index] = 0
+        if ctx.needs_input_grad[1]:
+            picked = grad[ctx.index]
+            missing = len(ctx.value_shape) - picked.ndim  # numpy lets value carry extra leading 1s
+            picked = picked.reshape((1,) * missing + picked.shape) if missing > 0 else picked
+            dvalue = unbroadcast(picked, ctx.value_shape)
+        return dx, dvalue

@@ -16,6 +16,25 @@ _DEFAULT_FLOAT = np.dtype(np.float32)
 # what x.max(dim) / x.min(dim) return, as torch.return_types.max / min
 MaxResult = namedtuple("max", ["values", "indices"])
 MinResult = namedtuple("min", ["values", "indices"])
+SortResult = namedtuple("sort", ["values", "indices"])
+TopkResult = namedtuple("topk", ["values", "indices"])
+
+# x.type() names, as torch's 'torch.FloatTensor'
+TYPE_NAMES = {np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor",
+              np.dtype(np.float16): "HalfTensor", np.dtype(np.int64): "LongTensor",
+              np.dtype(np.int32): "IntTensor", np.dtype(np.int16): "ShortTensor",
+              np.dtype(np.int8): "CharTensor", np.dtype(np.uint8): "ByteTensor",
+              np.dtype(np.bool_): "BoolTensor"}
+
+
+class Size(tuple):
+    """What ``x.size()`` returns: a tuple of the dimensions, as ``torch.Size``."""
+
+    def numel(self):
+        return int(np.prod(self, dtype=np.int64))
+
+    def __repr__(self):
+        return f"minidl.Size({list(self)})"
 
 
 def _as_dtype(dtype):
@@ -100,7 +119,7 @@ class Tensor:
         return self.data.ndim
 
     def size(self, dim=None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return Size(self.data.shape) if dim is None else self.data.shape[dim]
 
     def numel(self):
         return self.data.size
@@ -168,6 +187,30 @@ class Tensor:
 
     def long(self):
         return self.to(np.int64)
+
+    def int(self):
+        return self.to(np.int32)
+
+    def half(self):
+        return self.to(np.float16)
+
+    def bool(self):
+        return self.to(np.bool_)
+
+    def type(self, dtype=None):
+        """``x.type()``: the type's name, 'minidl.FloatTensor' for float32 (as torch's
+        'torch.FloatTensor'); ``x.type(minidl.float64)``, ``x.type('torch.DoubleTensor')`` or
+        ``x.type(minidl.DoubleTensor)``: ``x`` cast to that dtype."""
+        if dtype is None:
+            return "minidl." + TYPE_NAMES.get(self.dtype, f"Tensor({self.dtype})")
+        name = (dtype if isinstance(dtype, str) else getattr(dtype, "__name__", "")).rsplit(".", 1)[-1]
+        by_name = {name: dtype for dtype, name in TYPE_NAMES.items()}
+        if name in by_name:
+            dtype = by_name[name]
+        elif isinstance(dtype, str):
+            raise ValueError(f"type(): unknown tensor type {dtype!r}; expected a dtype or one of "
+                             f"{', '.join(sorted(by_name))}")
+        return self.to(dtype=np.dtype(dtype))
 
     def __dlpack__(self, **options):
         """A DLPack capsule over this tensor's memory, so that ``torch.from_dlpack(t)``,
@@ -298,8 +341,8 @@ class Tensor:
     def __itruediv__(self, other):
         return self._in_place(ops.Div, other)
 
-    def _in_place(self, function, other):
-        """``self = function(self, other)`` in this same Tensor object, with PyTorch's rules: a
+    def _in_place(self, function, *others, **options):
+        """``self = function(self, *others, **options)`` in this same Tensor object, with PyTorch's rules: a
         leaf that requires grad is refused while grad is enabled; the result must cast to
         self's dtype within its kind (an int64 tensor cannot take a float result).
 
@@ -313,7 +356,7 @@ class Tensor:
                                "operation.")
         before = Tensor._from_array(self.data, self.device, self.requires_grad)
         before._node = self._node
-        result = function.apply(before, _operand(other))
+        result = function.apply(before, *[_operand(x) for x in others], **options)
         if result.shape != self.shape:
             raise RuntimeError(f"output with shape {self.shape} doesn't match the broadcast shape "
                                f"{result.shape}")
@@ -328,12 +371,85 @@ class Tensor:
         self._version_counter[0] += 1
         return self
 
+    def _overwrite(self, index, value):
+        """``self[index] = value`` in place (value a scalar, array or Tensor, broadcast to the
+        indexed part and cast to self's dtype). Written straight into self's array when no graph
+        is recorded (views and detach()ed tensors see it); when self or value requires grad under
+        grad mode it is recorded as ops.SetItem: differentiable w.r.t. self's earlier value (its
+        gradient zeroed at index) and w.r.t. value. Self's version goes up either way."""
+        if isinstance(value, Tensor) and value.device != self.device:
+            value = value.to(self.device)
+        value_grad = isinstance(value, Tensor) and value.requires_grad
+        if isinstance(self.data, MetaArray) or (is_grad_enabled() and (self.requires_grad or value_grad)):
+            if not isinstance(value, (Tensor, int, float, bool)):
+                value = Tensor(value, device=self.device)
+            return self._in_place(ops.SetItem, value, index=index)
+        self.data[index] = value.data if isinstance(value, Tensor) else value
+        self._version_counter[0] += 1
+        return self
+
+    def __setitem__(self, index, value):
+        self._overwrite(_plain_index(index), value)
+
+    # PyTorch's in-place methods: the rules of _in_place (leaf check, version counter)
+    def add_(self, other, alpha=1):
+        return self._in_place(ops.Add, other if alpha == 1 else other * alpha)
+
+    def sub_(self, other, alpha=1):
+        return self._in_place(ops.Sub, other if alpha == 1 else other * alpha)
+
+    def mul_(self, other):
+        return self._in_place(ops.Mul, other)
+
+    def div_(self, other):
+        return self._in_place(ops.Div, other)
+
+    def clamp_(self, min=None, max=None):
+        return self._in_place(ops.Clip, min=min, max=max)
+
+    clip_ = clamp_
+
+    def zero_(self):
+        return self._overwrite(Ellipsis, 0)
+
+    def fill_(self, value):
+        return self._overwrite(Ellipsis, value)
+
+    def copy_(self, src):
+        """Self's values from ``src`` (broadcast, cast to self's dtype, moved from its device);
+        the gradient flows back to ``src`` when it requires grad on the same device."""
+        return self._overwrite(Ellipsis, src)
+
+    def uniform_(self, a=0.0, b=1.0):
+        """Fill with draws from U(a, b) by minidl's generator (minidl.manual_seed)."""
+        return self._overwrite(Ellipsis, self._draw(lambda g: g.uniform(a, b, self.shape)))
+
+    def normal_(self, mean=0.0, std=1.0):
+        """Fill with draws from N(mean, std^2) by minidl's generator (minidl.manual_seed)."""
+        return self._overwrite(Ellipsis, self._draw(lambda g: g.normal(mean, std, self.shape)))
+
+    def _draw(self, sample):
+        return 0 if isinstance(self.data, MetaArray) else sample(default_generator())
+
+    def masked_fill_(self, mask, value):
+        return self._overwrite(self._mask(mask), value)
+
+    def scatter_(self, dim, index, src=None, value=None, reduce=None):
+        src, options = self._scatter_parts(dim, index, src, value, reduce, "scatter_")
+        return self._in_place(ops.Scatter, src, **options)
+
+    def scatter_add_(self, dim, index, src):
+        return self.scatter_(dim, index, src, reduce="add")
+
     def __pos__(self):
         return self
 
     # comparisons give boolean tensors outside the graph
     def _compare(self, other, op):
         other = other.data if isinstance(other, Tensor) else other
+        if isinstance(self.data, MetaArray) or isinstance(other, MetaArray):
+            shape = np.broadcast_shapes(self.shape, np.shape(other))
+            return Tensor._from_array(MetaArray(shape, np.bool_), self.device)
         return Tensor._from_array(op(self.data, other), self.device)
 
     def __eq__(self, other):
@@ -354,12 +470,27 @@ class Tensor:
     def __ge__(self, other):
         return self._compare(other, np.greater_equal)
 
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
     __hash__ = object.__hash__
 
     def __bool__(self):
         if self.data.size != 1:
             raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
-        return bool(self.data)
+        return bool(self.item())
+
+    def __index__(self):
+        """A one-element integer tensor used where Python wants an int: ``xs[t]``, ``range(t)``."""
+        if not np.issubdtype(self.dtype, np.integer) or self.data.size != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an "
+                            f"index; this one has shape {self.shape} and dtype {self.dtype}")
+        return int(self.item())
+
+    def __format__(self, spec):
+        """``f"{loss:.4f}"``: a 0-d tensor (or, given a format spec, any one-element tensor)
+        formats as its Python number, as PyTorch; others as ``str(t)``."""
+        if not isinstance(self.data, MetaArray) and (self.ndim == 0 or (spec and self.data.size == 1)):
+            return format(self.item(), spec)
+        return super().__format__(spec)
 
     def __float__(self):
         return float(self.item())
@@ -382,6 +513,21 @@ class Tensor:
 
     def __abs__(self):
         return self.abs()
+
+    def sin(self):
+        return ops.Sin.apply(self)
+
+    def cos(self):
+        return ops.Cos.apply(self)
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def maximum(self, other):
+        return ops.Maximum.apply(self, _operand(other))
+
+    def minimum(self, other):
+        return ops.Minimum.apply(self, _operand(other))
 
     def clip(self, min=None, max=None):
         return ops.Clip.apply(self, min=min, max=max)
@@ -412,12 +558,18 @@ class Tensor:
 
     def max(self, dim=None, keepdim=False):
         """The largest entry (a tensor); with ``dim``, the named tuple (values, indices) along
-        it, as torch.max. Ties share the gradient equally (as torch.amax)."""
+        it, as torch.max; with a tensor, the elementwise maximum. Ties share the gradient
+        equally (as torch.amax)."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
         values = ops.Max.apply(self, axis=dim, keepdims=keepdim)
         return values if dim is None else MaxResult(values, self.argmax(dim, keepdim))
 
     def min(self, dim=None, keepdim=False):
-        """The smallest entry; with ``dim``, the named tuple (values, indices), as torch.min."""
+        """The smallest entry; with ``dim``, the named tuple (values, indices), as torch.min;
+        with a tensor, the elementwise minimum."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
         values = ops.Min.apply(self, axis=dim, keepdims=keepdim)
         return values if dim is None else MinResult(values, self.argmin(dim, keepdim))
 
@@ -461,13 +613,236 @@ class Tensor:
         return ops.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
 
     def unsqueeze(self, dim):
-        return self.reshape(np.expand_dims(self.data, dim).shape)
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def squeeze(self, dim=None):
-        return self.reshape(np.squeeze(self.data, axis=dim).shape)
+        """Drop the size-1 axes (all, or those among ``dim``, an int or a tuple); an axis of
+        another size named in ``dim`` stays, as PyTorch."""
+        dims = range(self.ndim) if dim is None else (dim,) if np.isscalar(dim) else dim
+        dims = {d % self.ndim for d in dims} if self.ndim else set()
+        return self.reshape(tuple(n for d, n in enumerate(self.shape) if n != 1 or d not in dims))
 
     def __getitem__(self, index):
         return ops.GetItem.apply(self, index=_plain_index(index))
+
+    # ------------------------------------------------------------ PyTorch's tensor methods
+    def _dim(self, dim):
+        """``dim`` as a non-negative axis of this tensor; an IndexError naming the range otherwise."""
+        ndim = max(self.ndim, 1)
+        if not -ndim <= dim < ndim:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, "
+                             f"{ndim - 1}], but got {dim})")
+        return dim % ndim
+
+    def view_as(self, other):
+        return self.reshape(other.shape)
+
+    def mm(self, other):
+        if self.ndim != 2 or other.ndim != 2:
+            raise RuntimeError(f"mm: expected 2-D tensors, got shapes {self.shape} and {other.shape}")
+        return self @ other
+
+    def t(self):
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}-D")
+        return self.transpose(0, 1) if self.ndim == 2 else self
+
+    def contiguous(self):
+        """Self: minidl's arrays are values to every op (kernels copy what they need contiguous)."""
+        return self
+
+    def clone(self):
+        return ops.Clone.apply(self)
+
+    def narrow(self, dim, start, length):
+        dim = self._dim(dim)
+        start = start + self.shape[dim] if start < 0 else start
+        if start < 0 or length < 0 or start + length > self.shape[dim]:
+            raise IndexError(f"narrow: start {start} + length {length} exceeds dimension {dim} "
+                             f"of size {self.shape[dim]}")
+        return self[(slice(None),) * dim + (slice(start, start + length),)]
+
+    def split(self, split_size_or_sections, dim=0):
+        """Pieces along ``dim``: of ``split_size`` each (the last one smaller), or of the listed sizes."""
+        dim = self._dim(dim)
+        n = self.shape[dim]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            step = max(int(split_size_or_sections), 1)
+            sizes = [min(step, n - start) for start in range(0, n, step)] or [0]
+        else:
+            sizes = [int(size) for size in split_size_or_sections]
+            if sum(sizes) != n:
+                raise RuntimeError(f"split: sizes {sizes} sum to {sum(sizes)}, but dimension {dim} "
+                                   f"has size {n}")
+        starts = np.cumsum([0] + sizes[:-1])
+        return tuple(self.narrow(dim, int(start), size) for start, size in zip(starts, sizes))
+
+    def chunk(self, chunks, dim=0):
+        return self.split(-(-self.shape[self._dim(dim)] // chunks), dim)
+
+    def expand(self, *sizes):
+        """A broadcast view of ``sizes`` (-1 keeps a size; new axes go in front); no copy."""
+        sizes = _shape_args(sizes)
+        new = len(sizes) - self.ndim
+        if new < 0:
+            raise RuntimeError(f"expand: the number of sizes given ({len(sizes)}) must be at "
+                               f"least the number of dimensions of the tensor {self.shape}")
+        shape = tuple(self.shape[i - new] if size == -1 and i >= new else int(size)
+                      for i, size in enumerate(sizes))
+        for old, size in zip(self.shape, shape[new:]):
+            if old not in (1, size):
+                raise RuntimeError(f"expand: the tensor of shape {self.shape} cannot expand to "
+                                   f"{shape}: only size-1 axes can grow")
+        return ops.Expand.apply(self, shape=shape)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    def repeat(self, *sizes):
+        sizes = tuple(int(n) for n in _shape_args(sizes))
+        if len(sizes) < self.ndim:
+            raise RuntimeError(f"repeat: {len(sizes)} repeat counts for a tensor of "
+                               f"{self.ndim} dimensions {self.shape}; give at least {self.ndim}")
+        return ops.Repeat.apply(self, reps=sizes)
+
+    def var(self, dim=None, unbiased=True, keepdim=False, *, correction=None):
+        """Variance over ``dim``: sum (x - mean)^2 / (N - correction); ``correction`` defaults to
+        1 (``unbiased=True``) or 0 (``unbiased=False``), as torch.var."""
+        correction = (1 if unbiased else 0) if correction is None else correction
+        return ops.Var.apply(self, axis=dim, keepdims=keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased=True, keepdim=False, *, correction=None):
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def cumsum(self, dim):
+        if self.device == "cuda":
+            raise NotImplementedError("cumsum: the cuda device has no scan kernel yet; compute it "
+                                      "on the cpu (x.cpu().cumsum(dim)) and move the result back")
+        return ops.Cumsum.apply(self, dim=self._dim(dim))
+
+    def any(self, dim=None, keepdim=False):
+        return self._logical_reduce(np.any, dim, keepdim)
+
+    def all(self, dim=None, keepdim=False):
+        return self._logical_reduce(np.all, dim, keepdim)
+
+    def _logical_reduce(self, reduce, dim, keepdim):
+        if isinstance(self.data, MetaArray):
+            return Tensor._from_array(MetaArray(ops.reduced_meta(self.data, dim, keepdim).shape,
+                                                np.bool_), self.device)
+        return Tensor._from_array(reduce(self.data, axis=dim, keepdims=keepdim), self.device)
+
+    def masked_fill(self, mask, value):
+        """``value`` where ``mask`` (a bool tensor broadcastable to self) is True, self elsewhere;
+        differentiable w.r.t. self and a tensor ``value``; the result keeps self's dtype."""
+        result = ops.Where.apply(_operand(value), self, condition=self._mask(mask))
+        return result if result.dtype == self.dtype else result.to(dtype=self.dtype)
+
+    def _mask(self, mask):
+        """A bool mask's array broadcast to self's shape (for masked_fill and masked_fill_)."""
+        mask = mask.data if isinstance(mask, Tensor) else mask
+        if mask.dtype != np.bool_:
+            raise RuntimeError(f"masked_fill: expected a bool mask, got dtype {mask.dtype}")
+        if mask.shape == self.shape:
+            return mask
+        if isinstance(mask, MetaArray):
+            return MetaArray(np.broadcast_shapes(mask.shape, self.shape), np.bool_)
+        return np.broadcast_to(mask, self.shape)
+
+    def gather(self, dim, index):
+        """out[i][j][k] = self[index[i][j][k]][j][k] for dim 0 (likewise on any axis), as torch.gather."""
+        dim = self._dim(dim)
+        self._check_index("gather", dim, index)
+        return ops.Gather.apply(self, index=index.data, dim=dim)
+
+    def scatter(self, dim, index, src=None, value=None, reduce=None):
+        """A copy of self with self[index[i][j][k]][j][k] = src[i][j][k] for dim 0 (likewise on
+        any axis), ``src`` a tensor or a number (or ``value=``); reduce='add' adds instead."""
+        src, options = self._scatter_parts(dim, index, src, value, reduce, "scatter")
+        return ops.Scatter.apply(self, src, **options)
+
+    def scatter_add(self, dim, index, src):
+        return self.scatter(dim, index, src, reduce="add")
+
+    def _scatter_parts(self, dim, index, src, value, reduce, name):
+        dim = self._dim(dim)
+        self._check_index(name, dim, index)
+        src = value if src is None else src
+        if reduce not in (None, "add"):
+            raise NotImplementedError(f"{name}: reduce={reduce!r} is not implemented; minidl has "
+                                      "reduce=None and 'add' (scatter_add)")
+        if isinstance(src, Tensor):
+            if src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
+                raise RuntimeError(f"{name}: index of shape {index.shape} must not be larger than "
+                                   f"src of shape {src.shape} in any dimension")
+        elif not isinstance(src, (int, float, bool, np.number)):
+            raise TypeError(f"{name}: src must be a Tensor or a number, got {type(src).__name__}")
+        return _operand(src), {"index": index.data, "dim": dim, "reduce": reduce}
+
+    def _check_index(self, name, dim, index):
+        """gather/scatter's rule: an integer index of self's rank, no larger than self on the
+        axes other than ``dim``."""
+        if not isinstance(index, Tensor) or not np.issubdtype(index.dtype, np.integer):
+            raise TypeError(f"{name}: index must be an integer tensor, got "
+                            f"{getattr(index, 'dtype', type(index).__name__)}")
+        if index.ndim != self.ndim or any(i > s for d, (i, s) in enumerate(zip(index.shape, self.shape))
+                                         if d != dim):
+            raise RuntimeError(f"{name}: index of shape {index.shape} does not fit self of shape "
+                               f"{self.shape} (same rank, no larger except in dimension {dim})")
+
+    def sort(self, dim=-1, descending=False, *, stable=False):
+        """(values, indices) sorted along ``dim``; equal values keep their order (stable); the
+        values are differentiable (the gradient goes back to where each came from)."""
+        indices = self._order(dim, descending)
+        return SortResult(self.gather(dim, indices), indices)
+
+    def argsort(self, dim=-1, descending=False, *, stable=False):
+        return self._order(dim, descending)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """The ``k`` largest (smallest with largest=False) entries along ``dim`` and their
+        indices, in sorted order, as the named tuple (values, indices)."""
+        dim = self._dim(dim)
+        size = self.shape[dim] if self.ndim else 1
+        if not 0 <= k <= size:
+            raise RuntimeError(f"topk: k={k} is out of range for dimension {dim} of size {size}")
+        indices = self._order(dim, largest, k)
+        return TopkResult(self.gather(dim, indices), indices)
+
+    def _order(self, dim, descending, k=None):
+        """int64 indices that sort self along ``dim`` (stably; first ``k`` of them). On cuda the
+        sort runs on the host: the array is copied there and the indices back."""
+        dim = self._dim(dim)
+        if isinstance(self.data, MetaArray):
+            shape = list(self.shape)
+            if k is not None:
+                shape[dim] = k
+            return Tensor._from_array(MetaArray(shape, np.int64), self.device)
+        x = to_host(self.data)
+        if descending:  # stable and descending: sort the reversed axis, reverse back
+            order = x.shape[dim] - 1 - np.flip(np.argsort(np.flip(x, dim), axis=dim, kind="stable"), dim)
+        else:
+            order = np.argsort(x, axis=dim, kind="stable")
+        if k is not None:
+            order = np.take(order, np.arange(k), axis=dim)
+        return Tensor._from_array(to_device(np.ascontiguousarray(order), self.device), self.device)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                      requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device,
+                     requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
 
 
 class _HookHandle:
@@ -531,6 +906,16 @@ def _new(shape, dtype, requires_grad, device, fill):
     device = Device(device) if device is not None else default_device()
     data = MetaArray(shape, dtype) if device == "meta" else fill(shape).astype(dtype, copy=False)
     return Tensor(data, requires_grad=requires_grad, device=device)
+
+
+def full(size, fill_value, dtype=None, requires_grad=False, device=None):
+    """A tensor of ``size`` filled with ``fill_value``; its dtype by default from the value
+    (bool, int64 for ints, float32 for floats), as torch.full."""
+    if dtype is None:
+        dtype = _to_array(fill_value.data if isinstance(fill_value, Tensor) else fill_value).dtype
+    value = fill_value.item() if isinstance(fill_value, Tensor) else fill_value
+    shape = (size,) if np.isscalar(size) else tuple(size)
+    return _new(shape, dtype, requires_grad, device, lambda s: np.full(s, value))
 
 
 def zeros(*shape, dtype=float32, requires_grad=False, device=None):
