@@ -14,6 +14,15 @@ def _check(optimizer, group, *keys):
         check_number(type(optimizer).__name__, key, group[key])
 
 
+def _check_betas(optimizer, group):
+    """The group's betas: a pair of numbers, each in [0, 1)."""
+    name, betas = type(optimizer).__name__, group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{name}: betas must be a pair of numbers, got {betas!r}")
+    for i, beta in enumerate(betas):
+        check_number(name, f"betas[{i}]", beta, upper=1.0)
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum and weight decay."""
 
@@ -53,13 +62,9 @@ class Adam(Optimizer):
 
     def check_hyperparameters(self, group):
         super().check_hyperparameters(group)
-        name, betas = type(self).__name__, group["betas"]
         _check(self, group, "eps", "weight_decay")
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"{name}: betas must be a pair of numbers, got {betas!r}")
-        for i, beta in enumerate(betas):
-            check_number(name, f"betas[{i}]", beta, upper=1.0)
-        check_flag(name, "amsgrad", group["amsgrad"])
+        _check_betas(self, group)
+        check_flag(type(self).__name__, "amsgrad", group["amsgrad"])
 
     def update(self, kernels, group, param, grad, state):
         state["step"] = state.get("step", 0) + 1
@@ -137,3 +142,103 @@ class RMSprop(Optimizer):
                              *_scalars(param, group["lr"], group["alpha"], group["eps"],
                                        group["weight_decay"], group["momentum"]),
                              bool(group["centered"]))
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler): the step is the gradient rescaled by RMS(past steps) / RMS(gradients),
+    so it carries the parameter's units; lr (default 1) only scales it. Formula in kernels optim."""
+
+    state_buffers = ("square_avg", "acc_delta")
+    state_counters = ("step",)
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def check_hyperparameters(self, group):
+        super().check_hyperparameters(group)
+        _check(self, group, "eps", "weight_decay")
+        check_number("Adadelta", "rho", group["rho"], upper=1.0, closed=True)
+        check_flag("Adadelta", "maximize", group["maximize"])
+
+    def update(self, kernels, group, param, grad, state):
+        state["step"] = state.get("step", 0) + 1
+        square_avg = self._buffer(state, "square_avg", param)
+        acc_delta = self._buffer(state, "acc_delta", param)
+        kernels.adadelta_step(param, grad, square_avg, acc_delta,
+                              *_scalars(param, group["lr"], group["rho"], group["eps"],
+                                        group["weight_decay"]),
+                              bool(group["maximize"]))
+
+
+class Adamax(Optimizer):
+    """Adamax (Kingma & Ba): Adam with the infinity norm, u_t = max(b2 u_{t-1}, |g_t|), in place
+    of the second moment; only the first moment is bias-corrected. Formula in kernels optim."""
+
+    state_buffers = ("exp_avg", "exp_inf")
+    state_counters = ("step",)
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def check_hyperparameters(self, group):
+        super().check_hyperparameters(group)
+        _check(self, group, "eps", "weight_decay")
+        _check_betas(self, group)
+        check_flag("Adamax", "maximize", group["maximize"])
+
+    def update(self, kernels, group, param, grad, state):
+        state["step"] = state.get("step", 0) + 1
+        exp_avg = self._buffer(state, "exp_avg", param)
+        exp_inf = self._buffer(state, "exp_inf", param)
+        beta1, beta2 = group["betas"]
+        clr = group["lr"] / (1.0 - beta1 ** state["step"])
+        kernels.adamax_step(param, grad, exp_avg, exp_inf,
+                            *_scalars(param, clr, beta1, beta2, group["eps"],
+                                      group["weight_decay"]),
+                            bool(group["maximize"]))
+
+
+class NAdam(Optimizer):
+    """NAdam (Dozat): Adam with Nesterov momentum, the first moment looked one step ahead, and
+    the momentum warmed up by mu_t = b1 (1 - 0.96^(t momentum_decay) / 2); the running product
+    of the mu_t is state ``mu_product``. ``decoupled_weight_decay`` decays as AdamW does
+    (NAdamW). Formula in kernels optim."""
+
+    state_buffers = ("exp_avg", "exp_avg_sq")
+    state_counters = ("step",)
+    state_scalars = ("mu_product",)
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize))
+
+    def check_hyperparameters(self, group):
+        super().check_hyperparameters(group)
+        _check(self, group, "eps", "weight_decay", "momentum_decay")
+        _check_betas(self, group)
+        check_flag("NAdam", "decoupled_weight_decay", group["decoupled_weight_decay"])
+        check_flag("NAdam", "maximize", group["maximize"])
+
+    def update(self, kernels, group, param, grad, state):
+        step = state["step"] = state.get("step", 0) + 1
+        m = self._buffer(state, "exp_avg", param)
+        v = self._buffer(state, "exp_avg_sq", param)
+        beta1, beta2 = group["betas"]
+        lr, weight_decay, psi = group["lr"], group["weight_decay"], group["momentum_decay"]
+        mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
+        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
+        mu_product = state["mu_product"] = state.get("mu_product", 1.0) * mu
+        coupled_decay, decay_factor = ((0.0, 1.0 - lr * weight_decay)
+                                       if group["decoupled_weight_decay"] else (weight_decay, 1.0))
+        kernels.nadam_step(param, grad, m, v,
+                           *_scalars(param, lr * (1.0 - mu) / (1.0 - mu_product),
+                                     lr * mu_next / (1.0 - mu_product * mu_next), beta1, beta2,
+                                     group["eps"], coupled_decay, decay_factor,
+                                     math.sqrt(1.0 - beta2 ** step)),
+                           bool(group["maximize"]))

@@ -17,13 +17,23 @@ from ..kernels.cuda.array import CudaArray
 from ..kernels import for_device
 
 
-def check_number(owner, key, value, upper=None):
-    """Raise unless ``value`` is a real number (not a bool), finite, >= 0 and (given) < upper."""
+def check_number(owner, key, value, upper=None, closed=False):
+    """Raise unless ``value`` is a real number (not a bool), finite, >= 0 and (given) < upper
+    (<= upper when ``closed``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{owner}: {key} must be a number, got {value!r} ({type(value).__name__})")
-    domain = f"in [0, {upper})" if upper is not None else ">= 0"
-    if not (math.isfinite(value) and value >= 0 and (upper is None or value < upper)):
+    domain = f"in [0, {upper}{']' if closed else ')'}" if upper is not None else ">= 0"
+    below = upper is None or value < upper or closed and value == upper
+    if not (math.isfinite(value) and value >= 0 and below):
         raise ValueError(f"{owner}: invalid {key} {value!r} (must be a finite number {domain})")
+
+
+def check_integer(owner, key, value, minimum=0):
+    """Raise unless ``value`` is an integer (not a bool) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {key} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{owner}: invalid {key} {value!r} (must be an integer >= {minimum})")
 
 
 def check_flag(owner, key, value):
@@ -34,6 +44,7 @@ def check_flag(owner, key, value):
 class Optimizer:
     state_buffers = ()   # per-parameter state arrays, shaped like the parameter
     state_counters = ()  # per-parameter integer state (Adam's step)
+    state_scalars = ()   # per-parameter real-number state (NAdam's mu_product)
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -184,9 +195,19 @@ class Optimizer:
                                 for key, value in entries.items()}
         return groups, state
 
+    def state_kind(self, key):
+        """How state ``key`` is kept: 'buffer', 'counter', 'scalar' (the class attributes above)
+        or None (not kept)."""
+        for kind, keys in (("buffer", self.state_buffers), ("counter", self.state_counters),
+                           ("scalar", self.state_scalars)):
+            if key in keys:
+                return kind
+        return None
+
     def _check_state_entry(self, name, index, param, key, value):
         """The value to keep for state ``key`` of parameter ``index``, after its checks."""
-        if key in self.state_buffers:
+        kind = self.state_kind(key)
+        if kind == "buffer":
             if (not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf"
                     or value.size != param.data.size or value.ndim == 0):
                 shape = value.shape if isinstance(value, np.ndarray) else type(value).__name__
@@ -195,16 +216,24 @@ class Optimizer:
                                  f"{getattr(value, 'dtype', '')} {shape}")
             return to_device(np.array(value.reshape(-1), dtype=param.dtype, copy=True),
                              param.device)
-        if key in self.state_counters:
+        if kind == "counter":
             if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu":
                 value = value.item()
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                 raise ValueError(f"{name}: state {key!r} of parameter {index} must be an integer "
                                  f">= 0, got {value!r:.100}")
             return int(value)
+        if kind == "scalar":
+            if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf":
+                value = value.item()
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name}: state {key!r} of parameter {index} must be a number, "
+                                 f"got {value!r:.100}")
+            return float(value)
+        kept = self.state_buffers + self.state_counters + self.state_scalars
         raise ValueError(f"{name}: parameter {index} has state {key!r}, which "
                          f"{type(self).__name__} does not keep (it keeps "
-                         f"{', '.join(self.state_buffers + self.state_counters) or 'none'})")
+                         f"{', '.join(kept) or 'none'})")
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]

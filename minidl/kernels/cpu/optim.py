@@ -94,3 +94,54 @@ def rmsprop_step(loop):
             else:
                 p[i] -= lr * grad / denom
     return kernel
+
+
+@size_dispatched
+def adadelta_step(loop):
+    """g' = -+g + wd p (- when maximizing);  s = rho s + (1 - rho) g'^2;
+    delta = sqrt(a + eps) / sqrt(s + eps) g';  a = rho a + (1 - rho) delta^2;  p -= lr delta."""
+    def kernel(p, g, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
+        tiny = np.finfo(p.dtype).tiny
+        for i in loop(p.size):
+            grad = (-g[i] if maximize else g[i]) + weight_decay * p[i]
+            square_avg[i] = normal_or_zero(rho * square_avg[i] + (1 - rho) * grad * grad, tiny)
+            delta = np.sqrt(acc_delta[i] + eps) / np.sqrt(square_avg[i] + eps) * grad
+            acc_delta[i] = normal_or_zero(rho * acc_delta[i] + (1 - rho) * delta * delta, tiny)
+            p[i] -= lr * delta
+    return kernel
+
+
+@size_dispatched
+def adamax_step(loop):
+    """g' = -+g + wd p;  m = b1 m + (1 - b1) g';  u = max(b2 u, |g'| + eps);
+    p -= clr m / u,  clr = lr / (1 - b1^t)."""
+    def kernel(p, g, exp_avg, exp_inf, clr, beta1, beta2, eps, weight_decay, maximize):
+        tiny = np.finfo(p.dtype).tiny
+        for i in loop(p.size):
+            grad = (-g[i] if maximize else g[i]) + weight_decay * p[i]
+            exp_avg[i] = normal_or_zero(beta1 * exp_avg[i] + (1 - beta1) * grad, tiny)
+            decayed, current = beta2 * exp_inf[i], abs(grad) + eps
+            exp_inf[i] = decayed if decayed > current else current  # NaN in grad stays NaN
+            p[i] -= clr * exp_avg[i] / exp_inf[i]
+    return kernel
+
+
+@size_dispatched
+def nadam_step(loop):
+    """NAdam (Dozat): p *= decay_factor (1 - lr wd, decoupled decay); g' = -+g + wd p (coupled);
+    m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;  r = sqrt(v) / sqrt(1 - b2^t) + eps;
+    p -= c_grad g' / r + c_avg m / r,  with mu_t = b1 (1 - 0.96^(t psi) / 2) (psi the momentum
+    decay), c_grad = lr (1 - mu_t) / (1 - prod_{k<=t} mu_k), c_avg = lr mu_{t+1} /
+    (1 - prod_{k<=t+1} mu_k) (factors computed by the caller)."""
+    def kernel(p, g, m, v, c_grad, c_avg, beta1, beta2, eps, weight_decay, decay_factor,
+               bias2_sqrt, maximize):
+        tiny = np.finfo(p.dtype).tiny
+        for i in loop(p.size):
+            p[i] *= decay_factor
+            grad = (-g[i] if maximize else g[i]) + weight_decay * p[i]
+            m[i] = normal_or_zero(beta1 * m[i] + (1 - beta1) * grad, tiny)
+            v[i] = normal_or_zero(beta2 * v[i] + (1 - beta2) * grad * grad, tiny)
+            denom = np.sqrt(v[i]) / bias2_sqrt + eps
+            p[i] -= c_grad * grad / denom
+            p[i] -= c_avg * m[i] / denom
+    return kernel

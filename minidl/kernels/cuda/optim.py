@@ -128,3 +128,80 @@ def rmsprop_step(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, 
     p, g, square_avg, grad_avg, buf = _flat(p, g, square_avg, grad_avg, buf)
     launch(_rmsprop(), p.shape[0], p, g, square_avg, grad_avg, buf, lr, alpha, eps,
            weight_decay, momentum, bool(centered))
+
+
+@kernel_builder
+def _adadelta():
+    @cuda.jit
+    def kernel(n, p, g, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
+        i = cuda.grid(1)
+        step = cuda.gridsize(1)
+        while i < n:
+            grad = (-g[i] if maximize else g[i]) + weight_decay * p[i]
+            square_avg[i] = rho * square_avg[i] + (1 - rho) * grad * grad
+            delta = math.sqrt(acc_delta[i] + eps) / math.sqrt(square_avg[i] + eps) * grad
+            acc_delta[i] = rho * acc_delta[i] + (1 - rho) * delta * delta
+            p[i] -= lr * delta
+            i += step
+    return kernel
+
+
+def adadelta_step(p, g, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
+    """s = rho s + (1 - rho) g^2, delta = sqrt(a + eps) / sqrt(s + eps) g; formula in
+    kernels.cpu.optim."""
+    p, g, square_avg, acc_delta = _flat(p, g, square_avg, acc_delta)
+    launch(_adadelta(), p.shape[0], p, g, square_avg, acc_delta, lr, rho, eps, weight_decay,
+           bool(maximize))
+
+
+@kernel_builder
+def _adamax():
+    @cuda.jit
+    def kernel(n, p, g, exp_avg, exp_inf, clr, beta1, beta2, eps, weight_decay, maximize):
+        i = cuda.grid(1)
+        step = cuda.gridsize(1)
+        while i < n:
+            grad = (-g[i] if maximize else g[i]) + weight_decay * p[i]
+            exp_avg[i] = beta1 * exp_avg[i] + (1 - beta1) * grad
+            decayed = beta2 * exp_inf[i]
+            current = abs(grad) + eps
+            exp_inf[i] = decayed if decayed > current else current
+            p[i] -= clr * exp_avg[i] / exp_inf[i]
+            i += step
+    return kernel
+
+
+def adamax_step(p, g, exp_avg, exp_inf, clr, beta1, beta2, eps, weight_decay, maximize):
+    """m = b1 m + (1 - b1) g, u = max(b2 u, |g| + eps), p -= clr m / u; formula in
+    kernels.cpu.optim."""
+    p, g, exp_avg, exp_inf = _flat(p, g, exp_avg, exp_inf)
+    launch(_adamax(), p.shape[0], p, g, exp_avg, exp_inf, clr, beta1, beta2, eps, weight_decay,
+           bool(maximize))
+
+
+@kernel_builder
+def _nadam():
+    @cuda.jit
+    def kernel(n, p, g, m, v, c_grad, c_avg, beta1, beta2, eps, weight_decay, decay_factor,
+               bias2_sqrt, maximize):
+        i = cuda.grid(1)
+        step = cuda.gridsize(1)
+        while i < n:
+            p[i] *= decay_factor
+            grad = (-g[i] if maximize else g[i]) + weight_decay * p[i]
+            m[i] = beta1 * m[i] + (1 - beta1) * grad
+            v[i] = beta2 * v[i] + (1 - beta2) * grad * grad
+            denom = math.sqrt(v[i]) / bias2_sqrt + eps
+            p[i] -= c_grad * grad / denom
+            p[i] -= c_avg * m[i] / denom
+            i += step
+    return kernel
+
+
+def nadam_step(p, g, m, v, c_grad, c_avg, beta1, beta2, eps, weight_decay, decay_factor,
+               bias2_sqrt, maximize):
+    """NAdam with momentum-decay factors c_grad, c_avg from the caller; formula in
+    kernels.cpu.optim."""
+    p, g, m, v = _flat(p, g, m, v)
+    launch(_nadam(), p.shape[0], p, g, m, v, c_grad, c_avg, beta1, beta2, eps, weight_decay,
+           decay_factor, bias2_sqrt, bool(maximize))
