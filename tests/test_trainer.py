@@ -423,3 +423,37 @@ def test_checkpoint_holds_step_and_all_generators(tmp_path):
     other = make_trainer()
     info = other.load_checkpoint(tmp_path / "c.npz")
     assert other.step == trainer.step and info["loaders"] == {"train": {"generator": None}}
+
+
+# ------------------------------------------------------------ schedules the Trainer steps
+
+def test_reduce_lr_on_plateau_is_stepped_with_the_validation_loss():
+    x, y = separable(n=40)
+    loader = DataLoader(TensorDataset(x, y), 10)
+    model = mlp()
+    opt = optim.SGD(model.parameters(), lr=0.0)  # nothing learns: the loss stays on its plateau
+    sched = optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    seen = []
+    original = sched.step
+    sched.step = lambda metric: (seen.append(metric), original(metric))
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), scheduler=sched, progress=False)
+    history = trainer.fit(loader, loader, epochs=3)
+    assert seen == history["val_loss"]
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), scheduler=sched, progress=False)
+    seen.clear()
+    history = trainer.fit(loader, epochs=2)
+    assert seen == history["loss"]
+
+
+def test_one_cycle_is_stepped_per_batch_with_scheduler_interval_step():
+    x, y = separable(n=40)
+    loader = DataLoader(TensorDataset(x, y), 10)  # 4 batches an epoch
+    model = mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=8)
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), scheduler=sched, progress=False,
+                      scheduler_interval="step")
+    trainer.fit(loader, epochs=2)
+    assert sched.last_epoch == 8 == trainer.step
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        Trainer(model, opt, nn.CrossEntropyLoss(), scheduler_interval="batch")

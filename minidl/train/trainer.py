@@ -20,15 +20,27 @@ from tqdm.auto import tqdm
 
 from ..device import to_host
 from ..function import no_grad
+from ..optim.lr_scheduler import ReduceLROnPlateau
 from ..utils.serialization import load_checkpoint, save_checkpoint
 from . import metrics as metric_registry
 
 
 class Trainer:
+    """``scheduler_interval``: 'epoch' steps the scheduler after each epoch (StepLR and most
+    schedules), 'step' after each optimizer step (OneCycleLR). ReduceLROnPlateau is stepped per
+    epoch with the validation loss, or the training loss when there is no validation loader."""
+
     def __init__(self, model, optimizer, loss_fn, metrics=("accuracy",), scheduler=None,
-                 callbacks=(), device="cpu", progress=True):
+                 callbacks=(), device="cpu", progress=True, scheduler_interval="epoch"):
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', "
+                             f"got {scheduler_interval!r}")
+        if scheduler_interval == "step" and isinstance(scheduler, ReduceLROnPlateau):
+            raise ValueError("Trainer: ReduceLROnPlateau watches an epoch's loss; use "
+                             "scheduler_interval='epoch'")
         self.model = model.to(device)
         self.optimizer, self.loss_fn, self.scheduler = optimizer, loss_fn, scheduler
+        self.scheduler_interval = scheduler_interval
         self.metrics = dict(metric_registry.resolve(m) for m in metrics)
         self.callbacks = list(callbacks)
         self.device, self.progress = device, progress
@@ -64,7 +76,9 @@ class Trainer:
                              self._evaluate(val_loader, "Trainer.fit", "validation loader").items()})
             if self.progress:
                 tqdm.write(epoch_line(self.epoch, last, logs, time.perf_counter() - started))
-            if self.scheduler is not None:
+            if isinstance(self.scheduler, ReduceLROnPlateau):
+                self.scheduler.step(logs.get("val_loss", logs["loss"]))
+            elif self.scheduler is not None and self.scheduler_interval == "epoch":
                 self.scheduler.step()
             for name, value in logs.items():
                 self.history.setdefault(name, []).append(value)
@@ -90,6 +104,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.step += 1
+            if self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
             totals.add(value, output.data, targets.data)
             if step % 20 == 0:
                 bar.set_postfix(totals.summary(), refresh=False)
