@@ -1,4 +1,4 @@
-"""Convolution layers: Conv1d, Conv2d, TiledConv2d, LocallyConnected2d (NCHW).
+"""Convolution layers: Conv1d, Conv2d, TiledConv2d, LocallyConnected2d, ConvTranspose1d/2d (NCHW).
 
 Arguments, defaults and initialisation as PyTorch: weight and bias ~ U(-1/sqrt(fan_in),
 1/sqrt(fan_in)) with fan_in = the inputs one output unit sees (C / groups * kh * kw), which is
@@ -12,6 +12,7 @@ import numpy as np
 from . import functional as F
 from . import init
 from .functional.conv import conv_output_size, pair, string_padding
+from .functional.conv_transpose import transposed_output_size
 from .module import Module
 from .parameter import Parameter
 
@@ -187,3 +188,90 @@ class LocallyConnected2d(Module):
         return (f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
                 + ("" if self.bias is not None else ", bias=False"))
+
+
+class ConvTranspose2d(Module):
+    """The input gradient of a convolution as a layer: Y = fold(K'^T X) + b, with weight
+    (in_channels, out_channels / groups, kh, kw) as PyTorch; output side
+    (H - 1) s - 2 p + d (k - 1) + output_padding + 1. ``forward(input, output_size=None)``:
+    an output_size (the spatial sizes, or with N and C in front) picks the output_padding
+    that gives it, as PyTorch. Init as PyTorch: fan_in = out_channels / groups * kh * kw."""
+
+    _tuple = staticmethod(pair)
+    _function = staticmethod(F.conv_transpose2d)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", dtype=np.float32):
+        super().__init__()
+        name = type(self).__name__
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported (as PyTorch), "
+                             f"got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride = self._tuple(kernel_size), self._tuple(stride)
+        self.padding, self.dilation = self._tuple(padding), self._tuple(dilation)
+        self.output_padding = self._tuple(output_padding)
+        check_sizes(name, 1, in_channels=self.in_channels, out_channels=self.out_channels,
+                    groups=self.groups, kernel_size=self.kernel_size, stride=self.stride,
+                    dilation=self.dilation)
+        check_sizes(name, 0, padding=self.padding, output_padding=self.output_padding)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels "
+                             f"({in_channels}) and out_channels ({out_channels})")
+        if any(op >= max(s, d) for op, s, d in zip(self.output_padding, self.stride, self.dilation)):
+            raise ValueError(f"{name}: output_padding {self.output_padding} must be smaller than "
+                             f"stride {self.stride} or dilation {self.dilation}")
+        shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(np.empty(shape, dtype=dtype))
+        self.bias = Parameter(np.empty(self.out_channels, dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            _uniform_fan_in(self.bias, self.out_channels // self.groups * int(np.prod(self.kernel_size)))
+
+    def _output_padding(self, input, output_size):
+        """PyTorch's rule: output_size (spatial, or with N and C first) minus the smallest output
+        size must lie in [0, stride)."""
+        if output_size is None:
+            return self.output_padding
+        dims = len(self.kernel_size)
+        output_size = tuple(int(n) for n in output_size)[-dims:]
+        smallest = tuple(transposed_output_size(n, k, s, p, 0, d) for n, k, s, p, d in zip(
+            input.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation))
+        if len(output_size) != dims or any(not 0 <= o - m < s for o, m, s in
+                                           zip(output_size, smallest, self.stride)):
+            largest = tuple(m + s - 1 for m, s in zip(smallest, self.stride))
+            raise ValueError(f"requested an output size of {output_size}, but valid sizes range from "
+                             f"{smallest} to {largest} (for an input of shape {tuple(input.shape)})")
+        return tuple(o - m for o, m in zip(output_size, smallest))
+
+    def forward(self, input, output_size=None):
+        with named_errors(self):
+            return self._function(input, self.weight, self.bias, self.stride, self.padding,
+                                  self._output_padding(input, output_size), self.groups, self.dilation)
+
+    @property
+    def macs_per_output(self):
+        """Multiply-accumulates per output value, on average (each input value is spread over
+        out_channels / groups * kh * kw outputs; there are prod(stride) outputs per input)."""
+        return (self.in_channels // self.groups * int(np.prod(self.kernel_size))
+                // int(np.prod(self.stride)))
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        for name, default in (("padding", 0), ("output_padding", 0), ("dilation", 1)):
+            if getattr(self, name) != (default,) * len(self.kernel_size):
+                text += f", {name}={getattr(self, name)}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class ConvTranspose1d(ConvTranspose2d):
+    """Transposed convolution over (N, C, L), weight (in_channels, out_channels / groups, k)."""
+
+    _tuple = staticmethod(Conv1d._tuple)
+    _function = staticmethod(F.conv_transpose1d)

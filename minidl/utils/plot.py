@@ -1,5 +1,6 @@
-"""Pictures of a training run: ``plot_history`` (loss and metrics per epoch) and
-``plot_confusion_matrix``, as PNG files; ``confusion_matrix`` itself needs NumPy only.
+"""Pictures of a training run: ``plot_history`` (loss and metrics per epoch),
+``plot_confusion_matrix`` and ``plot_image_grid`` (rows of images), as PNG files;
+``confusion_matrix`` itself needs NumPy only.
 
 matplotlib is an optional extra (``pip install 'minidl[plot]'``), imported on first use. Figures
 are drawn on matplotlib's ``Figure`` directly, never through pyplot: nothing opens a window, and
@@ -86,3 +87,30 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path):
                   color="white" if shares[i, j] > 0.5 else "black")
     figure.savefig(path, dpi=100)
     return matrix
+
+
+def plot_image_grid(rows, path, row_labels=None):
+    """Write a PNG at ``path`` of grey images in a grid: one grid row per entry of ``rows``
+    (each an array or Tensor of n images, (n, H, W) or (n, 1, H, W)), labelled by
+    ``row_labels`` (e.g. "original", "reconstruction"). Returns ``path``."""
+    rows = [np.asarray(getattr(row, "data", row), dtype=np.float64) for row in rows]
+    rows = [row[:, 0] if row.ndim == 4 and row.shape[1] == 1 else row for row in rows]
+    if not rows or any(row.ndim != 3 for row in rows) or len({len(row) for row in rows}) != 1:
+        raise ValueError(f"plot_image_grid: expected rows of equally many (n, H, W) or (n, 1, H, W) "
+                         f"images, got shapes {[row.shape for row in rows]}")
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(f"plot_image_grid: {len(row_labels)} labels for {len(rows)} rows")
+    Figure, _ = _matplotlib()
+    n_rows, n_cols = len(rows), len(rows[0])
+    figure = Figure(figsize=(1.2 * n_cols + 0.8, 1.3 * n_rows), layout="constrained")
+    grid = figure.subplots(n_rows, n_cols, squeeze=False)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            axes = grid[r, c]
+            axes.imshow(image, cmap="gray", vmin=min(0.0, image.min()), vmax=max(1.0, image.max()))
+            axes.set_xticks([])
+            axes.set_yticks([])
+        if row_labels is not None:
+            grid[r, 0].set_ylabel(str(row_labels[r]))
+    figure.savefig(path, dpi=100)
+    return path

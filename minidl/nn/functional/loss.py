@@ -3,10 +3,12 @@ import numpy as np
 
 from ...device import like
 from ...function import Function, require_float
+from ...functions import where
 from ...kernels import for_device
 from ...meta import MetaArray
 from ...ops import same_meta
 from ...tensor import Tensor
+from .vector import pairwise_distance
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -254,3 +256,141 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 def _as_data(value):
     return value.data if isinstance(value, Tensor) else value
+
+
+# ---------------------------------------------------------------- robust, divergence and margin losses
+
+class SmoothL1(Function):
+    """Elementwise, d = y - t:  L = scale (d^2 / (2 beta) if |d| < beta else |d| - beta / 2);
+    dL/dy = scale clip(d / beta, -1, 1) (sign(d) for beta = 0), dL/dt = -dL/dy.
+    smooth_l1_loss has scale 1; huber_loss(delta) is delta * smooth_l1_loss(beta=delta)."""
+
+    infer = staticmethod(same_meta)
+
+    @staticmethod
+    def forward(ctx, y, t, beta, scale):
+        d = y - t
+        size = np.abs(d)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = np.where(size < beta, 0.5 * d * d / beta, size - 0.5 * beta)
+        ctx.save_for_backward(d)
+        ctx.options = (beta, scale)
+        return (scale * loss).astype(y.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (d,) = ctx.saved_arrays
+        beta, scale = ctx.options
+        slope = np.sign(d) if beta == 0 else np.clip(d / beta, -1, 1)
+        dy = (scale * grad * slope).astype(d.dtype, copy=False)
+        return dy, (-dy if ctx.needs_input_grad[1] else None), None, None
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """L = d^2 / (2 beta) where |d| < beta, else |d| - beta / 2 (d = input - target); SmoothL1."""
+    check_reduction("smooth_l1_loss", reduction)
+    _check_same_shape("smooth_l1_loss", input, target)
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    return _reduce(SmoothL1.apply(input, target, beta=float(beta), scale=1.0), reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """L = d^2 / 2 where |d| < delta, else delta (|d| - delta / 2); SmoothL1 with scale delta."""
+    check_reduction("huber_loss", reduction)
+    _check_same_shape("huber_loss", input, target)
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+    return _reduce(SmoothL1.apply(input, target, beta=float(delta), scale=float(delta)), reduction)
+
+
+class KLDivergence(Function):
+    """Pointwise KL divergence of the log-probabilities x from the target t:
+    L = t (log t - x) (0 where t = 0);  dL/dx = -t,  dL/dt = log t + 1 - x (t > 0; -x at t = 0).
+    log_target (t = log q): L = e^t (t - x);  dL/dx = -e^t,  dL/dt = e^t (t - x + 1)."""
+
+    infer = staticmethod(same_meta)
+
+    @staticmethod
+    def forward(ctx, x, t, log_target):
+        if log_target:
+            loss = np.exp(t) * (t - x)
+        else:
+            positive = t > 0
+            loss = np.where(positive, t * (np.log(np.where(positive, t, 1)) - x), -t * x)
+        ctx.save_for_backward(x, t)
+        ctx.log_target = log_target
+        return loss.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved_arrays
+        if ctx.log_target:
+            q = np.exp(t)
+            dx, dt = -q, q * (t - x + 1)
+        else:
+            positive = t > 0
+            dx = -t
+            dt = np.where(positive, np.log(np.where(positive, t, 1)) + 1 - x, -x)
+        return ((grad * dx).astype(x.dtype, copy=False),
+                (grad * dt).astype(x.dtype, copy=False) if ctx.needs_input_grad[1] else None)
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    """KL divergence with ``input`` as log-probabilities (KLDivergence); reduction "batchmean"
+    divides the sum by the batch size (the true KL divergence), "mean" by the element count."""
+    if reduction != "batchmean":
+        check_reduction("kl_div", reduction)
+    _check_same_shape("kl_div", input, target)
+    loss = KLDivergence.apply(input, target, log_target=bool(log_target))
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+def _check_pair_target(name, x1, x2, target):
+    """x1, x2 of one shape (N, D) or (D,) and a target of shape (N,) or ()."""
+    require_float(name, x1, "input1")
+    if tuple(x1.shape) != tuple(x2.shape) or x1.ndim not in (1, 2) or tuple(target.shape) != tuple(x1.shape[:-1]):
+        raise ValueError(f"{name}: expected input1 and input2 of one shape (N, D) or (D,) and a target "
+                         f"of shape (N,) or (), got {tuple(x1.shape)}, {tuple(x2.shape)} and "
+                         f"{tuple(target.shape)}")
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
+    """cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)) per row (PyTorch's formula);
+    L = 1 - cos where y = 1, max(0, cos - margin) where y = -1; gradients through cos."""
+    check_reduction("cosine_embedding_loss", reduction)
+    _check_pair_target("cosine_embedding_loss", input1, input2, target)
+    cos = (input1 * input2).sum(-1) / (((input1 * input1).sum(-1) + 1e-12)
+                                       * ((input2 * input2).sum(-1) + 1e-12)).sqrt()
+    loss = where(target == 1, 1 - cos, 0.0) + where(target == -1, (cos - margin).clip(min=0.0), 0.0)
+    return _reduce(loss, reduction)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
+    """L = max(0, -y (x1 - x2) + margin);  dL/dx1 = -y, dL/dx2 = y where the hinge is active."""
+    check_reduction("margin_ranking_loss", reduction)
+    require_float("margin_ranking_loss", input1, "input1")
+    if not tuple(input1.shape) == tuple(input2.shape) == tuple(target.shape):
+        raise ValueError(f"margin_ranking_loss: input1, input2 and target must have one shape, got "
+                         f"{tuple(input1.shape)}, {tuple(input2.shape)} and {tuple(target.shape)}")
+    return _reduce((-target * (input1 - input2) + margin).clip(min=0.0), reduction)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False,
+                        reduction="mean"):
+    """L = max(d(a, p) - d(a, n) + margin, 0), d the pairwise p-distance ||u - v + eps||_p;
+    swap uses min(d(a, n), d(p, n)) for the negative. Gradients through the distances
+    (VectorNorm: d||v||_p / dv = sign(v) |v|^(p-1) / ||v||^(p-1))."""
+    check_reduction("triplet_margin_loss", reduction)
+    require_float("triplet_margin_loss", anchor, "anchor")
+    if not tuple(anchor.shape) == tuple(positive.shape) == tuple(negative.shape) or anchor.ndim not in (1, 2):
+        raise ValueError(f"triplet_margin_loss: anchor, positive and negative must have one shape (N, D) "
+                         f"or (D,), got {tuple(anchor.shape)}, {tuple(positive.shape)} and "
+                         f"{tuple(negative.shape)}")
+    d_positive = pairwise_distance(anchor, positive, p, eps)
+    d_negative = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_negative = d_negative.minimum(pairwise_distance(positive, negative, p, eps))
+    return _reduce((d_positive - d_negative + margin).clip(min=0.0), reduction)

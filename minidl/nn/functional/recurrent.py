@@ -18,7 +18,7 @@ are concatenated along the features, [forward, reverse], as PyTorch's. Dropout b
 import numpy as np
 
 from ...device import like
-from ...function import Function, require_float
+from ...function import Function, no_grad, require_float
 from ...kernels import for_device
 from ...meta import MetaArray, is_meta
 from ...tensor import Tensor, concatenate, stack
@@ -327,8 +327,11 @@ class Embedding(Function):
         return None, dw
 
 
-def embedding(input, weight, padding_idx=None):
-    """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input``: shape input.shape + (dim,)."""
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0):
+    """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input``: shape input.shape + (dim,).
+
+    With ``max_norm``, first (as PyTorch, in place and outside the graph) every looked-up row
+    whose ``norm_type``-norm exceeds max_norm is scaled by max_norm / (norm + 1e-7)."""
     index = input.data if isinstance(input, Tensor) else np.asarray(input)
     if not np.issubdtype(index.dtype, np.integer):
         raise TypeError(f"embedding: input must hold integer indices, got dtype {index.dtype}")
@@ -337,4 +340,17 @@ def embedding(input, weight, padding_idx=None):
         bad = index[(index < 0) | (index >= count)].reshape(-1)[0]
         raise IndexError(f"embedding: index {int(bad)} is out of range for {count} embeddings "
                          f"(input of shape {index.shape})")
+    if max_norm is not None and not is_meta(index) and index.size:
+        _renorm_rows(weight, index, float(max_norm), float(norm_type))
     return Embedding.apply(index, weight, padding_idx=padding_idx)
+
+
+def _renorm_rows(weight, index, max_norm, norm_type):
+    """weight[k] *= max_norm / (||weight[k]|| + 1e-7) for the indexed rows k above max_norm."""
+    rows = np.unique(index.reshape(-1))
+    norms = np.linalg.norm(weight.data[rows], ord=norm_type, axis=1)
+    over = norms > max_norm
+    if over.any():
+        scale = (max_norm / (norms[over] + 1e-7)).astype(weight.dtype)
+        with no_grad():
+            weight[rows[over]] = weight.data[rows[over]] * scale[:, None]

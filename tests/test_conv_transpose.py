@@ -1,0 +1,117 @@
+"""ConvTranspose1d/2d: PyTorch parity of the output and every gradient, float64 gradcheck,
+output_size, errors, meta shapes, and the cuda twin (the conv kernels run backwards)."""
+import numpy as np
+import pytest
+
+import minidl
+import minidl.nn.functional as F
+from minidl import nn
+from minidl.utils.gradcheck import gradcheck
+
+from conftest import assert_close
+from test_cuda import _on_both, _rand
+
+torch = pytest.importorskip("torch")
+
+# (in, out, kernel, stride, padding, output_padding, dilation, groups, input spatial)
+CASES_2D = [
+    (2, 3, 3, 1, 0, 0, 1, 1, (4, 5)),
+    (4, 2, 3, 2, 1, 1, 1, 2, (3, 4)),
+    (2, 4, (2, 3), (2, 1), (0, 1), 0, (2, 1), 1, (3, 3)),
+    (3, 3, 3, 1, 1, 1, 2, 3, (4, 4)),
+]
+CASES_1D = [
+    (2, 3, 3, 2, 1, 1, 1, 1, (5,)),
+    (4, 2, 2, 1, 0, 0, 2, 2, (4,)),
+]
+
+
+def _run_both(case, dtype=np.float64, bias=True):
+    cin, cout, k, s, p, op, d, g, spatial = case
+    dims = len(spatial)
+    ks = (k,) * dims if isinstance(k, int) else k
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((2, cin) + spatial), rng.standard_normal((cin, cout // g) + ks),
+              rng.standard_normal(cout)]
+    arrays = [a.astype(dtype) for a in arrays[:2 + bias]]
+    ours = [minidl.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    fn = F.conv_transpose1d if dims == 1 else F.conv_transpose2d
+    tfn = torch.nn.functional.conv_transpose1d if dims == 1 else torch.nn.functional.conv_transpose2d
+    y = fn(*ours, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    ty = tfn(*theirs, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    up = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    (y * minidl.tensor(up)).sum().backward()
+    (ty * torch.tensor(up)).sum().backward()
+    return y, ty, ours, theirs
+
+
+@pytest.mark.parametrize("case", CASES_2D + CASES_1D)
+def test_matches_torch_output_and_every_gradient(case):
+    y, ty, ours, theirs = _run_both(case)
+    assert_close(y, ty, 1e-10, 1e-10, "output")
+    for i, (a, t) in enumerate(zip(ours, theirs)):
+        assert_close(a.grad, t.grad, 1e-10, 1e-10, f"gradient of input {i}")
+
+
+def test_float32_without_bias_matches_torch():
+    y, ty, ours, theirs = _run_both(CASES_2D[1], np.float32, bias=False)
+    assert y.dtype == np.float32
+    assert_close(y, ty, 1e-4, 1e-5)
+    assert_close(ours[1].grad, theirs[1].grad, 1e-4, 1e-4)
+
+
+@pytest.mark.parametrize("case", [CASES_2D[1], CASES_1D[0]])
+def test_gradcheck(case):
+    cin, cout, k, s, p, op, d, g, spatial = case
+    rng = np.random.default_rng(1)
+    x = minidl.tensor(rng.standard_normal((1, cin) + spatial), requires_grad=True)
+    w = minidl.tensor(rng.standard_normal((cin, cout // g) + (k,) * len(spatial)), requires_grad=True)
+    b = minidl.tensor(rng.standard_normal(cout), requires_grad=True)
+    fn = F.conv_transpose1d if len(spatial) == 1 else F.conv_transpose2d
+    assert gradcheck(lambda x, w, b: fn(x, w, b, s, p, op, g, d), [x, w, b])
+
+
+def test_module_loads_torch_weights_and_picks_output_padding_from_output_size():
+    theirs = torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, groups=2)
+    ours = nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, groups=2)
+    assert ours.weight.shape == tuple(theirs.weight.shape)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    x = np.random.default_rng(2).standard_normal((1, 4, 3, 3)).astype(np.float32)
+    for size in (None, (6, 5), (1, 2, 6, 6)):
+        assert_close(ours(minidl.tensor(x), output_size=size),
+                     theirs(torch.tensor(x), output_size=size), what=str(size))
+    with pytest.raises(ValueError, match=r"ConvTranspose2d.*valid sizes range from \(5, 5\) to \(6, 6\)"):
+        ours(minidl.tensor(x), output_size=(7, 5))
+    conv1d = nn.ConvTranspose1d(2, 3, 3, stride=2)
+    assert conv1d(minidl.randn(1, 2, 4)).shape == (1, 3, 9)
+    assert "output_padding" not in repr(conv1d) and "stride=(2,)" in repr(conv1d)
+
+
+def test_errors_name_the_layer_and_the_shapes():
+    with pytest.raises(ValueError, match=r"conv_transpose2d: input of shape \(1, 3, 4, 4\) has 3 channels"):
+        F.conv_transpose2d(minidl.randn(1, 3, 4, 4), minidl.randn(2, 2, 3, 3))
+    with pytest.raises(ValueError, match="output_padding"):
+        nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2)
+    with pytest.raises(TypeError, match="conv_transpose2d"):
+        F.conv_transpose2d(minidl.tensor(np.ones((1, 2, 3, 3), np.int64)), minidl.randn(2, 2, 3, 3))
+
+
+def test_meta_shapes_and_empty_batch():
+    layer = nn.ConvTranspose2d(2, 3, 3, stride=2, output_padding=1)
+    with minidl.device("meta"):
+        y = layer.to("meta")(minidl.randn(5, 2, 4, 4))
+    assert y.shape == (5, 3, 10, 10) and y.device == "meta"
+    x = minidl.tensor(np.zeros((0, 2, 4, 4), np.float32), requires_grad=True)
+    layer = nn.ConvTranspose2d(2, 3, 3, stride=2, output_padding=1)
+    out = layer(x)
+    out.sum().backward()
+    assert out.shape == (0, 3, 10, 10) and not layer.weight.grad.numpy().any()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not minidl.cuda.is_available(), reason="CUDA is not available")
+def test_cuda_matches_cpu():
+    _on_both(lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, groups=2),
+             [_rand(1, 2, 3, 3), _rand(2, 1, 3, 3), _rand(2)])
+    _on_both(lambda x, w: F.conv_transpose1d(x, w, stride=2), [_rand(1, 2, 3), _rand(2, 2, 2)])
