@@ -380,9 +380,6 @@ print('==> Actual function:\\t' + poly_desc(W_target.view(-1), b_target))
 '''
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="minidl.nn.functional.smooth_l1_loss is missing (losses are outside the "
-                          "namespaces' part of issue 12); with F.mse_loss the program learns")
 def test_regression_example(tmp_path, monkeypatch, capsys):
     minidl.manual_seed(0)
     out = run_program(REGRESSION_PROGRAM, "regression_main.py", [], tmp_path, monkeypatch, capsys)
