@@ -2,6 +2,7 @@
 
     python scripts/train_char_rnn.py --words /usr/share/dict/words --epochs 5
     python scripts/train_char_rnn.py --words names.txt --cell gru --hidden 64
+    python scripts/train_char_rnn.py --model transformer --d-model 64 --heads 4 --layers 2
 
 One word per line (any text file works: each non-empty line is a "word"). Debian's
 ``wamerican`` package installs /usr/share/dict/words. Prints the loss per character after
@@ -22,6 +23,7 @@ from tqdm import tqdm  # noqa: E402
 import minidl  # noqa: E402
 from minidl import optim  # noqa: E402
 from models.char_rnn import CharRNN, CharVocab, sample, train_epoch  # noqa: E402
+from models.transformer_lm import TransformerLM  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -30,10 +32,15 @@ def parse_args(argv=None):
     parser.add_argument("--max-words", type=int, default=None, help="train on this many words (random subset)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--model", default="rnn", choices=["rnn", "transformer"],
+                        help="recurrent (--cell) or a causal transformer (models/transformer_lm.py)")
     parser.add_argument("--cell", default="lstm", choices=sorted(CharRNN.CELLS))
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--embedding", type=int, default=32)
-    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--layers", type=int, default=None, help="default: 1 (rnn), 2 (transformer)")
+    parser.add_argument("--d-model", type=int, default=64, help="transformer width")
+    parser.add_argument("--heads", type=int, default=4, help="transformer attention heads")
+    parser.add_argument("--feedforward", type=int, default=192, help="transformer feed-forward width")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (0: off)")
     parser.add_argument("--samples", type=int, default=12)
@@ -59,11 +66,16 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     words = read_words(args.words, args.max_words, rng)
     vocab = CharVocab(words)
-    model = CharRNN(len(vocab), args.embedding, args.hidden, args.layers, args.cell)
+    if args.model == "transformer":
+        model = TransformerLM(len(vocab), args.d_model, args.heads, args.layers or 2, args.feedforward,
+                              max_length=max(max(len(w) for w in words) + 1, 64))
+    else:
+        model = CharRNN(len(vocab), args.embedding, args.hidden, args.layers or 1, args.cell)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     baseline = math.log(len(vocab))
     print(f"{len(words)} words from {args.words}, {len(vocab)} symbols; "
-          f"uniform baseline log({len(vocab)}) = {baseline:.3f} nats per character")
+          f"uniform baseline log({len(vocab)}) = {baseline:.3f} nats per character; "
+          f"{sum(p.numel() for p in model.parameters())} parameters")
     batches = math.ceil(len(words) / args.batch_size)
     losses = []
     for epoch in range(1, args.epochs + 1):

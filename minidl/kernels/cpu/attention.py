@@ -1,0 +1,56 @@
+"""The softmax of scaled dot-product attention, fused over rows of the scores (B, L, S):
+
+    forward:  P_ij = e^(s_ij - m_i) / sum_k e^(s_ik - m_i),  m_i = max_k s_ik, with keys j > i
+              masked out when ``causal`` (top-left aligned, as PyTorch); a row whose every key is
+              masked (all -inf) gives P = 0, as PyTorch's scaled_dot_product_attention
+    backward: dS_ij = P_ij (dP_ij - sum_k dP_ik P_ik)       (J = diag(p) - p p^T per row)
+
+The matrix products around it (S = Q K^T, O = P V and their gradients) go through BLAS
+(``np.matmul`` in the caller). For 128 heads of (128 x 64) @ (64 x 128) in float32 on 2 cores
+(2026-11-30) it took 11 ms, against 16 ms for Numba prange loops (dot products with fastmath,
+axpy and 4-row-blocked forms alike) and 8 ms for torch.bmm; prange over the heads calling
+np.dot was 5x slower than np.matmul. One parallel task per row; float64 sums; no fastmath
+(exp, -inf and NaN must stay exact).
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def softmax_rows(scores, causal):
+    """Overwrite ``scores`` (B, L, S) with its row softmax P; see the module docstring."""
+    batch, queries, keys = scores.shape
+    for task in prange(batch * queries):
+        i = task % queries
+        row = scores[task // queries, i]
+        width = min(i + 1, keys) if causal else keys
+        top = -np.inf
+        for j in range(width):
+            top = max(top, row[j])
+        if top == -np.inf:  # every key masked (or the row is empty)
+            row[:] = 0
+            continue
+        total = 0.0
+        for j in range(width):
+            e = np.exp(row[j] - top)
+            row[j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(width):
+            row[j] *= inv
+        row[width:] = 0
+    return scores
+
+
+@njit(cache=True, parallel=True)
+def softmax_rows_backward(probs, grad):
+    """Overwrite ``grad`` (dP, (B, L, S)) with dS = P (dP - sum_k dP_k P_k) per row."""
+    batch, queries, keys = probs.shape
+    for task in prange(batch * queries):
+        p, g = probs[task // queries, task % queries], grad[task // queries, task % queries]
+        dot = 0.0
+        for j in range(keys):
+            dot += np.float64(g[j]) * p[j]
+        for j in range(keys):
+            g[j] = p[j] * (g[j] - dot)
+    return grad

@@ -1,0 +1,116 @@
+"""Layer and group normalisation: PyTorch parity of outputs and every gradient, float64
+gradchecks of the closed-form backward, state_dict names, errors, and the cuda twin."""
+import numpy as np
+import pytest
+
+import minidl
+import minidl.nn.functional as F
+from minidl import nn
+from minidl.utils import gradcheck
+from conftest import assert_close
+
+
+def _set_affine(rng, ours, theirs, torch):
+    """Non-trivial affine parameters, the same in both layers."""
+    for name in ("weight", "bias"):
+        if getattr(theirs, name, None) is not None:
+            value = rng.standard_normal(tuple(getattr(theirs, name).shape)).astype(np.float32)
+            getattr(ours, name).data[...] = value
+            with torch.no_grad():
+                getattr(theirs, name).copy_(torch.tensor(value))
+
+
+@pytest.mark.parametrize("x_shape, normalized_shape, options", [
+    ((4, 7, 6), 6, {}),
+    ((3, 5, 2, 4), (2, 4), {"eps": 1e-3}),
+    ((40, 13), 13, {"bias": False}),            # more rows than one backward task (32): partial sums
+    ((2, 3, 4), (4,), {"elementwise_affine": False}),
+])
+def test_layer_norm_matches_torch(rng, x_shape, normalized_shape, options):
+    torch = pytest.importorskip("torch")
+    ours, theirs = nn.LayerNorm(normalized_shape, **options), torch.nn.LayerNorm(normalized_shape, **options)
+    _set_affine(rng, ours, theirs, torch)
+    x = (3 * rng.standard_normal(x_shape) + 2).astype(np.float32)
+    upstream = rng.standard_normal(x_shape).astype(np.float32)
+    mx, tx = minidl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, expected = ours(mx), theirs(tx)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    assert out.dtype == np.float32
+    assert_close(out, expected, what="y")
+    assert_close(mx.grad, tx.grad, what="dx", atol=1e-4)
+    for name, param in theirs.named_parameters():
+        assert_close(getattr(ours, name).grad, param.grad, what=f"d{name}", atol=1e-4)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+
+
+@pytest.mark.parametrize("x_shape, groups, options", [
+    ((3, 6, 5), 3, {}),
+    ((2, 4, 3, 3), 2, {"eps": 1e-3}),
+    ((2, 4, 3), 4, {"affine": False}),
+    ((2, 6), 1, {}),
+])
+def test_group_norm_matches_torch(rng, x_shape, groups, options):
+    torch = pytest.importorskip("torch")
+    channels = x_shape[1]
+    ours, theirs = nn.GroupNorm(groups, channels, **options), torch.nn.GroupNorm(groups, channels, **options)
+    _set_affine(rng, ours, theirs, torch)
+    x = (2 * rng.standard_normal(x_shape) - 1).astype(np.float32)
+    upstream = rng.standard_normal(x_shape).astype(np.float32)
+    mx, tx = minidl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, expected = ours(mx), theirs(tx)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    assert_close(out, expected, what="y")
+    assert_close(mx.grad, tx.grad, what="dx", atol=1e-4)
+    for name, param in theirs.named_parameters():
+        assert_close(getattr(ours, name).grad, param.grad, what=f"d{name}", atol=1e-4)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+
+
+def test_layer_norm_gradcheck(rng):
+    x = minidl.tensor(rng.standard_normal((3, 2, 5)), dtype=minidl.float64, requires_grad=True)
+    w = minidl.tensor(rng.standard_normal((2, 5)), dtype=minidl.float64, requires_grad=True)
+    b = minidl.tensor(rng.standard_normal((2, 5)), dtype=minidl.float64, requires_grad=True)
+    assert gradcheck(lambda x, w, b: F.layer_norm(x, (2, 5), w, b), [x, w, b])
+    assert gradcheck(lambda x: F.layer_norm(x, 5, eps=1e-2), [x])
+
+
+def test_group_norm_gradcheck(rng):
+    x = minidl.tensor(rng.standard_normal((2, 4, 3)), dtype=minidl.float64, requires_grad=True)
+    w = minidl.tensor(rng.standard_normal(4), dtype=minidl.float64, requires_grad=True)
+    b = minidl.tensor(rng.standard_normal(4), dtype=minidl.float64, requires_grad=True)
+    assert gradcheck(lambda x, w, b: F.group_norm(x, 2, w, b), [x, w, b])
+
+
+def test_float64_stays_float64_and_large_mean_keeps_digits(rng):
+    x = 1e4 + rng.standard_normal((4, 16))
+    y = F.layer_norm(minidl.tensor(x, dtype=minidl.float64), 16).data
+    assert y.dtype == np.float64
+    exact = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y, exact, atol=1e-9)
+
+
+def test_errors_name_the_layer_and_shapes():
+    with pytest.raises(ValueError, match=r"LayerNorm.*\(\*, 4\).*\(2, 3\)"):
+        nn.LayerNorm(4)(minidl.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"GroupNorm.*\(N, 4, \*\).*\(2, 6\)"):
+        nn.GroupNorm(2, 4)(minidl.zeros(2, 6))
+    with pytest.raises(ValueError, match="divisible"):
+        nn.GroupNorm(3, 4)
+
+
+@pytest.mark.skipif(not minidl.cuda.is_available(), reason="CUDA is not available")
+def test_layer_norm_on_cuda_equals_cpu(rng):
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    w, b = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    upstream = rng.standard_normal((3, 5)).astype(np.float32)
+    results = {}
+    for device in ("cpu", "cuda"):
+        tensors = [minidl.tensor(a, device=device, requires_grad=True) for a in (x, w, b)]
+        out = F.layer_norm(tensors[0], 5, tensors[1], tensors[2])
+        out.backward(minidl.tensor(upstream, device=device))
+        results[device] = [out.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in tensors]
+    for gpu, cpu in zip(results["cuda"], results["cpu"]):
+        assert gpu.dtype == cpu.dtype
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
