@@ -7,6 +7,7 @@ sampler and the errors before initialisation are tested in this process, without
 import importlib.util
 import json
 import os
+import runpy
 import shutil
 import signal
 import subprocess
@@ -226,6 +227,176 @@ except RuntimeError as error:
     for result in results.values():
         assert "rank 0 has parameter '1.weight' of shape (2, 8)" in result["error"]
         assert "rank 1 has parameter '1.weight' of shape (3, 8)" in result["error"]
+
+
+# ---------------------------------------------------------------- Trainer
+
+# written beside the worker: the same model, data and loaders in the world and in this process
+TRAINER_SETUP = """
+import numpy as np
+import minidl
+from minidl import nn, optim
+from minidl.data import DataLoader, DistributedSampler, TensorDataset
+
+data = np.random.default_rng(0)
+X, Y = data.standard_normal((96, 6)), data.integers(0, 3, 96)
+X_VAL, Y_VAL = data.standard_normal((31, 6)), data.integers(0, 3, 31)
+
+# SGD with momentum and StepLR on a float64 MLP; global batch 32 from a DistributedSampler (one
+# replica: the whole shuffle); validation on the uneven shards rank::replicas of 31 samples
+def make_trainer(replicas=1, rank=0, wrap=None, callbacks=(), progress=False):
+    minidl.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    model = wrap(model) if wrap else model
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    trainer = minidl.Trainer(model, opt, nn.CrossEntropyLoss(), callbacks=callbacks,
+                             scheduler=optim.lr_scheduler.StepLR(opt, 1, gamma=0.9), progress=progress)
+    train = TensorDataset(X, Y)
+    train = DataLoader(train, 32 // replicas, sampler=DistributedSampler(train, replicas, rank, seed=3))
+    val = DataLoader(TensorDataset(X_VAL[rank::replicas], Y_VAL[rank::replicas]), 8)
+    return trainer, train, val
+
+def weights(trainer):
+    return np.concatenate([p.data.ravel() for p in trainer._plain_model().parameters()]).tolist()
+"""
+
+
+def relative_gap(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / (np.abs(b) + 1e-300)))
+
+
+def test_trainer_on_two_ranks_equals_one_process_and_checkpoints_cross_over(tmp_path):
+    """Trainer.fit of DDP on 2 ranks x 16 = one process x 32 (weights and every epoch's figures,
+    float64); the figures are the same on both ranks; only rank 0 prints; a checkpoint of the
+    distributed run (written by ModelCheckpoint on rank 0) resumes in one process, and one of a
+    single process resumes on 2 ranks, both giving the weights of 4 epochs straight."""
+    (tmp_path / "trainer_setup.py").write_text(TRAINER_SETUP)
+    setup = runpy.run_path(str(tmp_path / "trainer_setup.py"))
+    single, train, val = setup["make_trainer"]()
+    single.fit(train, val, epochs=2)
+    single.save_checkpoint(tmp_path / "single_2.npz")
+    single.fit(train, val, epochs=2)
+    want = setup["weights"](single)
+
+    status, output, results = run_world(tmp_path, 2, PRELUDE + """
+import contextlib
+from minidl.nn.parallel import DistributedDataParallel as DDP
+from minidl.train import ModelCheckpoint
+from trainer_setup import make_trainer, weights
+
+with open(f"printed_{rank}.txt", "w") as printed, contextlib.redirect_stdout(printed), \\
+        contextlib.redirect_stderr(printed):
+    trainer, train, val = make_trainer(world, rank, DDP, [ModelCheckpoint("dist_{epoch}.npz")], True)
+    trainer.fit(train, val, epochs=2)
+    trainer.fit(train, val, epochs=2)
+resumed, train, val = make_trainer(world, rank, DDP)
+resumed.load_checkpoint("single_2.npz")
+resumed.fit(train, val, epochs=2)
+report(history=trainer.history, weights=weights(trainer), resumed=weights(resumed))
+""")
+    assert status == 0, output
+    assert sorted(results) == [0, 1], output
+    assert results[0]["history"] == results[1]["history"]  # the same figures, to the bit
+    for rank, result in results.items():
+        assert relative_gap(result["weights"], want) < 1e-9, rank
+        assert relative_gap(result["resumed"], want) < 1e-9, rank
+        for name, values in single.history.items():
+            assert relative_gap(result["history"][name], values) < 1e-9, (rank, name)
+    printed = [(tmp_path / f"printed_{rank}.txt").read_text() for rank in (0, 1)]
+    assert printed[1] == ""
+    assert "epoch 1/2  loss" in printed[0] and "epoch 4/4  loss" in printed[0]
+    assert "batch" in printed[0]  # the bars
+    resumed, train, val = setup["make_trainer"]()
+    resumed.load_checkpoint(tmp_path / "dist_2.npz")  # keys without module.: into the plain model
+    assert resumed.epoch == 2
+    resumed.fit(train, val, epochs=2)
+    assert relative_gap(setup["weights"](resumed), want) < 1e-9
+
+
+def test_early_stopping_on_rank_0_stops_every_rank(tmp_path):
+    """Rank 0's EarlyStopping gives up after 2 epochs, rank 1's never would: both stop after 2
+    (rank 1 going on alone would wait forever for rank 0's gradients)."""
+    (tmp_path / "trainer_setup.py").write_text(TRAINER_SETUP)
+    status, output, results = run_world(tmp_path, 2, PRELUDE + """
+from minidl.nn.parallel import DistributedDataParallel as DDP
+from minidl.train import EarlyStopping
+from trainer_setup import make_trainer
+
+stopping = EarlyStopping("loss", patience=1, min_delta=1e9 if rank == 0 else 0.0)
+trainer, train, val = make_trainer(world, rank, DDP, [stopping])
+trainer.fit(train, epochs=6)
+report(epochs=len(trainer.history["loss"]), stopped=stopping.stopped_epoch)
+""")
+    assert status == 0, output
+    assert results == {0: {"epochs": 2, "stopped": 2}, 1: {"epochs": 2, "stopped": None}}, output
+
+
+def test_uneven_shards_on_three_ranks(tmp_path):
+    """DistributedSampler pads 10 samples to 3 x 4, so every rank runs 2 batches; evaluation
+    on shards of 4, 3 and 3 gives the figures of the whole set (sample-weighted); loaders with
+    3, 2 and 2 batches are refused on every rank before the epoch, naming the counts."""
+    status, output, results = run_world(tmp_path, 3, PRELUDE + """
+from minidl.data import DataLoader, DistributedSampler, TensorDataset
+from minidl.nn.parallel import DistributedDataParallel as DDP
+
+data = np.random.default_rng(0)
+X, Y = data.standard_normal((10, 4)), data.integers(0, 2, 10)
+model = DDP(nn.Linear(4, 2).double())
+trainer = minidl.Trainer(model, optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                         progress=False)
+sampler = DistributedSampler(TensorDataset(X, Y), drop_last=False)
+trainer.fit(DataLoader(TensorDataset(X, Y), 2, sampler=sampler), epochs=1)
+shard = trainer.evaluate(DataLoader(TensorDataset(X[rank::world], Y[rank::world]), 2))
+output = model.module(minidl.tensor(X))
+whole = dict(loss=nn.functional.cross_entropy(output, minidl.tensor(Y)).item(),
+             accuracy=float(np.mean(output.data.argmax(1) == Y)))
+uneven = DataLoader(TensorDataset(X[:6 if rank == 0 else 4], Y[:6 if rank == 0 else 4]), 2)
+try:
+    trainer.fit(uneven, epochs=1)
+    error = None
+except RuntimeError as caught:
+    error = str(caught)
+report(samples=len(sampler), shard=shard, whole=whole, error=error)
+""")
+    assert status == 0, output
+    assert sorted(results) == [0, 1, 2], output
+    for result in results.values():
+        assert result["samples"] == 4
+        for name in ("loss", "accuracy"):
+            assert abs(result["shard"][name] - result["whole"][name]) < 1e-12, result
+        assert "different numbers of batches (rank 0: 3, rank 1: 2, rank 2: 2)" in result["error"]
+
+
+def test_a_non_finite_loss_on_one_rank_ends_every_rank(tmp_path):
+    (tmp_path / "trainer_setup.py").write_text(TRAINER_SETUP)
+    status, output, _ = run_world(tmp_path, 2, PRELUDE + """
+from minidl.nn.parallel import DistributedDataParallel as DDP
+import trainer_setup
+
+if rank == 1:
+    trainer_setup.X[:] = np.nan
+trainer, train, val = trainer_setup.make_trainer(world, rank, DDP)
+trainer.fit(train, epochs=1)
+""")
+    assert status != 0, output
+    assert "FloatingPointError: Trainer: the loss became nan" in output, output
+    assert "aborting all 2 ranks" in output, output
+
+
+def test_train_fashion_distributed_prints_once(tmp_path):
+    from test_plot import _tiny_fashion
+    _tiny_fashion(str(tmp_path))
+    status, output, _ = run_world(tmp_path, 2, f"""
+import runpy, sys
+sys.argv = ["train_fashion.py", "--distributed", "--data", ".", "--epochs", "2", "--batch-size", "10",
+            "--no-progress", "--checkpoint", "last.npz"]
+runpy.run_path({os.path.join(REPO, "scripts", "train_fashion.py")!r}, run_name="__main__")
+""")
+    assert status == 0, output
+    assert output.count("test accuracy") == 1 and output.count("DistributedDataParallel(") == 1, output
+    assert "2 ranks x 5 images a step" in output
+    assert (tmp_path / "last.npz").exists()
 
 
 # ---------------------------------------------------------------- in this process, no MPI

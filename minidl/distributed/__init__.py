@@ -7,5 +7,5 @@ and the mpich wheel, which ships ``mpiexec``); importing this package does not.
 """
 from .forest import fit_forest
 from .process_group import (ReduceOp, all_gather, all_gather_object, all_reduce, barrier, broadcast,
-                            destroy_process_group, get_rank, get_world_size, init_process_group,
-                            is_initialized)
+                            broadcast_object_list, destroy_process_group, get_rank, get_world_size,
+                            init_process_group, is_initialized)

@@ -179,6 +179,18 @@ def all_gather_object(object_list, obj):
     return object_list
 
 
+def broadcast_object_list(object_list, src=0):
+    """Overwrite ``object_list`` on every rank with rank ``src``'s list of picklable objects
+    (same length on every rank; the other ranks' entries are ignored)."""
+    comm = communicator("broadcast_object_list")
+    sent = comm.bcast(list(object_list), root=_check_rank(src, comm, "broadcast_object_list"))
+    if len(sent) != len(object_list):
+        raise ValueError(f"broadcast_object_list: rank {src} sent {len(sent)} objects, this rank's "
+                         f"object_list holds {len(object_list)}")
+    object_list[:] = sent
+    return object_list
+
+
 def _check_rank(rank, comm, who):
     if not 0 <= int(rank) < comm.Get_size():
         raise ValueError(f"{who}: rank {rank} is not in the world of {comm.Get_size()} ranks")

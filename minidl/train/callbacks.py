@@ -1,4 +1,7 @@
-"""Callbacks the Trainer calls at the start, after every epoch, and at the end of fit()."""
+"""Callbacks the Trainer calls at the start, after every epoch, and at the end of fit().
+
+Distributed, every rank calls its callbacks with the same logs, except those with
+``rank_zero_only`` (the loggers, which write files), called on rank 0 only."""
 import copy
 import csv
 import io
@@ -8,8 +11,12 @@ import socket
 import struct
 import time
 
+from .trainer import decided_on_rank0
+
 
 class Callback:
+    rank_zero_only = False
+
     def on_train_begin(self, trainer):
         pass
 
@@ -44,7 +51,8 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+    Distributed, rank 0's decision is obeyed by all ranks (the Trainer broadcasts it)."""
 
     def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto",
                  restore_best_weights=False):
@@ -71,7 +79,9 @@ class EarlyStopping(_Monitor):
 
 class ModelCheckpoint(_Monitor):
     """Save a checkpoint (``Trainer.save_checkpoint``: all a resumed run needs) after each epoch,
-    or only when ``monitor`` improves with ``save_best_only``. ``path`` may hold ``{epoch}``."""
+    or only when ``monitor`` improves with ``save_best_only``. ``path`` may hold ``{epoch}``.
+    Distributed, rank 0 decides whether to save (broadcast), then every rank calls
+    ``Trainer.save_checkpoint`` and rank 0 writes."""
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
         super().__init__(monitor, mode)
@@ -80,7 +90,7 @@ class ModelCheckpoint(_Monitor):
     def on_epoch_end(self, trainer, epoch, logs):
         if self.save_best_only:
             value = self._value(logs)
-            if not self._improved(value):
+            if not decided_on_rank0(self._improved(value)):
                 return
             self.best = value
         trainer.save_checkpoint(self.path.format(epoch=epoch), epoch=epoch)
@@ -94,6 +104,8 @@ class CSVLogger(Callback):
     ``append=False`` starts a new file at the first fit(); later fit() calls of the same
     Trainer (a resumed run) add to it. ``append=True`` adds to an existing file from the start
     and keeps its header, which the logs must then match."""
+
+    rank_zero_only = True
 
     def __init__(self, path, append=False):
         self.path, self.append = os.fspath(path), append
@@ -146,6 +158,8 @@ class TensorBoardLogger(Callback):
     masked_crc32c(data)`` (little-endian); the first holds ``Event{wall_time, file_version:
     "brain.Event:2"}``, then one ``Event{wall_time, step, summary{value{tag, simple_value}}}``
     per figure, each flushed at the end of its epoch."""
+
+    rank_zero_only = True
 
     def __init__(self, logdir):
         self.logdir = os.fspath(logdir)
