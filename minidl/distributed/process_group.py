@@ -10,6 +10,7 @@ a program started without any MPI launcher is refused (see ``init_process_group`
 """
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -76,6 +77,7 @@ def _abort_world(kind, value, trace):
                      f"{_World.comm.Get_size()} ranks:\n")
     sys.stderr.write("".join(traceback.format_exception(kind, value, trace)))
     sys.stderr.flush()
+    time.sleep(0.5)  # let the launcher forward the traceback before Abort tears the world down
     _World.comm.Abort(1)
 
 
