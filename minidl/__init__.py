@@ -32,6 +32,7 @@ from .tensor import (  # noqa: E402
 from .tensor import Size, full  # noqa: E402
 from .functions import (  # noqa: E402  (PyTorch's top-level functions; they shadow abs, sum, max ... here)
     flatten, exp, log, sqrt, abs, sin, cos, tanh, sigmoid, relu, softmax, log_softmax, clamp, clip,
+    tril, triu,
     pow, sum, mean, std, var, max, min, maximum, minimum, argmax, argmin, matmul, mm, where, reshape,
     transpose, squeeze, unsqueeze, sort, topk, gather, cumsum, from_numpy, randint, randperm,
     linspace, eye, full_like, randn_like, rand_like, allclose, equal, is_tensor, get_default_dtype,
@@ -41,6 +42,7 @@ from .functions import (  # noqa: E402  (PyTorch's top-level functions; they sha
 
 from . import cuda, data, nn, optim, tree, utils  # noqa: E402
 from . import accelerator, autograd, vision  # noqa: E402  (PyTorch's torch.accelerator, torch.autograd, torchvision paths)
+from . import backends  # noqa: E402  (torch.backends.mps.is_available() is False)
 from .train import Trainer  # noqa: E402
 from . import onnx  # noqa: E402  (minidl.onnx.export; the onnx package loads on first use)
 from .utils.serialization import load, save  # noqa: E402

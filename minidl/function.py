@@ -153,8 +153,33 @@ class Node:
     def name(self):
         return f"{self.function.__name__}Backward"
 
+    @property
+    def next_functions(self):
+        """PyTorch's walk of the graph, one ``(node, 0)`` per Tensor input: the Node that made it,
+        an ``AccumulateGrad`` for a leaf that requires grad, or None for a constant."""
+        return tuple((t._node if t._node is not None
+                      else AccumulateGrad(t) if t.requires_grad else None, 0)
+                     for t in self.inputs if t is not None)
+
     def __repr__(self):
         return f"<{self.name()}>"
+
+
+class AccumulateGrad:
+    """Where the graph ends at a leaf Tensor that requires grad (``variable``): backward adds
+    the gradient into ``variable.grad``. Shown in ``Node.next_functions``, as in PyTorch."""
+
+    __slots__ = ("variable",)
+    next_functions = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def name(self):
+        return "AccumulateGrad"
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
 
 
 class Function:

@@ -60,6 +60,14 @@ def softmax(input, dim):
     return input.softmax(dim)
 
 
+def tril(input, diagonal=0):
+    return input.tril(diagonal)
+
+
+def triu(input, diagonal=0):
+    return input.triu(diagonal)
+
+
 def log_softmax(input, dim):
     return input.log_softmax(dim)
 

@@ -232,7 +232,8 @@ class Log(Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return np.log(x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf, log -1 = nan, as PyTorch
+            return np.log(x)
 
     @staticmethod
     def backward(ctx, grad):

@@ -739,6 +739,25 @@ class Tensor:
         result = ops.Where.apply(_operand(value), self, condition=self._mask(mask))
         return result if result.dtype == self.dtype else result.to(dtype=self.dtype)
 
+    def tril(self, diagonal=0):
+        """The lower triangle of the last two dimensions: y[..., i, j] = x[..., i, j] where
+        j - i <= diagonal, else 0;  dx = dy on the kept entries, 0 elsewhere."""
+        return self.masked_fill(self._outside_triangle("tril", diagonal, lower=True), 0)
+
+    def triu(self, diagonal=0):
+        """The upper triangle of the last two dimensions: y[..., i, j] = x[..., i, j] where
+        j - i >= diagonal, else 0;  dx = dy on the kept entries, 0 elsewhere."""
+        return self.masked_fill(self._outside_triangle("triu", diagonal - 1, lower=False), 0)
+
+    def _outside_triangle(self, name, diagonal, lower):
+        """A bool Tensor (rows, cols) on self's device: where j - i <= diagonal is False (lower)
+        or True (not lower), the entries that tril / triu set to zero."""
+        if self.ndim < 2:
+            raise RuntimeError(f"{name}: expected a tensor with 2 or more dimensions, got shape "
+                               f"{self.shape}")
+        below = np.tri(*self.shape[-2:], diagonal, dtype=np.bool_)
+        return Tensor(~below if lower else below, device=self.device)
+
     def _mask(self, mask):
         """A bool mask's array broadcast to self's shape (for masked_fill and masked_fill_)."""
         mask = mask.data if isinstance(mask, Tensor) else mask

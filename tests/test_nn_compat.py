@@ -417,8 +417,11 @@ def test_channel_dropout_statistics_and_errors():
     x = minidl.ones(200, 50, 1, 1)
     kept = np.mean(F.dropout2d(x, 0.3).data > 0)
     assert abs(kept - 0.7) < 0.03
-    with pytest.raises(ValueError, match=r"dropout2d.*\(5, 5\)"):
-        F.dropout2d(minidl.ones(5, 5))
+    with pytest.raises(ValueError, match=r"dropout2d.*\(5,\)"):
+        F.dropout2d(minidl.ones(5))
+    with pytest.warns(UserWarning, match="2-D input to dropout2d"):   # PyTorch: the same warning
+        flat = F.dropout2d(minidl.ones(400, 50), 0.3)                 # and one draw per entry
+    assert abs(np.mean(flat.data > 0) - 0.7) < 0.03 and 0 < np.mean(flat.data[0] > 0) < 1
     with pytest.raises(ValueError, match=r"dropout1d.*\(1, 2, 3, 4\)"):
         F.dropout1d(minidl.ones(1, 2, 3, 4))
     with pytest.raises(ValueError, match="between 0 and 1"):

@@ -76,6 +76,8 @@ CASES = {
     "scatter_add": (lambda m, a, b: a.scatter_add(1, _index(m, IDX), b), [(3, 4), (3, 4)], False),
     "cumsum": (lambda m, x: x.cumsum(1), [(3, 4)], False),
     "cumsum_dim0": (lambda m, x: x.cumsum(dim=0), [(3, 4)], False),
+    "tril": (lambda m, x: x.tril() + m.tril(x, -1) * 2 + x.tril(diagonal=2) * 3, [(3, 4)], False),
+    "triu_batched": (lambda m, x: x.triu(1) + m.triu(x, diagonal=-1) * 2, [(2, 3, 4)], False),
     "sin": (lambda m, x: m.sin(x) + x.sin(), [(3, 4)], False),
     "cos": (lambda m, x: m.cos(x) * x.cos(), [(3, 4)], False),
     "maximum": (lambda m, a, b: m.maximum(a, b), [(3, 4), (4,)], False),
@@ -318,6 +320,7 @@ DEVICE_CASES = {
     "promotion": lambda x: x + minidl.tensor([1, 2, 3, 4], device=x.device),
     "setitem": lambda x: _assigned(x), "in_place": lambda x: _copy(x).add_(x, alpha=2).mul_(3).clamp_(-1, 1),
     "copy_fill": lambda x: _copy(x).copy_(x.exp()) + _copy(x).fill_(2.0),
+    "tril_triu": lambda x: x.tril(1) + minidl.triu(x, -1) * 2,
 }
 
 
@@ -344,7 +347,7 @@ def test_meta_shapes_and_dtypes(name):
 @pytest.mark.skipif(not minidl.cuda.is_available(), reason="CUDA is not available")
 @pytest.mark.parametrize("name", ["sort", "topk", "gather", "scatter", "scatter_add", "expand", "repeat",
                                   "var", "masked_fill", "where", "maximum", "setitem", "in_place",
-                                  "copy_fill", "promotion"])
+                                  "copy_fill", "promotion", "tril_triu"])
 def test_cuda_matches_cpu(name):
     data = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     results = {}
