@@ -1,8 +1,11 @@
 """minidl next to PyTorch (and scikit-learn for trees), in one process, as time ratios.
 
     python scripts/bench.py                 # every section
-    python scripts/bench.py --only mlp      # one section: mlp, startup, conv, rnn, tree
+    python scripts/bench.py --only mlp      # one section: mlp, startup, conv, rnn, tree, transformer
+    python scripts/bench.py --only distributed  # scripts/bench_distributed.py (mpiexec; not in the default)
     python scripts/bench.py --quick         # fewer images and repeats
+    python scripts/bench.py --alone         # conv section also with each library alone in its own
+                                            # process (GEMM peak, % of it and memory are always shown)
     python scripts/bench.py --device cuda   # conv ops and CNN epochs on the GPU: minidl cuda, PyTorch
                                             # cuda and minidl's own cpu path
 
@@ -96,16 +99,85 @@ def startup_rows():
     return rows
 
 
+def transformer_rows(repeats, batch=32, seq=128, d_model=256, heads=4):
+    """Forward + backward of a TransformerEncoderLayer (dropout 0, batch_first) and of a LayerNorm
+    over the same activations, minidl and PyTorch on the same weights and inputs."""
+    import torch
+    from minidl import nn
+
+    torch.set_num_threads(numba.get_num_threads())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, seq, d_model)).astype(np.float32)
+    upstream = rng.standard_normal(x.shape).astype(np.float32)
+    layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=0.0, batch_first=True)
+    t_layer = torch.nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=0.0,
+                                               batch_first=True)
+    t_layer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    norm, t_norm = nn.LayerNorm(d_model), torch.nn.LayerNorm(d_model)
+    t_x, t_upstream = torch.from_numpy(x), torch.from_numpy(upstream)
+
+    def ours(module):
+        def step():
+            inputs = minidl.tensor(x, requires_grad=True)
+            module(inputs).backward(upstream)
+        return step
+
+    def theirs(module):
+        def step():
+            inputs = t_x.clone().requires_grad_(True)
+            module(inputs).backward(t_upstream)
+        return step
+
+    rows = []
+    for name, mine, reference in ((f"TransformerEncoderLayer d{d_model} h{heads} ({batch}, {seq})", layer, t_layer),
+                                  (f"LayerNorm({d_model}) on ({batch}, {seq}, {d_model})", norm, t_norm)):
+        medians = time_interleaved({"minidl": ours(mine), "torch": theirs(reference)}, repeats)
+        rows.append({"benchmark": name + ", fwd+bwd", "minidl_s": medians["minidl"], "torch_s": medians["torch"],
+                     "ratio": medians["minidl"] / medians["torch"]})
+    return rows
+
+
+def conv_transpose_rows(repeats, batch=64, shape=(32, 16, 16), out_channels=16):
+    """Forward + backward of ConvTranspose2d(3x3, stride 2, padding 1, output_padding 1) (a
+    decoder's upsampling step), minidl and PyTorch on the same weights and inputs."""
+    import torch
+    from minidl import nn
+
+    torch.set_num_threads(numba.get_num_threads())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + shape).astype(np.float32)
+    layer = nn.ConvTranspose2d(shape[0], out_channels, 3, stride=2, padding=1, output_padding=1)
+    t_layer = torch.nn.ConvTranspose2d(shape[0], out_channels, 3, stride=2, padding=1, output_padding=1)
+    t_layer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    upstream = rng.standard_normal((batch, out_channels, 2 * shape[1], 2 * shape[2])).astype(np.float32)
+    t_x, t_upstream = torch.from_numpy(x), torch.from_numpy(upstream)
+
+    def ours():
+        layer(minidl.tensor(x, requires_grad=True)).backward(upstream)
+
+    def theirs():
+        t_layer(t_x.clone().requires_grad_(True)).backward(t_upstream)
+
+    medians = time_interleaved({"minidl": ours, "torch": theirs}, repeats)
+    return [{"benchmark": f"ConvTranspose2d({shape[0]}, {out_channels}, 3, stride 2) on {(batch,) + shape}, "
+                          "fwd+bwd", "minidl_s": medians["minidl"], "torch_s": medians["torch"],
+             "ratio": medians["minidl"] / medians["torch"]}]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", choices=["mlp", "startup", "conv", "rnn", "tree"])
+    parser.add_argument("--only", action="append",
+                        choices=["mlp", "startup", "conv", "rnn", "tree", "transformer", "distributed"])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    parser.add_argument("--alone", action="store_true",
+                        help="conv section: also time each library in a process of its own")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: the conv section on the GPU (the other sections are cpu only)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not minidl.cuda.is_available():
         parser.error("--device cuda: minidl.cuda.is_available() is False (no NVIDIA GPU or driver)")
-    sections = args.only or (["conv"] if args.device == "cuda" else ["startup", "mlp", "conv", "rnn", "tree"])
+    sections = args.only or (["conv"] if args.device == "cuda"
+                             else ["startup", "mlp", "conv", "rnn", "tree", "transformer"])
     repeats = 3 if args.quick else 5
     print(f"minidl {minidl.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads, "
           f"{numba.config.THREADING_LAYER} layer), numpy {np.__version__}")
@@ -116,7 +188,13 @@ def main(argv=None):
         print_table(mlp_epoch_rows(10_000 if args.quick else 60_000, repeats), "MLP training (Fashion-MNIST)")
     for name in ("conv", "rnn", "tree"):
         if name in sections:
-            run_section(name, args.quick, **({"device": args.device} if name == "conv" else {}))
+            run_section(name, args.quick, **({"device": args.device, "alone": args.alone} if name == "conv" else {}))
+    if "conv" in sections and args.device == "cpu":
+        print_table(conv_transpose_rows(3 if args.quick else 10), "Transposed convolution, forward + backward")
+    if "transformer" in sections:
+        print_table(transformer_rows(5 if args.quick else 15), "Transformer layers, forward + backward")
+    if "distributed" in sections:
+        __import__("bench_distributed").main([])
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 

@@ -1,17 +1,23 @@
 """Convolution, pooling and batch norm, forward + backward, minidl next to PyTorch in one process.
 
-    python scripts/bench_conv.py [--quick] [--device cuda]
+    python scripts/bench_conv.py [--quick] [--device cuda] [--alone]
 
 Runs alternate between the libraries (medians, ratio = minidl / PyTorch); PyTorch gets as many
-threads as Numba. Also the first-call time of the conv kernels in a fresh interpreter, with a
-cold and then a warm Numba cache.
+threads as Numba. With --alone the op and epoch rows are measured again with each library in a
+process of its own (no second thread pool beside it). Also: the float32 GEMM peak of this
+machine (np.matmul 2048^2) and each conv row's GFLOP/s as a share of it; peak resident memory
+(VmHWM) of a FashionCNN training step at batch 256 in a fresh process per library, with minidl's
+parallel kernel launches per step; the first-call time of the conv kernels in a fresh
+interpreter, with a cold and then a warm Numba cache.
 """
 import argparse
 import copy
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
@@ -49,17 +55,38 @@ class Side:
         return run
 
 
-def sides(device):
+def sides(device, only=None):
     """The contestants: minidl and PyTorch on ``device``; on cuda also minidl's cpu path, for the
-    speed-up of the GPU over it (PyTorch cuda is left out when this torch has no CUDA)."""
+    speed-up of the GPU over it (PyTorch cuda is left out when this torch has no CUDA).
+    ``only``: just that contestant (a process of its own, --alone)."""
     import torch
     torch.set_num_threads(numba.get_num_threads())
     if device == "cpu":
-        return {"minidl": Side("minidl", "cpu"), "torch": Side("torch", "cpu")}
-    chosen = {"minidl": Side("minidl", "cuda"), "minidl_cpu": Side("minidl", "cpu")}
-    if torch.cuda.is_available():
-        chosen["torch"] = Side("torch", "cuda")
-    return chosen
+        chosen = {"minidl": Side("minidl", "cpu"), "torch": Side("torch", "cpu")}
+    else:
+        chosen = {"minidl": Side("minidl", "cuda"), "minidl_cpu": Side("minidl", "cpu")}
+        if torch.cuda.is_available():
+            chosen["torch"] = Side("torch", "cuda")
+    return chosen if only is None else {only: chosen[only]}
+
+
+def gemm_peak(size=2048, repeats=5):
+    """This machine's float32 GEMM rate in GFLOP/s: the best of ``repeats`` np.matmul of two
+    size x size matrices (2 size^3 flops), on the threads BLAS has."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.matmul(a, a, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def conv_flops(n, c, o, kernel, out_size, groups=1, passes=3):
+    """Multiply-adds x 2 of a convolution: 2 N O C/g kh kw oh ow per pass (forward, dX, dW)."""
+    return passes * 2 * n * o * (c // groups) * kernel[0] * kernel[1] * out_size[0] * out_size[1]
 
 
 def _ratio_row(name, medians, unit, scale=1.0):
@@ -74,12 +101,38 @@ def _ratio_row(name, medians, unit, scale=1.0):
     return row
 
 
-def op_rows(device="cpu", repeats=5, batch=64):
+OP_NAMES = {"conv": "conv2d ({batch},16,32,32)x(32,16,3,3) pad 1", "pool": "max_pool2d 2x2 ({batch},32,32,32)",
+            "bn": "BatchNorm2d train ({batch},32,32,32)", "ce": "cross_entropy ({batch4},1000)"}
+
+
+def op_rows(device="cpu", repeats=5, batch=64, peak=None, alone=False):
     """Forward + backward (dx and every parameter gradient), float32:
     conv2d (64,16,32,32) x (32,16,3,3) pad 1; max_pool2d 2x2 and BatchNorm2d on (64,32,32,32);
-    cross-entropy on (256,1000) logits. ``batch`` shrinks the first axis (for the simulator)."""
+    cross-entropy on (256,1000) logits. ``batch`` shrinks the first axis (for the simulator).
+    ``peak`` (GFLOP/s): the conv row also gets each library's GFLOP/s and its % of that peak.
+    ``alone``: each (op, library) timed in a process of its own."""
+    if alone:
+        medians = {op: {who: _alone("op", op, who, device, repeats, batch) for who in sides(device)}
+                   for op in OP_NAMES}
+    else:
+        steps = op_steps(device, batch)
+        medians = {op: time_interleaved(steps[op], repeats) for op in steps}
+    rows = []
+    for op, times in medians.items():
+        row = _ratio_row(f"{OP_NAMES[op].format(batch=batch, batch4=4 * batch)}, fwd+bwd", times, "ms")
+        if peak:  # columns in every row (the table takes the first row's keys), figures for conv
+            flops = conv_flops(batch, 16, 32, (3, 3), (32, 32))
+            for who, seconds in times.items():
+                row[f"{who}_GFLOP/s"] = flops / seconds / 1e9 if op == "conv" else "-"
+                row[f"{who}_%peak"] = 100 * flops / seconds / 1e9 / peak if op == "conv" else "-"
+        rows.append(row)
+    return rows
+
+
+def op_steps(device="cpu", batch=64, only=None):
+    """{op: {contestant: step}} for ``op_rows``."""
     import torch
-    contestants = sides(device)
+    contestants = sides(device, only)
     rng = np.random.default_rng(0)
 
     def normal(*shape):
@@ -103,15 +156,23 @@ def op_rows(device="cpu", repeats=5, batch=64):
         steps["bn"][who] = side.timed(lambda norm=norm, ta=ta, t_up=t_up: norm(ta).backward(t_up))
         steps["ce"][who] = side.timed(lambda functional=functional, t_logits=t_logits, t_labels=t_labels:
                                       functional.cross_entropy(t_logits, t_labels).backward())
-    names = {"conv": f"conv2d ({batch},16,32,32)x(32,16,3,3) pad 1", "pool": f"max_pool2d 2x2 ({batch},32,32,32)",
-             "bn": f"BatchNorm2d train ({batch},32,32,32)", "ce": f"cross_entropy ({4 * batch},1000)"}
-    return [_ratio_row(f"{names[op]}, fwd+bwd", time_interleaved(steps[op], repeats), "ms") for op in steps]
+    return steps
 
 
-def epoch_rows(model_name, batch_size, device="cpu", repeats=5, steps=10):
+def epoch_rows(model_name, batch_size, device="cpu", repeats=5, steps=10, alone=False):
     """Seconds per Fashion-MNIST epoch (60,000 images) of ``models/<model_name>`` trained with
     Adam, from ``steps`` timed batches of random images; PyTorch trains the same network with
-    the same starting weights (``torch_twin``)."""
+    the same starting weights (``torch_twin``). ``alone``: each library in a process of its own."""
+    if alone:
+        medians = {who: _alone("epoch", f"{model_name}:{batch_size}:{steps}", who, device, repeats)
+                   for who in sides(device)}
+    else:
+        medians = time_interleaved(epoch_steps(model_name, batch_size, device, steps), repeats)
+    return [_ratio_row(f"{model_name} epoch, batch {batch_size}", medians, "s", 60_000 / (steps * batch_size))]
+
+
+def epoch_steps(model_name, batch_size, device="cpu", steps=10, only=None):
+    """{contestant: ``steps`` Adam training steps on one batch of random images}."""
     import torch
     from minidl import nn, optim
     from models import MODELS
@@ -122,7 +183,7 @@ def epoch_rows(model_name, batch_size, device="cpu", repeats=5, steps=10):
     minidl.manual_seed(0)
     reference = MODELS[model_name]()
     runs = {}
-    for who, side in sides(device).items():
+    for who, side in sides(device, only).items():
         x, y = side.array(images), side.array(labels)
         if side.library == "minidl":
             model = copy.deepcopy(reference).to(side.device)
@@ -138,8 +199,118 @@ def epoch_rows(model_name, batch_size, device="cpu", repeats=5, steps=10):
                 loss.backward()
                 optimizer.step()
         runs[who] = side.timed(train)
-    medians = time_interleaved(runs, repeats)
-    return [_ratio_row(f"{model_name} epoch, batch {batch_size}", medians, "s", 60_000 / (steps * batch_size))]
+    return runs
+
+
+def _alone(kind, name, who, device, repeats, batch=64):
+    """Median seconds of one contestant's step, timed in a fresh interpreter of its own."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", kind, name, who, device,
+                          str(repeats), str(batch)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
+
+
+def _child(kind, name, who, device, repeats, batch):
+    """The other end of ``_alone``: prints {"median_s": ...}."""
+    if kind == "op":
+        step = op_steps(device, int(batch), only=who)[name][who]
+    else:
+        model_name, batch_size, steps = name.split(":")
+        step = epoch_steps(model_name, int(batch_size), device, int(steps), only=who)[who]
+    print(json.dumps({"median_s": time_interleaved({who: step}, int(repeats))[who]}))
+
+
+MEMORY_STEP = """
+import json, sys
+import numpy as np
+library, batch = sys.argv[1], int(sys.argv[2])
+sys.path[:0] = sys.argv[3:5]
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+rng = np.random.default_rng(0)
+images = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+labels = rng.integers(0, 10, batch)
+if library == "minidl":
+    import minidl
+    from minidl import nn, optim
+    from models import MODELS
+    model = MODELS["fashion_cnn"]()
+    optimizer, loss_fn = optim.Adam(model.parameters(), lr=1e-3), nn.CrossEntropyLoss()
+    x, y = minidl.tensor(images), minidl.tensor(labels)
+else:
+    import torch
+    import minidl
+    from models import MODELS
+    from bench_common import torch_twin
+    minidl.manual_seed(0)
+    model = torch_twin(MODELS["fashion_cnn"]())
+    optimizer, loss_fn = torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+
+def step():
+    loss = loss_fn(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+before = status("VmRSS")
+step()
+step()
+result = {"before_step_MB": before, "peak_MB": status("VmHWM")}
+if library == "minidl":
+    result["launches"] = count_launches(step)
+print(json.dumps(result))
+"""
+
+COUNT_LAUNCHES = '''
+def count_launches(step):
+    """Parallel (prange) kernels called from Python during one ``step``: every compiled parallel
+    dispatcher found in a minidl module (and each size_dispatched kernel's parallel twin) is
+    replaced there by a counting wrapper. Calls made from inside other compiled code (none
+    launch a thread pool of their own) and BLAS calls are not counted."""
+    import sys
+    from numba.core.registry import CPUDispatcher
+    from minidl.kernels.cpu import SizeDispatched
+    count = [0]
+
+    def counted(kernel):
+        def call(*args, **kwargs):
+            count[0] += 1
+            return kernel(*args, **kwargs)
+        return call
+
+    wrappers = {}
+    for name, module in list(sys.modules.items()):
+        if name.startswith("minidl") and module is not None:
+            for attr, value in list(vars(module).items()):
+                if isinstance(value, CPUDispatcher) and value.targetoptions.get("parallel"):
+                    wrappers.setdefault(id(value), counted(value))
+                    setattr(module, attr, wrappers[id(value)])
+                elif isinstance(value, SizeDispatched) and id(value) not in wrappers:
+                    wrappers[id(value)] = value.parallel = counted(value.parallel)
+    step()
+    return count[0]
+'''
+
+
+def memory_rows(batch=256):
+    """Peak resident memory (VmHWM) of a process that builds FashionCNN and runs two Adam training
+    steps at ``batch``, one fresh process per library, beside its resident memory before the first
+    step (the torch process also imports minidl, for the model's weights: compare step_peak_MB);
+    and minidl's parallel kernel launches in one step."""
+    rows = []
+    paths = [HERE, os.path.dirname(HERE)]
+    for who in ("minidl", "torch"):
+        out = subprocess.run([sys.executable, "-c", COUNT_LAUNCHES + MEMORY_STEP, who, str(batch)] + paths,
+                             capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append({"benchmark": f"FashionCNN train step, batch {batch}", "library": who,
+                     "rss_before_step_MB": result["before_step_MB"], "peak_rss_MB": result["peak_MB"],
+                     "step_peak_MB": result["peak_MB"] - result["before_step_MB"],
+                     "parallel_launches_per_step": result.get("launches", "-")})
+    return rows
 
 
 FIRST_CALL = """
@@ -171,13 +342,22 @@ def compile_rows():
     return rows
 
 
-def main_section(quick=False, device="cpu"):
+def main_section(quick=False, device="cpu", alone=False):
     repeats = 3 if quick else 7
-    print_table(op_rows(device, repeats), f"Convolution, pooling, batch norm, cross-entropy (float32, {device})")
-    epochs = [epoch_rows(name, batch, device, repeats=3 if quick else 5)[0]
-              for name in ("lenet", "fashion_cnn") for batch in (64, 256)]
-    print_table(epochs, f"Training epochs (random images, {device})")
+    peak = gemm_peak() if device == "cpu" else None
+    if peak:
+        print(f"\nfloat32 GEMM peak (np.matmul 2048^2, {numba.get_num_threads()} threads): {peak:.0f} GFLOP/s")
+    ways = [("interleaved in one process", False)] + ([("each library alone in its own process", True)]
+                                                      if alone else [])
+    for how, apart in ways:
+        print_table(op_rows(device, repeats, peak=peak, alone=apart),
+                    f"Convolution, pooling, batch norm, cross-entropy (float32, {device}), {how}")
+    for how, apart in ways:
+        epochs = [epoch_rows(name, batch, device, repeats=3 if quick else 5, alone=apart)[0]
+                  for name in ("lenet", "fashion_cnn") for batch in (64, 256)]
+        print_table(epochs, f"Training epochs (random images, {device}), {how}")
     if device == "cpu":
+        print_table(memory_rows(), "Peak resident memory (VmHWM), fresh process per library")
         print_table(compile_rows(), "Kernel compile time (fresh interpreter)")
 
 
@@ -185,9 +365,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--alone", action="store_true", help="also time each library in its own process")
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        _child(*args.child)
+        sys.exit(0)
     if args.device == "cuda" and not minidl.cuda.is_available():
         parser.error("--device cuda: minidl.cuda.is_available() is False (no NVIDIA GPU or driver)")
     print(f"minidl {minidl.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads, "
           f"{numba.config.THREADING_LAYER} layer)")
-    main_section(args.quick, args.device)
+    main_section(args.quick, args.device, args.alone)
