@@ -15,7 +15,7 @@ def _set_affine(rng, ours, theirs, torch):
     for name in ("weight", "bias"):
         if getattr(theirs, name, None) is not None:
             value = rng.standard_normal(tuple(getattr(theirs, name).shape)).astype(np.float32)
-            getattr(ours, name).data[...] = value
+            getattr(ours, name).array[...] = value
             with torch.no_grad():
                 getattr(theirs, name).copy_(torch.tensor(value))
 
@@ -23,7 +23,8 @@ def _set_affine(rng, ours, theirs, torch):
 @pytest.mark.parametrize("x_shape, normalized_shape, options", [
     ((4, 7, 6), 6, {}),
     ((3, 5, 2, 4), (2, 4), {"eps": 1e-3}),
-    ((40, 13), 13, {"bias": False}),            # more rows than one backward task (32): partial sums
+    ((70, 13), 13, {"bias": False}),            # more rows than one backward task (64): partial sums
+    ((3, 2, 523), 523, {}),                     # rows of two 256-blocks and a tail of 11 (8 chains)
     ((2, 3, 4), (4,), {"elementwise_affine": False}),
 ])
 def test_layer_norm_matches_torch(rng, x_shape, normalized_shape, options):
@@ -81,6 +82,24 @@ def test_group_norm_gradcheck(rng):
     w = minidl.tensor(rng.standard_normal(4), dtype=minidl.float64, requires_grad=True)
     b = minidl.tensor(rng.standard_normal(4), dtype=minidl.float64, requires_grad=True)
     assert gradcheck(lambda x, w, b: F.group_norm(x, 2, w, b), [x, w, b])
+
+
+def test_float32_rows_keep_float32_accuracy(rng):
+    """Long float32 rows with a large mean: the eight float32 chains per 256-block and the float64
+    totals keep y and every gradient within float32 rounding of a float64 evaluation."""
+    x = (100 + rng.standard_normal((6, 3000))).astype(np.float32)
+    upstream = rng.standard_normal(x.shape).astype(np.float32)
+    weight = rng.standard_normal(3000)
+    results = []
+    for dtype in (minidl.float32, minidl.float64):
+        mx = minidl.tensor(x, dtype=dtype, requires_grad=True)
+        w = minidl.tensor(weight, dtype=dtype, requires_grad=True)
+        out = F.layer_norm(mx, 3000, w)
+        out.backward(minidl.tensor(upstream, dtype=dtype))
+        results.append([np.asarray(t.data, dtype=np.float64) for t in (out, mx.grad, w.grad)])
+    for name, single, double in zip(("y", "dx", "dweight"), *results):
+        scale = np.abs(double).max()
+        np.testing.assert_allclose(single, double, atol=2e-5 * scale, err_msg=name)
 
 
 def test_float64_stays_float64_and_large_mean_keeps_digits(rng):

@@ -85,7 +85,7 @@ def test_state_dict_round_trip_copies():
     np.testing.assert_array_equal(a(x).data, b(x).data)
     state = a.state_dict()
     state["block.fc.weight"][...] = 0  # a state_dict is a copy
-    assert np.any(a.block.fc.weight.data != 0)
+    assert np.any(a.block.fc.weight.array != 0)
 
 
 def test_load_state_dict_reports_by_name_and_writes_nothing_on_error():
@@ -136,8 +136,8 @@ def test_linear_matches_torch(rng):
     layer = nn.Linear(5, 3)
     t_layer = torch.nn.Linear(5, 3)
     with torch.no_grad():
-        t_layer.weight.copy_(torch.tensor(layer.weight.data))
-        t_layer.bias.copy_(torch.tensor(layer.bias.data))
+        t_layer.weight.copy_(torch.tensor(layer.weight.array))
+        t_layer.bias.copy_(torch.tensor(layer.bias.array))
     data = rng.standard_normal((2, 4, 5)).astype(np.float32)
     x = minidl.tensor(data, requires_grad=True)
     tx = torch.tensor(data, requires_grad=True)
@@ -151,12 +151,31 @@ def test_linear_matches_torch(rng):
     assert_close(layer.bias.grad, t_layer.bias.grad)
 
 
+@pytest.mark.parametrize("shape", [(5, 4), (4,), (2, 3, 4), (2, 1, 3, 4)], ids=["2d", "1d", "3d", "4d"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_gradcheck(bias, rng):
+def test_linear_gradcheck(bias, shape, rng):
     layer = nn.Linear(4, 3, bias=bias).double()
-    x = minidl.tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    x = minidl.tensor(rng.standard_normal(shape), requires_grad=True)
     params = [x, layer.weight] + ([layer.bias] if bias else [])
     assert gradcheck(lambda x, w, b=None: F.linear(x, w, b), params)
+
+
+def test_linear_of_a_4d_and_a_permuted_input_matches_torch(rng):
+    """The leading axes fold into one GEMM; a non-contiguous input folds through a copy."""
+    torch = pytest.importorskip("torch")
+    weight = rng.standard_normal((3, 5))
+    bias = rng.standard_normal(3)
+    data = rng.standard_normal((2, 3, 4, 5))
+    for view in (lambda t: t, lambda t: t.permute(2, 0, 1, 3)):
+        x = minidl.tensor(data, requires_grad=True)
+        w, b = minidl.tensor(weight, requires_grad=True), minidl.tensor(bias, requires_grad=True)
+        tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (data, weight, bias))
+        out, expected = F.linear(view(x), w, b), torch.nn.functional.linear(view(tx), tw, tb)
+        upstream = rng.standard_normal(out.shape)
+        out.backward(upstream)
+        expected.backward(torch.tensor(upstream))
+        for mine, theirs in ((out, expected), (x.grad, tx.grad), (w.grad, tw.grad), (b.grad, tb.grad)):
+            np.testing.assert_allclose(np.asarray(mine.data), theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_linear_error_names_the_layer_and_shapes():
@@ -182,14 +201,14 @@ def test_linear_init_bounds_follow_pytorch():
 def test_init_standard_deviations(method, expected_std):
     weight = nn.Parameter(np.empty((400, 500), dtype=np.float32))
     method(weight)
-    assert weight.data.std() == pytest.approx(expected_std, rel=0.03)
-    assert abs(weight.data.mean()) < 0.05 * expected_std * 10
+    assert weight.array.std() == pytest.approx(expected_std, rel=0.03)
+    assert abs(weight.array.mean()) < 0.05 * expected_std * 10
 
 
 def test_init_zeros_and_gain():
     w = nn.Parameter(np.ones((2, 2), dtype=np.float32))
     nn.init.zeros_(w)
-    assert not w.data.any()
+    assert not w.array.any()
     assert nn.init.calculate_gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / 1.04))
     with pytest.raises(ValueError, match="2 or more dimensions"):
         nn.init.xavier_uniform_(nn.Parameter(np.zeros(3)))
@@ -199,9 +218,9 @@ def test_dropout_train_and_eval(rng):
     layer = nn.Dropout(0.25)
     x = minidl.ones(200, 100, requires_grad=True)
     y = layer(x)
-    kept = y.data != 0
+    kept = y.array != 0
     assert kept.mean() == pytest.approx(0.75, abs=0.02)
-    np.testing.assert_allclose(y.data[kept], 1 / 0.75, rtol=1e-6)
+    np.testing.assert_allclose(y.array[kept], 1 / 0.75, rtol=1e-6)
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.data != 0, kept)
     layer.eval()

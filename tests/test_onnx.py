@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import minidl
+import minidl.nn.functional as F
 from minidl import nn
+from models.autoencoder import ConvAutoencoder
 from models.fashion_cnn import FashionCNN
 from models.lenet import LeNet5
 from models.mlp import MLP
@@ -22,10 +24,10 @@ def _randomize_batch_norm(model, rng):
     for module in model.modules():
         if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             n = module.num_features
-            module.running_mean.data[...] = rng.uniform(-1, 1, n)
-            module.running_var.data[...] = rng.uniform(0.5, 2, n)
-            module.weight.data[...] = rng.uniform(0.5, 1.5, n)
-            module.bias.data[...] = rng.uniform(-1, 1, n)
+            module.running_mean.array[...] = rng.uniform(-1, 1, n)
+            module.running_var.array[...] = rng.uniform(0.5, 2, n)
+            module.weight.array[...] = rng.uniform(0.5, 1.5, n)
+            module.bias.array[...] = rng.uniform(-1, 1, n)
     return model
 
 
@@ -150,6 +152,116 @@ def test_names_and_several_outputs(tmp_path, rng):
         y, (h, c) = lstm(minidl.tensor(x))
         for expected, got in zip((y, h, c), session.run(None, {"seq": x})):
             np.testing.assert_allclose(got, expected.data, rtol=1e-5, atol=1e-5)
+
+
+def _op_types(proto):
+    return {node.op_type for node in proto.graph.node}
+
+
+def _vectors(rng, width=8):
+    return lambda n: (2 * rng.standard_normal((n, width))).astype(np.float32)
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_modern_activations(opset, tmp_path, rng):
+    """GELU exact and tanh (Erf / Tanh forms; Gelu from opset 20), SiLU, ELU, Softplus with beta
+    and threshold (both branches taken), Mish (Mish from opset 18), Hardtanh."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 8), nn.GELU(approximate="tanh"),
+                          nn.Linear(8, 8), nn.SiLU(), nn.ELU(alpha=0.7), nn.Softplus(beta=2.0, threshold=1.0),
+                          nn.Linear(8, 8), nn.Mish(), nn.Linear(8, 8), nn.Hardtanh(-0.5, 0.8))
+    proto = _check(model, _vectors(rng), tmp_path, opset_version=opset)
+    expected = {"Erf", "Softplus", "Elu", "Clip"} if opset < 20 else {"Gelu", "Mish", "Elu", "Clip"}
+    assert expected <= _op_types(proto)
+
+
+class Normalised(nn.Module):
+    """Conv, GroupNorm, ConvTranspose2d (groups, dilation), Upsample in three modes, F.pad in
+    every mode, ConvTranspose1d and LayerNorm over two axes without affine parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.group = nn.GroupNorm(2, 4)
+        self.up = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2, dilation=1)
+        self.dilated = nn.ConvTranspose2d(6, 4, 2, dilation=2, bias=False)
+        self.nearest = nn.Upsample(scale_factor=2)
+        self.bilinear = nn.Upsample(size=(9, 7), mode="bilinear", align_corners=True)
+        self.line = nn.ConvTranspose1d(4, 3, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm((3, 17), elementwise_affine=False)
+
+    def forward(self, x):
+        h = self.dilated(self.up(self.group(self.conv(x)).relu()))                 # (N, 4, 12, 12)
+        h = F.interpolate(self.bilinear(self.nearest(h)), scale_factor=0.5, mode="bilinear")  # (N, 4, 4, 3)
+        h = F.pad(h, (1, 2, 0, 1), mode="reflect") + F.pad(h, (1, 2, 0, 1), mode="replicate")
+        circular = F.pad(F.pad(h, (1, 1, 1, 1), mode="circular"), (0, 1, -1, 0))  # constant crops
+        h = F.pad(h, (1, 2, 0, 1), value=0.25) + circular                          # (N, 4, 6, 9)
+        line = self.line(h.mean(dim=2))                                            # (N, 3, 17)
+        return self.norm(line)
+
+
+def test_normalisation_transposed_convolution_resize_and_pad(tmp_path, rng):
+    proto = _check(Normalised(), _images(rng, 2, 5), tmp_path)
+    assert {"LayerNormalization", "ConvTranspose", "Resize", "Pad", "Gather"} <= _op_types(proto)
+
+
+class Attending(nn.Module):
+    """scaled_dot_product_attention with a float mask and causal, and a sequence-first
+    MultiheadAttention with kdim / vdim of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(6, 24)
+        self.cross = nn.MultiheadAttention(12, 3, kdim=6, vdim=5)
+
+    def forward(self, x):
+        n = x.shape[0]
+        q, k, v = (self.proj(x)[..., 6 * i:6 * i + 6].reshape(n, 4, 2, 3).permute(0, 2, 1, 3) for i in range(3))
+        mask = minidl.tensor(np.linspace(-1, 1, 16, dtype=np.float32).reshape(4, 4))
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        b = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3)
+        mixed = (a + b).permute(2, 0, 1, 3).reshape(4, n, 6)                       # (L, N, 6)
+        query = minidl.cat([mixed, mixed], dim=2)                                   # (L, N, 12)
+        out, _ = self.cross(query, x.permute(1, 0, 2), x[:, :, :5].permute(1, 0, 2), need_weights=False)
+        return out.permute(1, 0, 2)
+
+
+def test_attention(tmp_path, rng):
+    proto = _check(Attending(), lambda n: rng.standard_normal((n, 4, 6)).astype(np.float32), tmp_path)
+    assert {"Softmax", "MatMul"} <= _op_types(proto)
+
+
+def test_transformer_encoder(tmp_path, rng):
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2)
+    proto = _check(model, lambda n: rng.standard_normal((n, 5, 16)).astype(np.float32), tmp_path)
+    assert "LayerNormalization" in _op_types(proto)
+
+
+def test_autoencoder(tmp_path, rng):
+    proto = _check(ConvAutoencoder(), _images(rng), tmp_path)
+    assert "ConvTranspose" in _op_types(proto)
+
+
+class Untraced(nn.Module):
+    def forward(self, x):
+        return minidl.ones(*x.shape)
+
+
+def test_attention_weights_are_refused_not_frozen(tmp_path):
+    """MultiheadAttention's weights and outputs made outside the recorded operations are refused
+    rather than written as constants."""
+    x = np.zeros((3, 2, 8), np.float32)
+    with pytest.raises(NotImplementedError, match=r"the model \(MultiheadAttention\) returns attention "
+                                                  r"weights.*need_weights=False"):
+        minidl.onnx.export(nn.MultiheadAttention(8, 2), (x, x, x), tmp_path / "a.onnx")
+    with pytest.raises(NotImplementedError, match="output 'output' is not computed by an operation"):
+        minidl.onnx.export(Untraced(), x, tmp_path / "u.onnx")
+
+
+def test_layer_norm_needs_opset_17(tmp_path):
+    with pytest.raises(NotImplementedError, match=r"\(LayerNorm\) needs LayerNormalization.*opset_version=17"):
+        minidl.onnx.export(nn.LayerNorm(4), np.zeros((2, 4), np.float32), tmp_path / "n.onnx",
+                           opset_version=16)
 
 
 def test_tiled_convolution_is_refused_naming_the_layer(tmp_path):

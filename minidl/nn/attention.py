@@ -71,12 +71,12 @@ class MultiheadAttention(Module):
             init.zeros_(self.out_proj.bias)
 
     def _projections(self, query, key, value):
-        """(Q, K, V) from inputs whose rows are the tokens: (tokens, E) each, one GEMM per
-        projection (or one for all three in self-attention)."""
+        """(Q, K, V) projected over the inputs' last axis, one GEMM per projection (or one for
+        all three in self-attention)."""
         E, bias = self.embed_dim, self.in_proj_bias
         if self._qkv_same_embed_dim and query is key and key is value:  # self-attention: one product
             qkv = F.linear(query, self.in_proj_weight, bias)
-            return qkv[:, :E], qkv[:, E:2 * E], qkv[:, 2 * E:]
+            return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
         biases = (None, None, None) if bias is None else (bias[:E], bias[E:2 * E], bias[2 * E:])
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
@@ -140,19 +140,17 @@ class MultiheadAttention(Module):
         batch_axis = 1 if seq_first else 0
         batch, queries, keys = query.shape[batch_axis], query.shape[1 - batch_axis], key.shape[1 - batch_axis]
         h, d = self.num_heads, self.head_dim
-        # projections over token rows in the inputs' own order (a single big GEMM each), then
-        # the heads as (N, h, length, d)
-        rows = {id(t): t.reshape(-1, t.shape[-1]) for t in (query, key, value)}
-        projected = self._projections(rows[id(query)], rows[id(key)], rows[id(value)])
+        # projections in the inputs' own order (one GEMM of all tokens each), then the heads as
+        # (N, h, length, d)
+        projected = self._projections(query, key, value)
         order = (1, 2, 0, 3) if seq_first else (0, 2, 1, 3)
-        q, k, v = (t.reshape(*((-1, batch) if seq_first else (batch, -1)), h, d).permute(*order)
-                   for t in projected)
+        q, k, v = (t.reshape(*t.shape[:-1], h, d).permute(*order) for t in projected)
         meta = q.device == "meta"  # shapes only: masks change values, not shapes
         mask = None if meta else self._mask(attn_mask, key_padding_mask, batch, queries, keys, q.dtype, is_causal)
         heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                                dropout_p=self.dropout if self.training else 0.0)
         merged = heads.permute(*((2, 0, 1, 3) if seq_first else (0, 2, 1, 3)))
-        output = self.out_proj(merged.reshape(-1, self.embed_dim)).reshape(query.shape)
+        output = self.out_proj(merged.reshape(query.shape))
         weights = None
         if need_weights:
             weights = attention_weights(q, k, mask)
@@ -168,5 +166,5 @@ def _constant(mask):
     """A mask as a plain array on its device (masks take no gradient here), or None."""
     if mask is None:
         return None
-    data = getattr(mask, "data", mask)
+    data = getattr(mask, "array", mask)
     return data if hasattr(data, "shape") else np.asarray(data)

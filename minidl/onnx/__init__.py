@@ -16,12 +16,20 @@ inside ``forward`` become constants. So models with their own ``forward`` (resid
 reshapes, indexing) export as well as Sequentials. Python control flow is frozen at the traced
 path, as in PyTorch's tracer.
 
-Covered: Linear, Conv1d/Conv2d (stride, padding, dilation, groups), max and average pooling
-(1-d, 2-d, adaptive with equal windows), BatchNorm1d/2d in eval, ReLU, LeakyReLU, Sigmoid,
-Tanh, Softmax, LogSoftmax, Flatten/reshape/permute/basic indexing/concatenate/stack, Dropout
-(identity in eval), Embedding (Gather), RNN/LSTM/GRU, elementwise arithmetic, matmul,
-sums, means and maxima. Tiled and locally connected convolutions have no ONNX operator and are
-refused with an error naming the layer.
+Covered: Linear, Conv1d/Conv2d (stride, padding, dilation, groups), ConvTranspose1d/2d
+(ConvTranspose), max and average pooling (1-d, 2-d, adaptive with equal windows), BatchNorm1d/2d
+in eval, LayerNorm (LayerNormalization, opset 17), GroupNorm (LayerNormalization of the groups,
+then the per-channel affine: GroupNormalization's scale is per group in opset 18, per channel
+from 21), ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax, GELU (Gelu from opset 20, else
+from Erf or Tanh), SiLU, ELU, Softplus, Mish (Mish from opset 18), Hardtanh (Clip),
+scaled_dot_product_attention (MatMul, Mul, Add, Softmax, MatMul) and so MultiheadAttention and
+the Transformer layers through the operations they run (MultiheadAttention's averaged weights
+are computed outside the recorded operations: export it with need_weights=False),
+Upsample/interpolate (Resize), F.pad (Pad; circular padding as Gather), Flatten/reshape/
+permute/basic indexing/concatenate/stack, Dropout (identity in eval), Embedding (Gather),
+RNN/LSTM/GRU, elementwise arithmetic, matmul, sums, means and maxima. Tiled and locally
+connected convolutions have no ONNX operator and are refused with an error naming the layer;
+so is an output that no recorded operation computed.
 
 Tracing swaps ``Function.apply`` for the duration of one forward: do not run other minidl
 code in other threads meanwhile.

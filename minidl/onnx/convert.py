@@ -5,15 +5,22 @@ last output is ``call.output``'s value. ``Graph.value`` names any input: an earl
 model input, a parameter or buffer (an initializer under its state_dict name), or a constant
 made inside forward (an initializer of its own).
 """
+from fractions import Fraction
+
 import numpy as np
 
 from .. import ops
 from ..device import to_host
+from ..nn.attention import MultiheadAttention
+from ..nn.functional.activation import ELU, GELU, Hardtanh, Mish, SiLU, Softplus
+from ..nn.functional.attention import ScaledDotProductAttention
 from ..nn.functional.conv import Convolution, LocallyConnected, TiledConvolution
+from ..nn.functional.conv_transpose import TransposedConvolution
 from ..nn.functional.linear import Linear
-from ..nn.functional.normalization import BatchNorm
+from ..nn.functional.normalization import BatchNorm, GroupNorm, LayerNorm
 from ..nn.functional.pooling import AvgPool, MaxPool, _windows
 from ..nn.functional.recurrent import Embedding, GRULayer, LSTMLayer, RNNLayer
+from ..nn.functional.sampling import Interpolate, Pad, _pad_index, _source_tables
 from ..tensor import Tensor
 
 INT64_MAX = np.iinfo(np.int64).max
@@ -40,20 +47,20 @@ class Graph:
         self.values[id(obj)] = name
         self.keep.append(obj)
         if isinstance(obj, Tensor):
-            self.values.setdefault(id(obj.data), name)
-            self.keep.append(obj.data)
+            self.values.setdefault(id(obj.array), name)
+            self.keep.append(obj.array)
 
     def value(self, obj, dtype=None):
         """The value name of an input: traced, a parameter, or a new constant (Python scalars
         become constants of ``dtype``)."""
         if isinstance(obj, (int, float, bool, np.generic)):
             return self.constant(np.asarray(obj, dtype=dtype), "const")
-        keys = (id(obj), id(obj.data)) if isinstance(obj, Tensor) else (id(obj),)
+        keys = (id(obj), id(obj.array)) if isinstance(obj, Tensor) else (id(obj),)
         for key in keys:
             if key in self.values:
                 return self.values[key]
         hint = next((self.names[key] for key in keys if key in self.names), "const")
-        name = self.constant(obj.data if isinstance(obj, Tensor) else obj, hint)
+        name = self.constant(obj.array if isinstance(obj, Tensor) else obj, hint)
         self.bind(obj, name)
         return name
 
@@ -293,7 +300,7 @@ def _embedding(g, call):
 
 def _gates(array, order, hidden):
     """Reorder the stacked gate blocks of a PyTorch weight or bias into ONNX's order."""
-    array = to_host(array.data if isinstance(array, Tensor) else array)
+    array = to_host(array.array if isinstance(array, Tensor) else array)
     return np.concatenate([array[k * hidden:(k + 1) * hidden] for k in order])
 
 
@@ -327,6 +334,196 @@ def _recurrent(op_type, order, **fixed):
     return convert
 
 
+# ---------------------------------------------------------------- activations of recent models
+
+def _softplus_of(g, call, x, name):
+    """log(1 + e^(beta x)) / beta, and x where beta x > threshold (PyTorch's Softplus), on the
+    value ``name`` of x; beta and threshold from the call's options (1 and 20 by default)."""
+    beta, threshold = call.options.get("beta", 1.0), call.options.get("threshold", 20.0)
+    z = name if beta == 1.0 else g.node("Mul", [name, g.value(beta, x.dtype)], call)
+    y = g.node("Softplus", [z], call)
+    if beta != 1.0:
+        y = g.node("Div", [y, g.value(beta, x.dtype)], call)
+    above = g.node("Greater", [z, g.value(threshold, x.dtype)], call)
+    return g.node("Where", [above, name, y], call)
+
+
+def _gelu(g, call):
+    """Gelu (opset 20), else x Phi(x) from Erf: 0.5 x (1 + erf(x / sqrt 2)), or the tanh form
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    x, tanh = call.inputs[0], call.options["approximate_tanh"]
+    name = g.value(x)
+    if g.opset >= 20:
+        return g.node("Gelu", [name], call, approximate="tanh" if tanh else "none")
+    if tanh:
+        cube = g.node("Mul", [g.node("Mul", [name, name], call), name], call)
+        inner = g.node("Add", [name, g.node("Mul", [cube, g.value(0.044715, x.dtype)], call)], call)
+        phi = g.node("Tanh", [g.node("Mul", [inner, g.value(np.sqrt(2 / np.pi), x.dtype)], call)], call)
+    else:
+        phi = g.node("Erf", [g.node("Mul", [name, g.value(np.sqrt(0.5), x.dtype)], call)], call)
+    half_x = g.node("Mul", [name, g.value(0.5, x.dtype)], call)
+    return g.node("Mul", [half_x, g.node("Add", [phi, g.value(1.0, x.dtype)], call)], call)
+
+
+def _silu(g, call):
+    name = g.value(call.inputs[0])
+    return g.node("Mul", [name, g.node("Sigmoid", [name], call)], call)
+
+
+def _mish(g, call):
+    """x tanh(softplus(x)) (Mish is an operator from opset 18)."""
+    x = call.inputs[0]
+    name = g.value(x)
+    if g.opset >= 18:
+        return g.node("Mish", [name], call)
+    return g.node("Mul", [name, g.node("Tanh", [_softplus_of(g, call, x, name)], call)], call)
+
+
+def _hardtanh(g, call):
+    x = call.inputs[0]
+    return g.node("Clip", [g.value(x), g.value(float(call.options["min_val"]), x.dtype),
+                           g.value(float(call.options["max_val"]), x.dtype)], call)
+
+
+# ---------------------------------------------------------------- normalisation and attention
+
+def _layer_norm(g, call):
+    x, weight, bias = call.inputs
+    shape = call.options["normalized_shape"]
+    if g.opset < 17:
+        raise NotImplementedError(f"onnx.export: {call.layer()} needs LayerNormalization, an "
+                                  "operator of opset 17: export with opset_version=17 or later")
+    scale = g.value(weight) if weight is not None else g.constant(np.ones(shape, x.dtype), "scale")
+    inputs = [g.value(x), scale] + ([g.value(bias)] if bias is not None else [])
+    return g.node("LayerNormalization", inputs, call, axis=-len(shape), epsilon=float(call.options["eps"]))
+
+
+def _group_norm(g, call):
+    """x (N, C, *) as (N, G, M), LayerNormalization over M (the group's statistics), back to x's
+    shape, then the per-channel weight and bias (GroupNormalization of opset 18 takes them per
+    group, of opset 21 per channel: this form runs on any runtime of opset 17)."""
+    x, weight, bias = call.inputs
+    groups, channels = call.options["num_groups"], x.shape[1]
+    if g.opset < 17:
+        raise NotImplementedError(f"onnx.export: {call.layer()} is exported through LayerNormalization, "
+                                  "an operator of opset 17: export with opset_version=17 or later")
+    count = int(np.prod(x.shape[1:])) // groups
+    name = g.value(x)
+    blocks = g.node("Reshape", [name, g.ints([0, groups, count])], call)
+    normal = g.node("LayerNormalization", [blocks, g.constant(np.ones(count, x.dtype), "scale")], call,
+                    axis=-1, epsilon=float(call.options["eps"]))
+    y = g.node("Reshape", [normal, g.node("Shape", [name], call)], call)
+    per_channel = [channels] + [1] * (x.ndim - 2)
+    if weight is not None:
+        y = g.node("Mul", [y, g.node("Reshape", [g.value(weight), g.ints(per_channel)], call)], call)
+    if bias is not None:
+        y = g.node("Add", [y, g.node("Reshape", [g.value(bias), g.ints(per_channel)], call)], call)
+    return y
+
+
+def _attention(g, call):
+    """softmax(c Q K^T + M) V as MatMul, Mul, Add, Softmax, MatMul (is_causal: M = -inf above
+    the diagonal). Dropout is off in eval."""
+    q, k, v, mask = call.inputs
+    queries, keys = q.shape[-2], k.shape[-2]
+    perm = list(range(k.ndim - 2)) + [k.ndim - 1, k.ndim - 2]
+    scaled = g.node("Mul", [g.value(q), g.value(float(call.options["scale"]), q.dtype)], call)
+    scores = g.node("MatMul", [scaled, g.node("Transpose", [g.value(k)], call, perm=perm)], call)
+    if call.options["causal"]:
+        causal = np.where(np.triu(np.ones((queries, keys), bool), 1), -np.inf, 0).astype(q.dtype)
+        scores = g.node("Add", [scores, g.constant(causal, "causal_mask")], call)
+    if mask is not None:
+        scores = g.node("Add", [scores, g.value(mask)], call)
+    return g.node("MatMul", [g.node("Softmax", [scores], call, axis=-1), g.value(v)], call)
+
+
+# ---------------------------------------------------------------- transposed convolution, resampling
+
+def _conv_transpose(g, call):
+    x, weight, bias = call.inputs
+    o = call.options
+    axes = slice(2 - (x.ndim - 2), None)  # conv_transpose1d keeps the width entries
+    stride, padding = list(o["stride"][axes]), list(o["padding"][axes])
+    inputs = [g.value(x), g.value(weight)] + ([g.value(bias)] if bias is not None else [])
+    return g.node("ConvTranspose", inputs, call, kernel_shape=list(weight.shape[2:]), strides=stride,
+                  pads=padding * 2, output_padding=list(o["output_padding"][axes]),
+                  dilations=list(o["dilation"][axes]), group=int(o["groups"]))
+
+
+def _scale_of(size, out, mode, align, table, dtype):
+    """The scale factor (out / in) whose source positions are ``table`` on an axis of ``size``:
+    that of the output size, else (linear, half pixel: a scale_factor PyTorch keeps although
+    floor(size * factor) rounded the output) the one read off the last interpolated position,
+    as a fraction of small denominator; None when neither gives the table."""
+    i0, i1, a = table
+    guesses = [None]
+    inside = np.flatnonzero(i1 > i0)
+    if mode == "linear" and not align and inside.size:
+        i = inside[-1]
+        guesses.append(float(Fraction((i + 0.5) / (i0[i] + a[i] + 0.5)).limit_denominator(64)))
+    for factor in guesses:
+        if all(np.allclose(u, w, atol=1e-6)
+               for u, w in zip(_source_tables(size, out, mode, align, factor, dtype), table)):
+            return out / size if factor is None else factor
+    return None
+
+
+def _interpolate(g, call):
+    """Resize with the mode and coordinate rule whose source positions equal the traced tables:
+    nearest (asymmetric, floor), linear with align_corners, or linear pytorch_half_pixel; by
+    scales per spatial axis (not sizes), so that the batch axis stays free."""
+    x, tables = call.inputs[0], call.options["tables"][-(call.inputs[0].ndim - 2):]
+    spatial, sizes = x.shape[2:], [len(t[0]) for t in tables]
+    nearest = all(np.array_equal(i0, i1) and not np.any(a) for i0, i1, a in tables)
+    for mode, align in [("nearest", False)] if nearest else [("linear", True), ("linear", False)]:
+        factors = [_scale_of(n, out, mode, align, t, x.dtype) for n, out, t in zip(spatial, sizes, tables)]
+        if None not in factors:
+            break
+    else:
+        raise NotImplementedError(f"onnx.export: {call.layer()} resamples at source positions that "
+                                  "no Resize of a fixed scale reproduces")
+    rule = "asymmetric" if nearest else "align_corners" if align else "pytorch_half_pixel"
+    extra = {"nearest_mode": "floor"} if nearest else {}
+    scales = g.constant(np.asarray([1, 1] + factors, np.float32), "scales")
+    return g.node("Resize", [g.value(x), "", scales], call, mode=mode,
+                  coordinate_transformation_mode=rule, **extra)
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}
+
+
+def _pad_of(size, src):
+    """(mode, before, after) whose ``_pad_index`` is ``src``; replicate before reflect (they agree
+    on axes of size 1, where only edge padding is valid ONNX), circular last (exported as Gather)."""
+    for mode in ("constant", "replicate", "reflect", "circular"):
+        for before in range(-size, len(src) + 1):
+            after = len(src) - size - before
+            if (mode == "constant" or min(before, after) >= 0) and size + before + after >= 0:
+                if np.array_equal(_pad_index(size, before, after, mode), src):
+                    return mode, before, after
+    raise AssertionError("a pad index table that no mode gives")
+
+
+def _pad(g, call):
+    """Pad (constant, reflect, edge); circular padding as a Gather of its source indices."""
+    x, indices = call.inputs[0], call.options["indices"]
+    found = [(axis,) + _pad_of(x.shape[axis], src) for axis, src in indices]
+    modes = {mode for _, mode, _, _ in found if mode != "constant"} or {"constant"}
+    name = g.value(x)
+    if modes == {"circular"}:
+        for axis, src in indices:
+            name = g.node("Gather", [name, g.ints(src, "indices")], call, axis=axis)
+        return name
+    pads = [0] * (2 * x.ndim)
+    for axis, _, before, after in found:
+        pads[axis], pads[x.ndim + axis] = before, after
+    (mode,) = modes
+    inputs = [name, g.ints(pads, "pads")]
+    if mode == "constant":
+        inputs.append(g.value(float(call.options["value"]), x.dtype))
+    return g.node("Pad", inputs, call, mode=_PAD_MODES[mode])
+
+
 def _no_onnx_operator(g, call):
     raise NotImplementedError(f"onnx.export: {call.layer()} runs {call.function.__name__}, which has "
                               "no ONNX operator (tiled and locally connected convolutions share "
@@ -347,6 +544,12 @@ CONVERTERS = {
     TiledConvolution: _no_onnx_operator, LocallyConnected: _no_onnx_operator,
     MaxPool: _pool("MaxPool"), AvgPool: _pool("AveragePool"),
     BatchNorm: _batch_norm, Embedding: _embedding,
+    GELU: _gelu, SiLU: _silu, ELU: lambda g, call: g.node("Elu", [g.value(call.inputs[0])], call,
+                                                          alpha=float(call.options["alpha"])),
+    Softplus: lambda g, call: _softplus_of(g, call, call.inputs[0], g.value(call.inputs[0])),
+    Mish: _mish, Hardtanh: _hardtanh,
+    LayerNorm: _layer_norm, GroupNorm: _group_norm, ScaledDotProductAttention: _attention,
+    TransposedConvolution: _conv_transpose, Interpolate: _interpolate, Pad: _pad,
     RNNLayer: _recurrent("RNN", (0,)),
     LSTMLayer: _recurrent("LSTM", (0, 3, 1, 2)),
     GRULayer: _recurrent("GRU", (1, 0, 2), linear_before_reset=1),
@@ -389,6 +592,11 @@ def build_model(onnx, inputs, outputs, calls, names, input_names, output_names, 
         g.used.add(name)
         g.bind(x, name)
     for call in calls:
+        if isinstance(call.module[1], MultiheadAttention) and any(
+                isinstance(x, Tensor) and id(x) not in g.values and id(x) not in names for x in call.inputs):
+            raise NotImplementedError(f"onnx.export: {call.layer()} returns attention weights, which it "
+                                      "computes outside the recorded operations: call it with "
+                                      "need_weights=False to export it")
         converter = CONVERTERS.get(call.function)
         if converter is None:
             raise NotImplementedError(f"onnx.export: {call.layer()} runs {call.function.__name__}, "
@@ -396,6 +604,9 @@ def build_model(onnx, inputs, outputs, calls, names, input_names, output_names, 
         g.bind(call.output, converter(g, call))
     rename = {}
     for name, y in zip(output_names, outputs):
+        if not any(key in g.values or key in names for key in (id(y), id(y.array))):
+            raise NotImplementedError(f"onnx.export: output {name!r} is not computed by an operation "
+                                      "minidl records")
         source = g.value(y)
         if source in input_names or source in g.initializers or source in rename:
             g.nodes.append(onnx.helper.make_node("Identity", [source], [name], name=g.unique(f"/{name}")))

@@ -54,7 +54,7 @@ def trace(model, example_input):
     inputs = tuple(x if isinstance(x, Tensor) else tensor(x) for x in inputs)
     names = {}
     for name, value in list(model.named_parameters()) + list(model.named_buffers()):
-        names[id(value)] = names[id(value.data)] = name
+        names[id(value)] = names[id(value.array)] = name
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
