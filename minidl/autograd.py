@@ -51,10 +51,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not out.requires_grad:
             raise RuntimeError(f"grad: outputs[{i}] does not require grad and has no grad_fn")
         if g is None:
-            if out.data.size != 1:
+            if out.array.size != 1:
                 raise RuntimeError(f"grad: outputs[{i}] has shape {out.shape}; grad can be "
                                    "implicitly created only for scalar outputs, pass grad_outputs")
-            g = np.ones(out.shape, dtype=out.dtype, like=like(out.data))
+            g = np.ones(out.shape, dtype=out.dtype, like=like(out.array))
         else:
             g = _to_array(g, out.dtype)
             if np.shape(g) != out.shape:
@@ -67,7 +67,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         with set_grad_enabled(True):
             root = sum((out * Tensor._from_array(g, out.device)).sum()
                        for out, g in zip(outputs, seeds))
-        seed = np.ones((), dtype=root.dtype, like=like(root.data))
+        seed = np.ones((), dtype=root.dtype, like=like(root.array))
     captured = {id(t): None for t in inputs}
     run_backward(root, seed, retain_graph=bool(retain_graph), capture=captured)
     results = []
@@ -77,7 +77,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             if not (allow_unused or materialize_grads):
                 raise RuntimeError(f"grad: inputs[{i}] (shape {t.shape}) was not used to compute "
                                    "the outputs; pass allow_unused=True if that is intended")
-            results.append(Tensor._from_array(np.zeros(t.shape, t.dtype, like=like(t.data)),
+            results.append(Tensor._from_array(np.zeros(t.shape, t.dtype, like=like(t.array)),
                                               t.device) if materialize_grads else None)
         else:
             results.append(Tensor._from_array(np.array(g, dtype=t.dtype, copy=True, like=like(g)),

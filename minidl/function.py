@@ -207,7 +207,7 @@ class Function:
         tensors = [x for x in inputs if isinstance(x, Tensor)]
         device = common_device(tensors, cls.__name__)
         ctx = Context(device)
-        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        arrays = [x.array if isinstance(x, Tensor) else x for x in inputs]
         if cls.promotes:
             dtype = result_dtype(*arrays)
             arrays = [_cast(a, dtype) for a in arrays]

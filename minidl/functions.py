@@ -84,8 +84,8 @@ def pow(input, exponent):
 
 
 def _tensor(input):
-    """``input`` as a Tensor: an array (``outputs.data`` is one in minidl) is wrapped, not copied,
-    so that ``torch.max(outputs.data, 1)`` from PyTorch's tutorials works."""
+    """``input`` as a Tensor: an array (a tensor's ``.array``, a numpy array) is wrapped, not
+    copied."""
     return input if isinstance(input, Tensor) else Tensor(input, device=getattr(input, "device", None))
 
 
@@ -145,7 +145,7 @@ def where(condition, input, other):
     if not isinstance(condition, Tensor) or condition.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got "
                         f"{getattr(condition, 'dtype', type(condition).__name__)}")
-    return ops.Where.apply(_operand(input), _operand(other), condition=condition.data)
+    return ops.Where.apply(_operand(input), _operand(other), condition=condition.array)
 
 
 def reshape(input, shape):
@@ -257,13 +257,13 @@ ByteTensor = _typed_constructor(np.uint8, "ByteTensor")
 # ---------------------------------------------------------------- predicates and dtypes
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-    return bool(np.allclose(to_host(input.data), to_host(other.data), rtol=rtol, atol=atol,
+    return bool(np.allclose(to_host(input.array), to_host(other.array), rtol=rtol, atol=atol,
                             equal_nan=equal_nan))
 
 
 def equal(input, other):
     """True when both have the same shape and the same values."""
-    return input.shape == other.shape and bool(np.array_equal(to_host(input.data), to_host(other.data)))
+    return input.shape == other.shape and bool(np.array_equal(to_host(input.array), to_host(other.array)))
 
 
 def is_tensor(obj):

@@ -44,7 +44,7 @@ def _as_dtype(dtype):
 def _to_array(data, dtype=None):
     """numpy arrays keep their dtype; Python floats become float32 and ints int64 (as PyTorch)."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     dtype = _as_dtype(dtype)
     if isinstance(data, (np.ndarray, MetaArray, CudaArray)):
         return data.astype(dtype, copy=False) if dtype is not None else data
@@ -59,16 +59,19 @@ def _to_array(data, dtype=None):
 class Tensor:
     """An n-d array that can record the operations made on it and run them backward.
 
-    ``data`` is the numpy array (on cpu), a CudaArray (on cuda) or a MetaArray (on meta); ``grad`` a Tensor of the
-    same shape after ``backward()`` for leaves with ``requires_grad=True``. ``device=None`` means
-    the default device (cpu, or the one of an enclosing ``with minidl.device(...)``).
+    ``array`` is the array behind this tensor: a numpy array (on cpu), a CudaArray (on cuda) or
+    a MetaArray (on meta); it is what kernels and Functions receive. ``data`` is, as in PyTorch,
+    a Tensor sharing that array, detached from the graph (see the property). ``grad`` is a
+    Tensor of the same shape after ``backward()`` for leaves with ``requires_grad=True``.
+    ``device=None`` means the default device (cpu, or the one of an enclosing
+    ``with minidl.device(...)``).
     """
 
     __array_priority__ = 1000  # ndarray <op> Tensor hands over to the Tensor's reflected op
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
         self.device = Device(device) if device is not None else default_device()
-        self.data = to_device(_to_array(data, dtype), self.device)
+        self.array = to_device(_to_array(data, dtype), self.device)
         self.grad = None
         self._node = None
         self._retains_grad = False
@@ -80,7 +83,7 @@ class Tensor:
     def _from_array(cls, array, device, requires_grad=False):
         """Wrap an op's output array without copying or converting it."""
         t = cls.__new__(cls)
-        t.data = array if isinstance(array, (np.ndarray, MetaArray, CudaArray)) else np.asarray(array)
+        t.array = array if isinstance(array, (np.ndarray, MetaArray, CudaArray)) else np.asarray(array)
         t.device = device
         t.grad = None
         t._node = None
@@ -92,15 +95,33 @@ class Tensor:
     # ------------------------------------------------------------ properties
     @property
     def shape(self):
-        return self.data.shape
+        return self.array.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
+
+    @property
+    def data(self):
+        """A Tensor sharing this tensor's array, outside the graph (requires_grad=False), as
+        PyTorch's ``.data``: ``param.data.add_(-lr * param.grad)`` changes ``param``. Unlike
+        detach(), it has its own version counter, so an in-place change through it is not seen
+        by the version check of a backward that saved ``self`` (PyTorch's rule too: the change
+        is the caller's responsibility)."""
+        return Tensor._from_array(self.array, self.device)
+
+    @data.setter
+    def data(self, value):
+        """``t.data = other``: ``t`` takes ``other``'s array (a Tensor's, shared; or an array),
+        device, shape and dtype, keeping its grad, graph node and version, as PyTorch."""
+        if isinstance(value, Tensor):
+            self.array, self.device = value.array, value.device
+        else:
+            self.array = to_device(_to_array(value), self.device)
 
     @property
     def is_leaf(self):
@@ -116,22 +137,22 @@ class Tensor:
         return self._version_counter[0]
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim=None):
-        return Size(self.data.shape) if dim is None else self.data.shape[dim]
+        return Size(self.array.shape) if dim is None else self.array.shape[dim]
 
     def numel(self):
-        return self.data.size
+        return self.array.size
 
     def __len__(self):
-        if not self.data.ndim:
+        if not self.array.ndim:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def requires_grad_(self, requires_grad=True):
-        if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
-            raise RuntimeError(f"only floating-point tensors can require gradients, got {self.data.dtype}")
+        if requires_grad and not np.issubdtype(self.array.dtype, np.floating):
+            raise RuntimeError(f"only floating-point tensors can require gradients, got {self.array.dtype}")
         self.requires_grad = bool(requires_grad)
         return self
 
@@ -142,24 +163,32 @@ class Tensor:
 
     # ------------------------------------------------------------ conversion
     def numpy(self):
-        if isinstance(self.data, MetaArray):
+        if isinstance(self.array, MetaArray):
             raise RuntimeError(f"numpy(): a meta tensor of shape {self.shape} has no data")
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on a tensor that requires grad; use detach().numpy()")
-        return to_host(self.data)  # the array itself on cpu, a copy from the GPU on cuda
+        return to_host(self.array)  # the array itself on cpu, a copy from the GPU on cuda
+
+    def __array__(self, dtype=None, copy=None):
+        """numpy's view of a cpu tensor's array (``np.asarray(t)``, ``np.testing`` on ``t.data``),
+        as PyTorch: refused for a tensor that requires grad; on cuda and meta it raises as
+        their arrays do (no hidden device-to-host copy)."""
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on a tensor that requires grad; use detach().numpy()")
+        return np.array(self.array, dtype=dtype, copy=copy)
 
     def item(self):
-        if isinstance(self.data, MetaArray):
+        if isinstance(self.array, MetaArray):
             raise RuntimeError(f"item(): a meta tensor of shape {self.shape} has no data")
-        if self.data.size != 1:
-            raise ValueError(f"item(): the tensor has {self.data.size} elements, not 1")
-        return self.data.reshape(()).item()
+        if self.array.size != 1:
+            raise ValueError(f"item(): the tensor has {self.array.size} elements, not 1")
+        return self.array.reshape(()).item()
 
     def tolist(self):
-        return to_host(self.data).tolist()
+        return to_host(self.array).tolist()
 
     def detach(self):
-        t = Tensor._from_array(self.data, self.device)
+        t = Tensor._from_array(self.array, self.device)
         t._version_counter = self._version_counter  # same data: an in-place change shows in both
         return t
 
@@ -171,7 +200,7 @@ class Tensor:
         result = self
         if target is not None and Device(target) != self.device:
             device = Device(target)
-            result = Tensor._from_array(to_device(self.data, device), device, self.requires_grad)
+            result = Tensor._from_array(to_device(self.array, device), device, self.requires_grad)
         if dtype is not None and np.dtype(dtype) != result.dtype:
             result = ops.Cast.apply(result, dtype=np.dtype(dtype))
         return result
@@ -226,18 +255,18 @@ class Tensor:
 
     def _dlpack_array(self):
         if self.device == "cpu":
-            return self.data
+            return self.array
         if self.device == "cuda":
             raise NotImplementedError(
                 f"DLPack export of cuda tensors is not implemented (numba's device arrays make no "
-                f"DLPack capsule); t.data has __cuda_array_interface__ and passes without a copy: "
-                f"torch.as_tensor(t.data, device='cuda'), cupy.asarray(t.data)")
+                f"DLPack capsule); t.array has __cuda_array_interface__ and passes without a copy: "
+                f"torch.as_tensor(t.array, device='cuda'), cupy.asarray(t.array)")
         raise RuntimeError(f"__dlpack__: a meta tensor of shape {self.shape} has no data to share")
 
     def __repr__(self):
-        if isinstance(self.data, MetaArray):
+        if isinstance(self.array, MetaArray):
             return f"tensor(..., device='meta', size={self.shape}, dtype={self.dtype})"
-        body = np.array2string(to_host(self.data), separator=", ", prefix="tensor(")
+        body = np.array2string(to_host(self.array), separator=", ", prefix="tensor(")
         extras = []
         if self.dtype != _DEFAULT_FLOAT and self.dtype != np.int64:
             extras.append(f"dtype={self.dtype}")
@@ -256,11 +285,11 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
         if gradient is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError(
                     f"backward(): grad can be implicitly created only for scalar outputs; this "
                     f"tensor has shape {self.shape}, pass gradient=")
-            seed = np.ones(self.shape, dtype=self.dtype, like=like(self.data))
+            seed = np.ones(self.shape, dtype=self.dtype, like=like(self.array))
         else:
             seed = _to_array(gradient, self.dtype)
             if self.device == "cuda":
@@ -274,7 +303,7 @@ class Tensor:
         if self.grad is None:
             self.grad = Tensor._from_array(np.array(grad, copy=True, like=like(grad)), self.device)
         else:
-            self.grad.data += grad
+            self.grad.array += grad
         for hook in tuple(self.__dict__.get("_grad_hooks", {}).values()):
             hook(self)
 
@@ -354,7 +383,7 @@ class Tensor:
         if self.requires_grad and self.is_leaf and is_grad_enabled():
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
                                "operation.")
-        before = Tensor._from_array(self.data, self.device, self.requires_grad)
+        before = Tensor._from_array(self.array, self.device, self.requires_grad)
         before._node = self._node
         result = function.apply(before, *[_operand(x) for x in others], **options)
         if result.shape != self.shape:
@@ -363,10 +392,10 @@ class Tensor:
         if not np.can_cast(result.dtype, self.dtype, "same_kind"):
             raise RuntimeError(f"result type {result.dtype} can't be cast to the desired output "
                                f"type {self.dtype}")
-        if result._node is None and not isinstance(self.data, MetaArray):
-            self.data[...] = result.data
+        if result._node is None and not isinstance(self.array, MetaArray):
+            self.array[...] = result.array
         else:
-            self.data = result.data.astype(self.dtype, copy=False)
+            self.array = result.array.astype(self.dtype, copy=False)
             self._node, self.requires_grad = result._node, result.requires_grad
         self._version_counter[0] += 1
         return self
@@ -380,11 +409,11 @@ class Tensor:
         if isinstance(value, Tensor) and value.device != self.device:
             value = value.to(self.device)
         value_grad = isinstance(value, Tensor) and value.requires_grad
-        if isinstance(self.data, MetaArray) or (is_grad_enabled() and (self.requires_grad or value_grad)):
+        if isinstance(self.array, MetaArray) or (is_grad_enabled() and (self.requires_grad or value_grad)):
             if not isinstance(value, (Tensor, int, float, bool)):
                 value = Tensor(value, device=self.device)
             return self._in_place(ops.SetItem, value, index=index)
-        self.data[index] = value.data if isinstance(value, Tensor) else value
+        self.array[index] = value.array if isinstance(value, Tensor) else value
         self._version_counter[0] += 1
         return self
 
@@ -429,7 +458,7 @@ class Tensor:
         return self._overwrite(Ellipsis, self._draw(lambda g: g.normal(mean, std, self.shape)))
 
     def _draw(self, sample):
-        return 0 if isinstance(self.data, MetaArray) else sample(default_generator())
+        return 0 if isinstance(self.array, MetaArray) else sample(default_generator())
 
     def masked_fill_(self, mask, value):
         return self._overwrite(self._mask(mask), value)
@@ -446,11 +475,11 @@ class Tensor:
 
     # comparisons give boolean tensors outside the graph
     def _compare(self, other, op):
-        other = other.data if isinstance(other, Tensor) else other
-        if isinstance(self.data, MetaArray) or isinstance(other, MetaArray):
+        other = other.array if isinstance(other, Tensor) else other
+        if isinstance(self.array, MetaArray) or isinstance(other, MetaArray):
             shape = np.broadcast_shapes(self.shape, np.shape(other))
             return Tensor._from_array(MetaArray(shape, np.bool_), self.device)
-        return Tensor._from_array(op(self.data, other), self.device)
+        return Tensor._from_array(op(self.array, other), self.device)
 
     def __eq__(self, other):
         return self._compare(other, np.equal)
@@ -474,13 +503,13 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
         return bool(self.item())
 
     def __index__(self):
         """A one-element integer tensor used where Python wants an int: ``xs[t]``, ``range(t)``."""
-        if not np.issubdtype(self.dtype, np.integer) or self.data.size != 1:
+        if not np.issubdtype(self.dtype, np.integer) or self.array.size != 1:
             raise TypeError(f"only integer tensors of a single element can be converted to an "
                             f"index; this one has shape {self.shape} and dtype {self.dtype}")
         return int(self.item())
@@ -488,7 +517,7 @@ class Tensor:
     def __format__(self, spec):
         """``f"{loss:.4f}"``: a 0-d tensor (or, given a format spec, any one-element tensor)
         formats as its Python number, as PyTorch; others as ``str(t)``."""
-        if not isinstance(self.data, MetaArray) and (self.ndim == 0 or (spec and self.data.size == 1)):
+        if not isinstance(self.array, MetaArray) and (self.ndim == 0 or (spec and self.array.size == 1)):
             return format(self.item(), spec)
         return super().__format__(spec)
 
@@ -581,10 +610,10 @@ class Tensor:
 
     def _arg_reduce(self, reduce, dim, keepdim):
         """int64 indices of the first extreme entry along ``dim`` (of the flattened tensor for None)."""
-        if isinstance(self.data, MetaArray):
-            shape = () if dim is None else ops.reduced_meta(self.data, dim, keepdim).shape
+        if isinstance(self.array, MetaArray):
+            shape = () if dim is None else ops.reduced_meta(self.array, dim, keepdim).shape
             return Tensor._from_array(MetaArray(shape, np.int64), self.device)
-        return Tensor._from_array(reduce(self.data, axis=dim, keepdims=keepdim), self.device)
+        return Tensor._from_array(reduce(self.array, axis=dim, keepdims=keepdim), self.device)
 
     # ------------------------------------------------------------ shapes
     def reshape(self, *shape):
@@ -728,10 +757,10 @@ class Tensor:
         return self._logical_reduce(np.all, dim, keepdim)
 
     def _logical_reduce(self, reduce, dim, keepdim):
-        if isinstance(self.data, MetaArray):
-            return Tensor._from_array(MetaArray(ops.reduced_meta(self.data, dim, keepdim).shape,
+        if isinstance(self.array, MetaArray):
+            return Tensor._from_array(MetaArray(ops.reduced_meta(self.array, dim, keepdim).shape,
                                                 np.bool_), self.device)
-        return Tensor._from_array(reduce(self.data, axis=dim, keepdims=keepdim), self.device)
+        return Tensor._from_array(reduce(self.array, axis=dim, keepdims=keepdim), self.device)
 
     def masked_fill(self, mask, value):
         """``value`` where ``mask`` (a bool tensor broadcastable to self) is True, self elsewhere;
@@ -760,7 +789,7 @@ class Tensor:
 
     def _mask(self, mask):
         """A bool mask's array broadcast to self's shape (for masked_fill and masked_fill_)."""
-        mask = mask.data if isinstance(mask, Tensor) else mask
+        mask = mask.array if isinstance(mask, Tensor) else mask
         if mask.dtype != np.bool_:
             raise RuntimeError(f"masked_fill: expected a bool mask, got dtype {mask.dtype}")
         if mask.shape == self.shape:
@@ -773,7 +802,7 @@ class Tensor:
         """out[i][j][k] = self[index[i][j][k]][j][k] for dim 0 (likewise on any axis), as torch.gather."""
         dim = self._dim(dim)
         self._check_index("gather", dim, index)
-        return ops.Gather.apply(self, index=index.data, dim=dim)
+        return ops.Gather.apply(self, index=index.array, dim=dim)
 
     def scatter(self, dim, index, src=None, value=None, reduce=None):
         """A copy of self with self[index[i][j][k]][j][k] = src[i][j][k] for dim 0 (likewise on
@@ -797,7 +826,7 @@ class Tensor:
                                    f"src of shape {src.shape} in any dimension")
         elif not isinstance(src, (int, float, bool, np.number)):
             raise TypeError(f"{name}: src must be a Tensor or a number, got {type(src).__name__}")
-        return _operand(src), {"index": index.data, "dim": dim, "reduce": reduce}
+        return _operand(src), {"index": index.array, "dim": dim, "reduce": reduce}
 
     def _check_index(self, name, dim, index):
         """gather/scatter's rule: an integer index of self's rank, no larger than self on the
@@ -833,12 +862,12 @@ class Tensor:
         """int64 indices that sort self along ``dim`` (stably; first ``k`` of them). On cuda the
         sort runs on the host: the array is copied there and the indices back."""
         dim = self._dim(dim)
-        if isinstance(self.data, MetaArray):
+        if isinstance(self.array, MetaArray):
             shape = list(self.shape)
             if k is not None:
                 shape[dim] = k
             return Tensor._from_array(MetaArray(shape, np.int64), self.device)
-        x = to_host(self.data)
+        x = to_host(self.array)
         if descending:  # stable and descending: sort the reversed axis, reverse back
             order = x.shape[dim] - 1 - np.flip(np.argsort(np.flip(x, dim), axis=dim, kind="stable"), dim)
         else:
@@ -887,9 +916,9 @@ def _operand(value):
 
 def _plain_index(index):
     if isinstance(index, Tensor):
-        return index.data
+        return index.array
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(i.array if isinstance(i, Tensor) else i for i in index)
     return index
 
 
@@ -898,7 +927,7 @@ def _plain_index(index):
 def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor from data (copied, like ``torch.tensor``)."""
     if isinstance(data, (Tensor, np.ndarray, CudaArray)):
-        data = data.data if isinstance(data, Tensor) else data
+        data = data.array if isinstance(data, Tensor) else data
         data = np.array(data, copy=True, like=like(data))
     return Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
 
@@ -931,7 +960,7 @@ def full(size, fill_value, dtype=None, requires_grad=False, device=None):
     """A tensor of ``size`` filled with ``fill_value``; its dtype by default from the value
     (bool, int64 for ints, float32 for floats), as torch.full."""
     if dtype is None:
-        dtype = _to_array(fill_value.data if isinstance(fill_value, Tensor) else fill_value).dtype
+        dtype = _to_array(fill_value.array if isinstance(fill_value, Tensor) else fill_value).dtype
     value = fill_value.item() if isinstance(fill_value, Tensor) else fill_value
     shape = (size,) if np.isscalar(size) else tuple(size)
     return _new(shape, dtype, requires_grad, device, lambda s: np.full(s, value))

@@ -97,7 +97,7 @@ def sample(model, vocab, count=10, max_length=24, temperature=1.0, rng=None):
     with minidl.no_grad():
         for _ in range(max_length):
             logits, state = model(minidl.tensor(current), state)
-            scores = logits.data[:, -1].astype(np.float64) / temperature
+            scores = logits.numpy()[:, -1].astype(np.float64) / temperature
             scores[:, 0] = -np.inf  # never the padding symbol
             probs = np.exp(scores - scores.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)

@@ -48,7 +48,7 @@ class TransformerLM(nn.Module):
     def forward(self, index, state=None):
         """index (N, T) int64 (after ``state``, the (N, T0) indices before it) -> logits (N, T,
         vocab) for the new positions, and the indices read so far as the next state."""
-        index = np.asarray(getattr(index, "data", index))
+        index = np.asarray(getattr(index, "array", index))
         history = index if state is None else np.concatenate([state, index], axis=1)
         length = history.shape[1]
         if length > self.max_length:

@@ -25,7 +25,7 @@ def rng():
 
 def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what=""):
     """Compare a Tensor/array with a torch tensor/array, reporting the worst difference."""
-    actual = np.asarray(actual.data if isinstance(actual, minidl.Tensor) else actual)
+    actual = np.asarray(actual.array if isinstance(actual, minidl.Tensor) else actual)
     if hasattr(expected, "detach"):
         expected = expected.detach().numpy()
     expected = np.asarray(expected)

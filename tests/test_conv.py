@@ -88,8 +88,8 @@ def test_conv_layers_match_torch_defaults_and_init():
             assert np.abs(p.data).max() <= 1 / math.sqrt(fan_in) + 1e-7
             assert np.abs(p.data).max() > 0.8 / math.sqrt(fan_in)
         with torch.no_grad():
-            theirs.weight.copy_(torch.tensor(ours.weight.data))
-            theirs.bias.copy_(torch.tensor(ours.bias.data))
+            theirs.weight.copy_(torch.tensor(ours.weight.array))
+            theirs.bias.copy_(torch.tensor(ours.bias.array))
         x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
         assert_close(ours(minidl.tensor(x)), theirs(torch.tensor(x)))
 
@@ -112,7 +112,7 @@ def test_one_by_one_conv_is_linear_per_pixel(rng):
     y = F.conv2d(minidl.tensor(x), minidl.tensor(weight), minidl.tensor(bias))
     pixels = minidl.tensor(x.transpose(0, 2, 3, 1))  # (N, H, W, C)
     expected = F.linear(pixels, minidl.tensor(weight[:, :, 0, 0]), minidl.tensor(bias))
-    np.testing.assert_allclose(y.data, expected.data.transpose(0, 3, 1, 2), rtol=1e-12)
+    np.testing.assert_allclose(y.data, expected.array.transpose(0, 3, 1, 2), rtol=1e-12)
 
 
 def tiled_reference(x, weight, bias, stride, padding):

@@ -18,7 +18,7 @@ def test_model_builds_and_trains_one_step(module, n_params):
     assert f"{n_params:,}" in module.__doc__
     x = minidl.randn(4, 1, 28, 28)
     y = minidl.tensor(np.array([0, 1, 2, 3]))
-    before = [p.data.copy() for p in model.parameters()]
+    before = [p.array.copy() for p in model.parameters()]
     loss = nn.CrossEntropyLoss()(model(x), y)
     loss.backward()
     optim.SGD(model.parameters(), lr=0.1).step()

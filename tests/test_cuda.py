@@ -43,7 +43,7 @@ def _on_both(fn, inputs, grad=True):
         out = fn(*tensors)
         assert out.device == device
         if device == "cuda":
-            assert type(out.data).__name__ == "CudaArray"
+            assert type(out.array).__name__ == "CudaArray"
         grads = None
         if grad and out.requires_grad:
             weights = np.random.default_rng(7).standard_normal(out.shape).astype(out.dtype)
@@ -286,7 +286,7 @@ def test_tensor_round_trip_and_numpy_copies_back():
     gpu = minidl.tensor(x, device="cuda")
     assert gpu.device == "cuda" and gpu.to("cuda") is gpu
     back = gpu.cpu()
-    assert back.device == "cpu" and isinstance(back.data, np.ndarray)
+    assert back.device == "cpu" and isinstance(back.array, np.ndarray)
     np.testing.assert_array_equal(back.numpy(), x)
     np.testing.assert_array_equal(gpu.numpy(), x)
     assert gpu.tolist() == x.tolist()
@@ -306,7 +306,7 @@ def test_moving_a_leaf_keeps_requires_grad_and_backward_reaches_it():
 def test_implicit_host_conversion_is_refused():
     gpu = minidl.tensor(_rand(2), device="cuda")
     with pytest.raises(TypeError, match="cannot become a numpy array implicitly"):
-        np.asarray(gpu.data)
+        np.asarray(gpu.array)
 
 
 def test_mixing_devices_names_both():
@@ -325,17 +325,17 @@ def test_module_to_cuda_and_back_keeps_parameters_and_state_dict():
     params = list(model.parameters())
     model.to("cuda")
     assert list(model.parameters()) == params  # same Parameter objects: optimizers keep working
-    assert all(p.device == "cuda" and type(p.data).__name__ == "CudaArray" for p in params)
+    assert all(p.device == "cuda" and type(p.array).__name__ == "CudaArray" for p in params)
     state = model.state_dict()
     assert all(isinstance(v, np.ndarray) for v in state.values())
     for k in before:
         np.testing.assert_array_equal(state[k], before[k])
     model.load_state_dict({k: v * 2 for k, v in before.items()})
-    assert all(p.device == "cuda" and type(p.data).__name__ == "CudaArray" for p in params)
+    assert all(p.device == "cuda" and type(p.array).__name__ == "CudaArray" for p in params)
     model.to("cpu")
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k] * 2)
-    assert all(isinstance(p.data, np.ndarray) for p in params)
+    assert all(isinstance(p.array, np.ndarray) for p in params)
 
 
 def test_import_minidl_does_not_import_numba_cuda():
@@ -359,7 +359,7 @@ def test_dataloader_batches_live_on_cuda():
     batches = list(loader)
     assert len(batches) == 3
     for xb, yb in batches:
-        assert xb.device == "cuda" and type(xb.data).__name__ == "CudaArray"
+        assert xb.device == "cuda" and type(xb.array).__name__ == "CudaArray"
         assert yb.device == "cuda" and yb.dtype == np.int64
         assert xb.to("cuda") is xb  # the trainer's move is free: each batch crosses once
     np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in batches]), x)
@@ -462,8 +462,8 @@ def test_each_device_runs_a_model_and_keeps_arrays_there(device):
     x = minidl.randn(5, 3, device=device)
     loss = F.cross_entropy(model(x), minidl.tensor(np.array([0, 1, 1, 0, 1]), device=device))
     loss.backward()
-    array_type = np.ndarray if device == "cpu" else type(x.data)
-    assert all(isinstance(p.grad.data, array_type) and p.grad.device == device
+    array_type = np.ndarray if device == "cpu" else type(x.array)
+    assert all(isinstance(p.grad.array, array_type) and p.grad.device == device
                for p in model.parameters())
     assert np.isfinite(loss.item())
 

@@ -75,7 +75,7 @@ def test_gradient_is_the_notes_formula_and_zero_where_the_indicator_is_off(rng):
     target[0, 1, 1, 4] = 0.0  # no object in cell (1, 1)
     x = minidl.tensor(pred, requires_grad=True)
     nn.DetectionLoss(num_classes=2, lambda_coord=3.0, lambda_noobj=0.25, reduction="sum")(x, target).backward()
-    grad = x.grad.data
+    grad = x.grad.array
     p, t = pred[0, 0, 0], target[0, 0, 0]
     expected = np.concatenate([3.0 * (sigmoid(p[:2]) - t[:2]), 3.0 * (p[2:4] - t[2:4]),
                                [sigmoid(p[4]) - t[4]], sigmoid(p[5:]) - t[5:]])

@@ -101,7 +101,7 @@ def train(net, opt, shards, micro):
             else:
                 loss.backward()
         if first_grad is None:
-            first_grad = next(net.parameters()).grad.data.copy()
+            first_grad = next(net.parameters()).grad.array.copy()
         opt.step()
         opt.zero_grad()
     return [p.data for p in net.parameters()], first_grad
@@ -170,7 +170,7 @@ dist.all_reduce(dg)
 dist.all_reduce(db)
 def gap(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-bn = dict(kind=type(sync).__name__, out=gap(ys, yw[lo:hi]), dx=gap(xs.grad.data, xw.grad.data[lo:hi]),
+bn = dict(kind=type(sync).__name__, out=gap(ys, yw[lo:hi]), dx=gap(xs.grad.data, xw.grad.array[lo:hi]),
           dg=gap(dg.data, whole.weight.grad.data), db=gap(db.data, whole.bias.grad.data),
           mean=gap(sync.running_mean.data, whole.running_mean.data),
           var=gap(sync.running_var.data, whole.running_var.data))
@@ -257,7 +257,7 @@ def make_trainer(replicas=1, rank=0, wrap=None, callbacks=(), progress=False):
     return trainer, train, val
 
 def weights(trainer):
-    return np.concatenate([p.data.ravel() for p in trainer._plain_model().parameters()]).tolist()
+    return np.concatenate([p.array.ravel() for p in trainer._plain_model().parameters()]).tolist()
 """
 
 
@@ -350,7 +350,7 @@ trainer.fit(DataLoader(TensorDataset(X, Y), 2, sampler=sampler), epochs=1)
 shard = trainer.evaluate(DataLoader(TensorDataset(X[rank::world], Y[rank::world]), 2))
 output = model.module(minidl.tensor(X))
 whole = dict(loss=nn.functional.cross_entropy(output, minidl.tensor(Y)).item(),
-             accuracy=float(np.mean(output.data.argmax(1) == Y)))
+             accuracy=float(np.mean(output.array.argmax(1) == Y)))
 uneven = DataLoader(TensorDataset(X[:6 if rank == 0 else 4], Y[:6 if rank == 0 else 4]), 2)
 try:
     trainer.fit(uneven, epochs=1)
@@ -470,7 +470,7 @@ def test_sync_batchnorm_without_a_group_is_batchnorm_and_conversion_keeps_parame
 def test_post_accumulate_grad_hook_runs_once_per_backward_as_each_layer_finishes():
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     seen = []
-    handles = [p.register_post_accumulate_grad_hook(lambda t, n=n: seen.append((n, t.grad.data.copy())))
+    handles = [p.register_post_accumulate_grad_hook(lambda t, n=n: seen.append((n, t.grad.array.copy())))
                for n, p in model.named_parameters()]
     w = model[0].weight
     (model(minidl.randn(5, 3)).sum() + (w * w).sum()).backward()  # 0.weight is used twice

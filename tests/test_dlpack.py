@@ -10,7 +10,7 @@ def test_numpy_shares_a_tensors_memory():
     assert t.__dlpack_device__() == (1, 0)  # kDLCPU, device 0
     view = np.from_dlpack(t)
     view[1, 2] = -1.0
-    assert t.data[1, 2] == -1.0
+    assert t.array[1, 2] == -1.0
 
 
 def test_from_dlpack_shares_a_numpy_arrays_memory():
@@ -18,8 +18,8 @@ def test_from_dlpack_shares_a_numpy_arrays_memory():
     t = minidl.from_dlpack(array)
     assert t.dtype == np.float64 and t.shape == (3, 2) and t.device == "cpu"
     array[0, 1] = 7.0
-    assert t.data[0, 1] == 7.0
-    assert (t * 2).data[0, 1] == 14.0
+    assert t.array[0, 1] == 7.0
+    assert (t * 2).array[0, 1] == 14.0
 
 
 def test_torch_from_dlpack_writes_through_to_the_minidl_tensor():
@@ -28,8 +28,8 @@ def test_torch_from_dlpack_writes_through_to_the_minidl_tensor():
     shared = torch.from_dlpack(t)
     assert tuple(shared.shape) == (3, 4) and shared.dtype == torch.float32
     shared[2, 3] = 100.0
-    assert t.data[2, 3] == 100.0
-    t.data[0, 0] = -5.0
+    assert t.array[2, 3] == 100.0
+    t.array[0, 0] = -5.0
     assert shared[0, 0].item() == -5.0
 
 
@@ -39,8 +39,8 @@ def test_minidl_from_dlpack_writes_through_to_the_torch_tensor():
     t = minidl.from_dlpack(source)
     assert t.dtype == np.int64 and t.shape == (2, 3)
     source[1, 1] = 42
-    assert t.data[1, 1] == 42
-    t.data[0, 2] = -3
+    assert t.array[1, 1] == 42
+    t.array[0, 2] = -3
     assert source[0, 2].item() == -3
     # a transposed (strided) torch view keeps its strides
     strided = minidl.from_dlpack(source.T)

@@ -42,14 +42,14 @@ def test_cross_entropy_gradcheck(options, extra, rng):
 def test_cross_entropy_matches_torch(options, extra, rng):
     torch = pytest.importorskip("torch")
     logits, target = logits_and_targets(rng, extra=extra, dtype=np.float32)
-    t_logits = torch.tensor(logits.data, requires_grad=True)
+    t_logits = torch.tensor(logits.array, requires_grad=True)
     kwargs = dict(options)
     t_kwargs = dict(options)
     if "weight" in kwargs:
         kwargs["weight"] = minidl.tensor(kwargs["weight"].astype(np.float32))
         t_kwargs["weight"] = torch.tensor(options["weight"], dtype=torch.float32)
     loss = nn.CrossEntropyLoss(**kwargs)(logits, target)
-    expected = torch.nn.CrossEntropyLoss(**t_kwargs)(t_logits, torch.tensor(target.data))
+    expected = torch.nn.CrossEntropyLoss(**t_kwargs)(t_logits, torch.tensor(target.array))
     upstream = rng.standard_normal(loss.shape).astype(np.float32)
     loss.backward(upstream)
     expected.backward(torch.tensor(upstream))
@@ -88,8 +88,8 @@ def test_nll_loss_matches_torch_and_gradchecks(reduction, rng):
     weight = np.array([0.5, 1.0, 2.0, 1.0, 3.0])
     logp = logits.log_softmax(1)
     loss = F.nll_loss(logp, target, weight=minidl.tensor(weight), ignore_index=1, reduction=reduction)
-    t_logits = torch.tensor(logits.data, requires_grad=True)
-    expected = torch.nn.functional.nll_loss(t_logits.log_softmax(1), torch.tensor(target.data),
+    t_logits = torch.tensor(logits.array, requires_grad=True)
+    expected = torch.nn.functional.nll_loss(t_logits.log_softmax(1), torch.tensor(target.array),
                                             weight=torch.tensor(weight), ignore_index=1,
                                             reduction=reduction)
     upstream = rng.standard_normal(loss.shape)

@@ -11,7 +11,7 @@ from conftest import assert_close
 
 def test_gradcheck(rng):
     layer = nn.LowRankLinear(4, 3, rank=2, dtype=np.float64)
-    layer.V.data[...] = rng.standard_normal((2, 2))  # a general V, not the identity
+    layer.V.array[...] = rng.standard_normal((2, 2))  # a general V, not the identity
     x = minidl.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
     params = [layer.U, layer.V, layer.W, layer.bias]
     assert gradcheck(lambda x, u, v, w, b: nn.functional.low_rank_linear(x, u, v, w, b), [x, *params])
@@ -26,10 +26,10 @@ def test_without_bias_gradcheck(rng):
 
 def test_equals_linear_of_the_product(rng):
     low = nn.LowRankLinear(6, 4, rank=2, dtype=np.float64)
-    low.V.data[...] = rng.standard_normal((2, 2))
+    low.V.array[...] = rng.standard_normal((2, 2))
     dense = nn.Linear(6, 4, dtype=np.float64)
-    dense.weight.data[...] = low.U.data @ low.V.data @ low.W.data
-    dense.bias.data[...] = low.bias.data
+    dense.weight.array[...] = low.U.data @ low.V.data @ low.W.data
+    dense.bias.array[...] = low.bias.data
     x = rng.standard_normal((5, 6))
     x_low, x_dense = minidl.tensor(x, requires_grad=True), minidl.tensor(x, requires_grad=True)
     y_low, y_dense = low(x_low), dense(x_dense)
@@ -62,8 +62,8 @@ def test_truncated_svd_is_the_best_rank_r_approximation(rng):
     error = np.linalg.norm(dense.weight.data - low.full_weight())
     assert error == pytest.approx(np.sqrt(np.sum(singular[3:] ** 2)), rel=1e-10)
     assert np.linalg.matrix_rank(low.full_weight()) == 3
-    assert np.allclose(low.U.data.T @ low.U.data, np.eye(3))  # orthonormal singular vectors
-    assert np.allclose(low.W.data @ low.W.data.T, np.eye(3))
+    assert np.allclose(low.U.array.T @ low.U.data, np.eye(3))  # orthonormal singular vectors
+    assert np.allclose(low.W.data @ low.W.array.T, np.eye(3))
 
 
 def test_bad_rank_and_input_are_explained():

@@ -11,7 +11,7 @@ def test_meta_context_builds_parameters_without_memory():
     with minidl.device("meta"):
         layer = nn.Linear(100_000, 50_000)  # 20 GB of float32 on a real device
         assert minidl.zeros(3).device == "meta"
-    assert isinstance(layer.weight.data, MetaArray)
+    assert isinstance(layer.weight.array, MetaArray)
     assert layer.weight.shape == (50_000, 100_000) and layer.weight.device == "meta"
     assert minidl.zeros(3).device == "cpu"  # the context ended
 

@@ -108,7 +108,7 @@ def test_apply_visits_children_first_like_torch():
         if isinstance(module, nn.Linear):
             nn.init.constant_(module.weight, 0.5)
     ours.apply(init)
-    assert all(np.all(m.weight.data == 0.5) for m in ours.modules() if isinstance(m, nn.Linear))
+    assert all(np.all(m.weight.array == 0.5) for m in ours.modules() if isinstance(m, nn.Linear))
 
 
 def test_cpu_and_cuda_delegate_to_to(monkeypatch):
@@ -143,7 +143,7 @@ def test_zero_grad_requires_grad_and_extra_repr():
     model = nn.Linear(2, 2)
     model(minidl.ones(1, 2)).sum().backward()
     model.zero_grad(set_to_none=False)
-    assert np.all(model.weight.grad.data == 0)
+    assert np.all(model.weight.grad.array == 0)
     model.zero_grad()
     assert model.weight.grad is None
     assert model.requires_grad_(False) is model and not model.weight.requires_grad
@@ -241,7 +241,7 @@ def test_parameter_list_and_dict_keys_and_gradients():
     assert list(net.state_dict()) == list(theirs.state_dict())
     assert [n for n, _ in net.named_parameters()] == [n for n, _ in theirs.named_parameters()]
     (params[0] * 2).sum().backward()
-    assert np.all(params[0].grad.data == 2)
+    assert np.all(params[0].grad.array == 2)
     assert isinstance(table.pop("b"), nn.Parameter) and list(table) == ["w"]
     assert list(net.state_dict()) == ["params.0", "params.1", "params.2", "table.w"]
 
@@ -284,7 +284,7 @@ def test_conv_same_padding_gradcheck_and_functional():
     w1 = minidl.tensor(rng.standard_normal((3, 2, 4)), requires_grad=True)
     assert gradcheck(lambda a, k: F.conv1d(a, k, padding="same"), [x1, w1])
     assert_close(F.conv1d(x1, w1, padding="same"),
-                 torch.nn.functional.conv1d(torch.tensor(x1.data), torch.tensor(w1.data), padding="same"),
+                 torch.nn.functional.conv1d(torch.tensor(x1.array), torch.tensor(w1.array), padding="same"),
                  rtol=1e-10, atol=1e-12)
 
 
@@ -402,7 +402,7 @@ def test_channel_dropout(layer, shape):
     drop = layer(p=0.4)
     x = minidl.tensor(np.random.default_rng(8).uniform(1, 2, shape), requires_grad=True)
     y = drop(x)
-    ratio = (y.data / x.data).reshape(shape[:2] + (-1,) if len(shape) > 2 else shape[:1] + (-1,))
+    ratio = (y.array / x.array).reshape(shape[:2] + (-1,) if len(shape) > 2 else shape[:1] + (-1,))
     np.testing.assert_allclose(ratio, np.broadcast_to(ratio[..., :1], ratio.shape))  # one draw per channel
     assert np.all(np.isclose(ratio, 0) | np.isclose(ratio, 1 / 0.6))
     assert 0 < np.count_nonzero(ratio[..., 0]) < ratio[..., 0].size
@@ -415,13 +415,13 @@ def test_channel_dropout(layer, shape):
 
 def test_channel_dropout_statistics_and_errors():
     x = minidl.ones(200, 50, 1, 1)
-    kept = np.mean(F.dropout2d(x, 0.3).data > 0)
+    kept = np.mean(F.dropout2d(x, 0.3).array > 0)
     assert abs(kept - 0.7) < 0.03
     with pytest.raises(ValueError, match=r"dropout2d.*\(5,\)"):
         F.dropout2d(minidl.ones(5))
     with pytest.warns(UserWarning, match="2-D input to dropout2d"):   # PyTorch: the same warning
         flat = F.dropout2d(minidl.ones(400, 50), 0.3)                 # and one draw per entry
-    assert abs(np.mean(flat.data > 0) - 0.7) < 0.03 and 0 < np.mean(flat.data[0] > 0) < 1
+    assert abs(np.mean(flat.array > 0) - 0.7) < 0.03 and 0 < np.mean(flat.array[0] > 0) < 1
     with pytest.raises(ValueError, match=r"dropout1d.*\(1, 2, 3, 4\)"):
         F.dropout1d(minidl.ones(1, 2, 3, 4))
     with pytest.raises(ValueError, match="between 0 and 1"):

@@ -23,7 +23,7 @@ def test_batch_norm_matches_torch_in_train_and_eval(rng, layer_name, x_shape, op
     ours, theirs = getattr(nn, layer_name)(channels, **options), getattr(torch.nn, layer_name)(channels, **options)
     if ours.affine:  # non-trivial affine parameters, the same in both
         weight, bias = (rng.standard_normal(channels).astype(np.float32) for _ in range(2))
-        ours.weight.data[...], ours.bias.data[...] = weight, bias
+        ours.weight.array[...], ours.bias.array[...] = weight, bias
         with torch.no_grad():
             theirs.weight.copy_(torch.tensor(weight))
             theirs.bias.copy_(torch.tensor(bias))
@@ -56,7 +56,7 @@ def test_state_dict_round_trip_from_torch(rng):
     theirs(torch.tensor(rng.standard_normal((4, 3, 2, 2)).astype(np.float32)))
     ours = nn.BatchNorm2d(3)
     ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
-    assert int(ours.num_batches_tracked.data) == 1
+    assert int(ours.num_batches_tracked.array) == 1
     x = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
     assert_close(ours.eval()(minidl.tensor(x)), theirs.eval()(torch.tensor(x)))
 
@@ -67,15 +67,15 @@ def test_running_statistics_by_hand(rng):
     layer(minidl.tensor(x))
     np.testing.assert_allclose(layer.running_mean.data, 0.25 * x.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(layer.running_var.data, 0.75 + 0.25 * x.var(axis=0, ddof=1), rtol=1e-6)
-    assert layer.running_mean.dtype == np.float32 and int(layer.num_batches_tracked.data) == 1
+    assert layer.running_mean.dtype == np.float32 and int(layer.num_batches_tracked.array) == 1
     layer.eval()(minidl.tensor(x))
-    assert int(layer.num_batches_tracked.data) == 1
+    assert int(layer.num_batches_tracked.array) == 1
 
 
 def test_statistics_keep_their_digits_under_a_large_mean(rng):
     x = (1e4 + rng.standard_normal((64, 3, 4, 4))).astype(np.float32)
     layer = nn.BatchNorm2d(3, momentum=1.0)
-    y = layer(minidl.tensor(x)).data
+    y = layer(minidl.tensor(x)).array
     exact = x.astype(np.float64)
     np.testing.assert_allclose(layer.running_mean.data, exact.mean(axis=(0, 2, 3)), rtol=1e-7)
     np.testing.assert_allclose(layer.running_var.data, exact.var(axis=(0, 2, 3), ddof=1), rtol=1e-5)

@@ -51,7 +51,7 @@ def minidl_trajectory(opt_cls, kwargs, steps=STEPS, lr_at=None):
         if lr_at is not None:
             opt.param_groups[0]["lr"] = lr_at(t)
         _minidl_step(opt, x, y, w, b)
-        out.append((w.data.copy(), b.data.copy()))
+        out.append((w.array.copy(), b.array.copy()))
     return out
 
 
@@ -127,7 +127,7 @@ def test_float32_parameters_stay_float32():
     opt = optim.Adam([w], lr=0.1, weight_decay=0.1)
     (w * w).sum().backward()
     opt.step()
-    assert w.data.dtype == np.float32
+    assert w.array.dtype == np.float32
     assert opt.state[id(w)]["exp_avg"].dtype == np.float32
     assert not np.allclose(w.data, 1.0)
 
@@ -287,7 +287,7 @@ def test_state_dict_round_trip_continues_trajectory(opt_cls, kwargs):
     resumed = []
     for _ in range(STEPS - STEPS // 2):
         _minidl_step(opt2, x, y, w2, b2)
-        resumed.append((w2.data.copy(), b2.data.copy()))
+        resumed.append((w2.array.copy(), b2.array.copy()))
     assert_trajectories_close(resumed, uninterrupted[STEPS // 2:], rtol=1e-13, what="resumed")
 
 
@@ -300,7 +300,7 @@ def test_adam_state_dict_contents():
     state = opt.state_dict()
     assert sorted(state["state"]) == [0, 1]
     assert state["state"][0]["step"] == 3
-    assert state["state"][0]["exp_avg"].size == w.data.size
+    assert state["state"][0]["exp_avg"].size == w.array.size
     assert state["param_groups"][0]["params"] == [0, 1]
     assert state["param_groups"][0]["lr"] == 0.05
 

@@ -70,13 +70,13 @@ def test_state_dict_round_trip_continues_trajectory(name, kwargs):
     for _ in range(STEPS // 2):
         _minidl_step(opt, x, y, w, b)
     saved = opt.state_dict()
-    w2, b2 = nn.Parameter(w.data.copy()), nn.Parameter(b.data.copy())
+    w2, b2 = nn.Parameter(w.array.copy()), nn.Parameter(b.array.copy())
     fresh = getattr(optim, name)([w2, b2], lr=123.0)  # the saved lr must win
     fresh.load_state_dict(saved)
     rest = []
     for _ in range(STEPS - STEPS // 2):
         _minidl_step(fresh, x, y, w2, b2)
-        rest.append((w2.data.copy(), b2.data.copy()))
+        rest.append((w2.array.copy(), b2.array.copy()))
     assert_trajectories_close(rest, expected[STEPS // 2:], rtol=1e-12, what=name)
 
 
@@ -186,7 +186,7 @@ def test_lbfgs_state_dict_round_trip_continues(kwargs, tmp_path):
             self.a, self.b = a, b
 
     for how in ("state_dict", "checkpoint"):
-        a2, b2 = nn.Parameter(a.data.copy()), nn.Parameter(b.data.copy())
+        a2, b2 = nn.Parameter(a.array.copy()), nn.Parameter(b.array.copy())
         fresh = optim.LBFGS([a2, b2], **kwargs)
         if how == "state_dict":
             fresh.load_state_dict(saved)

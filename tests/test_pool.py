@@ -62,8 +62,8 @@ def test_max_pool_ties_have_one_winner(rng):
     compare_with_torch(rng, lambda t: F.max_pool2d(t, 3, 1), lambda tf, t: tf.max_pool2d(t, 3, 1), x.shape, x)
     mx = minidl.tensor(x, requires_grad=True)
     F.max_pool2d(mx, 2).sum().backward()
-    assert mx.grad.data.sum() == 8  # 2 channels x 4 windows, one unit each
-    assert mx.grad.data.max() == 1
+    assert mx.grad.array.sum() == 8  # 2 channels x 4 windows, one unit each
+    assert mx.grad.array.max() == 1
 
 
 @pytest.mark.parametrize("op", [
@@ -97,7 +97,7 @@ def test_layers_match_functional(rng):
     np.testing.assert_array_equal(nn.MaxPool2d(2)(x).data, F.max_pool2d(x, 2).data)
     np.testing.assert_array_equal(nn.AvgPool2d(3, 2, 1, count_include_pad=False)(x).data,
                                   F.avg_pool2d(x, 3, 2, 1, count_include_pad=False).data)
-    np.testing.assert_allclose(nn.AdaptiveAvgPool2d((1, 1))(x).data.reshape(2, 3), x.data.mean(axis=(2, 3)),
+    np.testing.assert_allclose(nn.AdaptiveAvgPool2d((1, 1))(x).array.reshape(2, 3), x.array.mean(axis=(2, 3)),
                                rtol=1e-12)
     seq = minidl.tensor(rng.standard_normal((2, 3, 9)))
     assert nn.MaxPool1d(3)(seq).shape == (2, 3, 3) and nn.AvgPool1d(2, 1)(seq).shape == (2, 3, 8)

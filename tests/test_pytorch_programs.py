@@ -369,9 +369,8 @@ for batch_idx in count(1):
     if batch_idx == 1:
         print('First loss: {:.6f}'.format(loss))
     output.backward()
-    with torch.no_grad():
-        for param in fc.parameters():
-            param.add_(-0.02 * param.grad)
+    for param in fc.parameters():
+        param.data.add_(-0.02 * param.grad)
     if loss < 1e-2 or batch_idx == 2000:
         break
 
@@ -888,9 +887,8 @@ def train():
         if args.use_optimizer:
             optimizer.step()
         else:
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.add_(p.grad, alpha=-lr)
+            for p in model.parameters():
+                p.data.add_(p.grad, alpha=-lr)
 
 
 lr = args.lr

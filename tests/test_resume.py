@@ -87,13 +87,13 @@ def test_dataloader_state_dict_continues_the_shuffle():
         list(loader)
         state = loader.state_dict()
         global_state = minidl.random.get_rng_state()
-        expected = [b[0].data.tolist() for b in loader]
+        expected = [b[0].array.tolist() for b in loader]
 
         minidl.manual_seed(99)
         other = DataLoader(data, 5, shuffle=True, seed=None if seed is None else 4)
         other.load_state_dict(state)
         minidl.random.set_rng_state(global_state)
-        assert [b[0].data.tolist() for b in other] == expected
+        assert [b[0].array.tolist() for b in other] == expected
 
 
 @pytest.mark.parametrize("state", [

@@ -150,7 +150,7 @@ def test_clip_grad_norm_with_lstm(rng):
     assert norm > 0.5
     for param, t_param in zip(model.parameters(), reference.parameters()):
         assert_close(param.grad, t_param.grad, what="clipped gradient", rtol=1e-4, atol=1e-6)
-    clipped = np.sqrt(sum(float((p.grad.data.astype(np.float64) ** 2).sum()) for p in model.parameters()))
+    clipped = np.sqrt(sum(float((p.grad.array.astype(np.float64) ** 2).sum()) for p in model.parameters()))
     assert clipped == pytest.approx(0.5, rel=1e-4)
 
 
@@ -165,11 +165,11 @@ def test_embedding_matches_torch(rng):
     (out * upstream).sum().backward()
     (t_out * torch.from_numpy(upstream)).sum().backward()
     assert_close(layer.weight.grad, reference.weight.grad, what="d weight")
-    assert not layer.weight.grad.data[0].any()
+    assert not layer.weight.grad.array[0].any()
 
 
 def test_fresh_embedding_padding_row_is_zero():
-    assert not nn.Embedding(5, 4, padding_idx=-1).weight.data[4].any()
+    assert not nn.Embedding(5, 4, padding_idx=-1).weight.array[4].any()
 
 
 # ---------------------------------------------------------------- errors

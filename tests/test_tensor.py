@@ -53,9 +53,9 @@ def test_unary_gradcheck(name, rng):
     positive = name in ("log", "sqrt")
     x = leaf(rng, 3, 4, positive=positive)
     if name in ("abs", "relu", "leaky_relu", "clip"):  # keep finite differences off the kinks
-        x.data[np.abs(x.data) < 0.05] += 0.2
-        x.data[np.abs(x.data - 0.7) < 0.05] += 0.2
-        x.data[np.abs(x.data + 0.5) < 0.05] += 0.2
+        x.array[np.abs(x.array) < 0.05] += 0.2
+        x.array[np.abs(x.array - 0.7) < 0.05] += 0.2
+        x.array[np.abs(x.array + 0.5) < 0.05] += 0.2
     assert gradcheck(UNARY[name], [x])
 
 
@@ -234,7 +234,7 @@ def test_tensor_copies_its_data():
     data = np.ones(3, dtype=np.float32)
     t = minidl.tensor(data)
     data[0] = 7
-    assert t.data[0] == 1
+    assert t.array[0] == 1
 
 
 def test_integer_tensor_cannot_require_grad():

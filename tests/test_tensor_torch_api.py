@@ -186,7 +186,7 @@ def test_named_tuples_unpack_like_torch():
     values, indices = minidl.max(x, 1)
     assert indices.tolist() == [0, 2] and values.tolist() == [3, 5]
     assert x.sort().indices.dtype == np.int64 and not x.sort().indices.requires_grad
-    _, predicted = minidl.max(x.data, 1)  # the tutorials' torch.max(outputs.data, 1); .data is the array
+    _, predicted = minidl.max(x.data, 1)  # the tutorials' torch.max(outputs.data, 1)
     assert predicted.tolist() == [0, 2]
 
 

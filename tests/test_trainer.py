@@ -72,7 +72,7 @@ def test_evaluate_weights_batches_by_samples():
         output = trainer.model(minidl.tensor(x))
         full_loss = nn.CrossEntropyLoss()(output, minidl.tensor(y)).item()
     assert result["loss"] == pytest.approx(full_loss, rel=1e-5)
-    assert result["accuracy"] == pytest.approx(np.mean(output.data.argmax(1) == y))
+    assert result["accuracy"] == pytest.approx(np.mean(output.array.argmax(1) == y))
 
 
 def test_accuracy_metric():

@@ -135,7 +135,7 @@ def test_embedding_max_norm_renormalises_looked_up_rows_in_place_as_torch():
     index = np.array([[0, 2], [2, 4]])
     ours = nn.Embedding(5, 3, padding_idx=1, max_norm=1.5)
     theirs = torch.nn.Embedding(5, 3, padding_idx=1, max_norm=1.5).double()
-    ours.weight.data[...] = weight
+    ours.weight.array[...] = weight
     with torch.no_grad():
         theirs.weight.copy_(torch.tensor(weight))
     up = _x(2, 2, 3, seed=4)

@@ -39,7 +39,7 @@ def test_torchvision_layout_and_samples(isolated, rng, cls):
     assert len(ds) == 6 and ds.data.dtype == np.uint8 and ds.targets.dtype == np.int64
     x, y = ds[1]
     assert isinstance(x, minidl.Tensor) and x.shape == (1, 28, 28) and x.dtype == np.float32
-    np.testing.assert_allclose(x.data[0], images[1] / 255, rtol=1e-6)
+    np.testing.assert_allclose(x.array[0], images[1] / 255, rtol=1e-6)
     assert y == labels[1] + 100 and isinstance(y, int)
     raw, label = cls(str(isolated / "data"))[0]
     assert raw.dtype == np.uint8 and raw.shape == (28, 28) and label == labels[0]

@@ -31,7 +31,7 @@ class TensorDataset(Dataset):
     def __init__(self, *arrays):
         if not arrays:
             raise ValueError("TensorDataset needs at least one array")
-        self.arrays = tuple(a.data if isinstance(a, Tensor) else np.asarray(a) for a in arrays)
+        self.arrays = tuple(a.array if isinstance(a, Tensor) else np.asarray(a) for a in arrays)
         lengths = [len(a) for a in self.arrays]
         if len(set(lengths)) != 1:
             raise ValueError(f"TensorDataset: arrays differ in length: {lengths}")
@@ -122,7 +122,7 @@ def default_collate(batch):
     dicts are collated field by field into the same structure."""
     sample = batch[0]
     if isinstance(sample, Tensor):
-        return Tensor(np.stack([to_host(s.data) for s in batch]), device="cpu")
+        return Tensor(np.stack([to_host(s.array) for s in batch]), device="cpu")
     if isinstance(sample, (np.ndarray, np.generic)) and sample.dtype.kind in "biufc":
         return Tensor(np.stack(batch), device="cpu")
     if isinstance(sample, (bool, numbers.Number)):

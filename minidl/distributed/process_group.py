@@ -120,13 +120,13 @@ def _buffer(tensor, who):
     """The tensor's numpy array, which MPI reads and writes in place."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"minidl.distributed.{who}: expected a Tensor, got {type(tensor).__name__}")
-    if not isinstance(tensor.data, np.ndarray):
+    if not isinstance(tensor.array, np.ndarray):
         raise RuntimeError(f"minidl.distributed.{who}: only cpu tensors can be communicated, got a "
                            f"tensor on {tensor.device}; move it with .to('cpu')")
-    if not tensor.data.flags.c_contiguous:
+    if not tensor.array.flags.c_contiguous:
         raise RuntimeError(f"minidl.distributed.{who}: the tensor of shape {tensor.shape} is not "
                            "contiguous")
-    return tensor.data
+    return tensor.array
 
 
 def all_reduce(tensor, op=ReduceOp.SUM):

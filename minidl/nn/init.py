@@ -47,7 +47,7 @@ def _fill(tensor, draw):
     if tensor.device == "meta":
         return tensor
     with no_grad():
-        tensor.data[...] = np.asarray(draw(tensor.shape)).astype(tensor.dtype, copy=False)
+        tensor.array[...] = np.asarray(draw(tensor.shape)).astype(tensor.dtype, copy=False)
     return tensor
 
 

@@ -35,7 +35,7 @@ class LowRankLinear(Module):
         init.kaiming_uniform_(self.U, a=math.sqrt(5))
         init.zeros_(self.V)
         if self.V.device != "meta":
-            np.fill_diagonal(self.V.data, 1)
+            np.fill_diagonal(self.V.array, 1)
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.in_features)
             init.uniform_(self.bias, -bound, bound)
@@ -46,7 +46,7 @@ class LowRankLinear(Module):
 
     def full_weight(self):
         """The (out_features, in_features) matrix U V W."""
-        return self.U.data @ self.V.data @ self.W.data
+        return self.U.array @ self.V.array @ self.W.array
 
     @classmethod
     def from_linear(cls, linear, rank):
@@ -58,15 +58,15 @@ class LowRankLinear(Module):
         spectral norm (the Frobenius error is sqrt(sum_(k > r) s_k^2)). At full rank r =
         min(in, out) it is A itself. The bias is copied.
         """
-        weight = linear.weight.data
+        weight = linear.weight.array
         layer = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None,
                     dtype=weight.dtype)
         left, singular, right_t = np.linalg.svd(weight.astype(np.float64), full_matrices=False)
         for param, value in ((layer.U, left[:, :rank]), (layer.V, np.diag(singular[:rank])),
                              (layer.W, right_t[:rank])):
-            param.data[...] = value
+            param.array[...] = value
         if linear.bias is not None:
-            layer.bias.data[...] = linear.bias.data
+            layer.bias.array[...] = linear.bias.array
         return layer
 
     def extra_repr(self):

@@ -235,16 +235,16 @@ class Module:
             if set_to_none:
                 param.grad = None
             elif param.grad is not None:
-                param.grad.data[...] = 0
+                param.grad.array[...] = 0
 
     def _apply(self, convert):
         """Replace every parameter's and buffer's array (and gradient) by ``convert(array)``."""
         for module in self.modules():
             for tensor in list(module._parameters.values()) + list(module._buffers.values()):
                 if tensor is not None:
-                    tensor.data = convert(tensor.data)
+                    tensor.array = convert(tensor.array)
                     if tensor.grad is not None:
-                        tensor.grad.data = convert(tensor.grad.data)
+                        tensor.grad.array = convert(tensor.grad.array)
         return self
 
     def to(self, target=None, dtype=None):
@@ -291,7 +291,7 @@ class Module:
             for name, value in entries:
                 if value is not None:
                     key = f"{module_name}.{name}" if module_name else name
-                    state[key] = np.array(to_host(value.data), copy=True)
+                    state[key] = np.array(to_host(value.array), copy=True)
         return state
 
     def load_state_dict(self, state_dict, strict=True):
@@ -314,7 +314,7 @@ class Module:
         problems = []
         for key, target in own.items():
             if key in state_dict:
-                shape = np.shape(state_dict[key].data if isinstance(state_dict[key], Tensor)
+                shape = np.shape(state_dict[key].array if isinstance(state_dict[key], Tensor)
                                  else state_dict[key])
                 if shape != target.shape:
                     problems.append(f"size mismatch for {key}: checkpoint has shape {shape}, "
@@ -330,8 +330,8 @@ class Module:
         for key, target in own.items():
             if key in state_dict:
                 value = state_dict[key]
-                value = to_host(value.data if isinstance(value, Tensor) else value)
-                target.data = to_device(np.array(value, dtype=target.dtype, copy=True), target.device)
+                value = to_host(value.array if isinstance(value, Tensor) else value)
+                target.array = to_device(np.array(value, dtype=target.dtype, copy=True), target.device)
         return missing, unexpected
 
     # ------------------------------------------------------------ printing

@@ -60,12 +60,12 @@ class _BatchNorm(Module):
             factor = 0.0 if self.momentum is None else self.momentum
             tracking = self.training and self.track_running_stats and input.device != "meta"
             if tracking and self.momentum is None:
-                factor = 1.0 / (float(self.num_batches_tracked.data) + 1.0)
+                factor = 1.0 / (float(self.num_batches_tracked.array) + 1.0)
             use_batch = self.training or not self.track_running_stats
             output = F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
                                   use_batch, factor, self.eps)
             if tracking:  # counted only once the batch passed every check
-                self.num_batches_tracked.data += 1
+                self.num_batches_tracked.array += 1
             return output
 
     def extra_repr(self):

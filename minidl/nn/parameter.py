@@ -8,7 +8,7 @@ class Parameter(Tensor):
     def __init__(self, data, requires_grad=True):
         """``data``: an array or Tensor. An array lands on the default device, so inside
         ``with minidl.device("meta"):`` a layer's parameters take no memory."""
-        array = data.data if isinstance(data, Tensor) else data
+        array = data.array if isinstance(data, Tensor) else data
         device = data.device if isinstance(data, Tensor) else None
         super().__init__(array, requires_grad=requires_grad, device=device)
 

@@ -86,8 +86,8 @@ def sync_batch_norm(input, running_mean, running_var, weight, bias, momentum, ep
     if input.ndim < 2:
         raise ValueError(f"sync_batch_norm: expected input (N, C, *), got shape {tuple(input.shape)}")
     return SyncBatchNormFunction.apply(
-        input, weight, bias, running_mean=None if running_mean is None else running_mean.data,
-        running_var=None if running_var is None else running_var.data, momentum=float(momentum),
+        input, weight, bias, running_mean=None if running_mean is None else running_mean.array,
+        running_var=None if running_var is None else running_var.array, momentum=float(momentum),
         eps=float(eps), comm=comm)
 
 
@@ -107,9 +107,9 @@ class SyncBatchNorm(_BatchNorm):
                                  f"dimensions, got shape {tuple(input.shape)}")
             factor = 0.0 if self.momentum is None else self.momentum
             if self.track_running_stats:
-                self.num_batches_tracked.data += 1
+                self.num_batches_tracked.array += 1
                 if self.momentum is None:
-                    factor = 1.0 / float(self.num_batches_tracked.data)
+                    factor = 1.0 / float(self.num_batches_tracked.array)
             return sync_batch_norm(input, self.running_mean, self.running_var, self.weight,
                                    self.bias, factor, self.eps, communicator("SyncBatchNorm"))
 

@@ -5,7 +5,7 @@ import numpy as np
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
     """Scale all gradients by min(1, max_norm / (||g|| + 1e-6)), ||g|| the norm of all of them
     together; returns ||g|| (a float), as torch.nn.utils.clip_grad_norm_."""
-    grads = [p.grad.data for p in _as_list(parameters) if p.grad is not None]
+    grads = [p.grad.array for p in _as_list(parameters) if p.grad is not None]
     if not grads:
         return 0.0
     norm_type = float(norm_type)

@@ -165,19 +165,19 @@ class LBFGS(Optimizer):
         return np.result_type(*[p.dtype for p in self._params])
 
     def _gather_flat_param(self):
-        return np.concatenate([to_host(p.data).reshape(-1) for p in self._params]).astype(
+        return np.concatenate([to_host(p.array).reshape(-1) for p in self._params]).astype(
             self._dtype(), copy=False)
 
     def _gather_flat_grad(self):
-        return np.concatenate([np.zeros(p.data.size, self._dtype()) if p.grad is None
-                               else to_host(p.grad.data).reshape(-1) for p in self._params]
+        return np.concatenate([np.zeros(p.array.size, self._dtype()) if p.grad is None
+                               else to_host(p.grad.array).reshape(-1) for p in self._params]
                               ).astype(self._dtype(), copy=False)
 
     def _set_param(self, flat):
         offset = 0
         for p in self._params:
-            p.data[...] = flat[offset:offset + p.data.size].reshape(p.shape).astype(p.dtype)
-            offset += p.data.size
+            p.array[...] = flat[offset:offset + p.array.size].reshape(p.shape).astype(p.dtype)
+            offset += p.array.size
 
     def step(self, closure):
         """Up to max_iter L-BFGS iterations; returns the loss closure() gave at the start."""
@@ -305,7 +305,7 @@ class LBFGS(Optimizer):
         its slice of the vectors (views, no copies); the numbers on parameter 0."""
         offset = 0
         for i, p in enumerate(self._params):
-            n = p.data.size
+            n = p.array.size
             entries = {k: state[k][offset:offset + n] for k in self.state_buffers if k in state}
             for k, (y, s) in enumerate(zip(state["old_dirs"], state["old_stps"])):
                 entries[f"old_dirs_{k}"] = y[offset:offset + n]

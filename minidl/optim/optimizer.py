@@ -86,7 +86,7 @@ class Optimizer:
                 if set_to_none:
                     param.grad = None
                 elif param.grad is not None:
-                    param.grad.data[...] = 0
+                    param.grad.array[...] = 0
 
     @no_grad()
     def step(self, closure=None):
@@ -96,12 +96,12 @@ class Optimizer:
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                if not param.data.flags.c_contiguous:
-                    param.data = np.ascontiguousarray(param.data, like=like(param.data))
-                grad = np.ascontiguousarray(param.grad.data, dtype=param.dtype,
-                                            like=like(param.grad.data)).reshape(-1)
+                if not param.array.flags.c_contiguous:
+                    param.array = np.ascontiguousarray(param.array, like=like(param.array))
+                grad = np.ascontiguousarray(param.grad.array, dtype=param.dtype,
+                                            like=like(param.grad.array)).reshape(-1)
                 state = self.state.setdefault(id(param), {})
-                self.update(for_device(param.device, "optim"), group, param.data.reshape(-1),
+                self.update(for_device(param.device, "optim"), group, param.array.reshape(-1),
                             grad, state)
         return loss
 
@@ -209,10 +209,10 @@ class Optimizer:
         kind = self.state_kind(key)
         if kind == "buffer":
             if (not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf"
-                    or value.size != param.data.size or value.ndim == 0):
+                    or value.size != param.array.size or value.ndim == 0):
                 shape = value.shape if isinstance(value, np.ndarray) else type(value).__name__
                 raise ValueError(f"{name}: state {key!r} of parameter {index} must be a real array "
-                                 f"of {param.data.size} entries, got "
+                                 f"of {param.array.size} entries, got "
                                  f"{getattr(value, 'dtype', '')} {shape}")
             return to_device(np.array(value.reshape(-1), dtype=param.dtype, copy=True),
                              param.device)

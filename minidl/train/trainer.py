@@ -144,7 +144,7 @@ class Trainer:
             self.step += 1
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
-            totals.add(value, output.data, targets.data)
+            totals.add(value, output.array, targets.array)
             if step % 20 == 0:
                 bar.set_postfix(totals.summary(), refresh=False)
         bar.set_postfix(totals.summary())
@@ -174,7 +174,7 @@ class Trainer:
                 value = self.loss_fn(output, targets).item()
                 if not math.isfinite(value):
                     non_finite.append((batch, value))
-                totals.add(value, output.data, targets.data)
+                totals.add(value, output.array, targets.array)
         self.model.train(was_training)
         totals.add_other_ranks()
         _require_batches(totals.samples, caller, role)
@@ -194,7 +194,7 @@ class Trainer:
         with no_grad():
             for batch in tqdm(loader, desc="predict", unit="batch", leave=False,
                               disable=not self._shows_progress()):
-                outputs.append(to_host(self.model(batch[0].to(self.device)).data))
+                outputs.append(to_host(self.model(batch[0].to(self.device)).array))
         self.model.train(was_training)
         _require_batches(len(outputs), "Trainer.predict", "loader")
         return np.concatenate(outputs)

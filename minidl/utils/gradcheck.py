@@ -13,15 +13,15 @@ def numerical_grads(fn, inputs, upstream, eps=1e-6):
         if not (isinstance(x, Tensor) and x.requires_grad):
             grads.append(None)
             continue
-        grad = np.zeros_like(x.data)
-        flat = x.data.reshape(-1)  # a view: perturbs x in place
+        grad = np.zeros_like(x.array)
+        flat = x.array.reshape(-1)  # a view: perturbs x in place
         for i in range(flat.size):
             saved = flat[i]
             with no_grad():
                 flat[i] = saved + eps
-                up = float(np.sum(upstream * fn(*inputs).data))
+                up = float(np.sum(upstream * fn(*inputs).array))
                 flat[i] = saved - eps
-                down = float(np.sum(upstream * fn(*inputs).data))
+                down = float(np.sum(upstream * fn(*inputs).array))
             flat[i] = saved
             grad.reshape(-1)[i] = (up - down) / (2 * eps)
         grads.append(grad)
@@ -45,7 +45,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, raise_exception=True):
     for i, (x, expected) in enumerate(zip(inputs, numeric)):
         if expected is None:
             continue
-        analytic = np.zeros_like(x.data) if x.grad is None else x.grad.data
+        analytic = np.zeros_like(x.array) if x.grad is None else x.grad.array
         if not np.allclose(analytic, expected, atol=atol, rtol=rtol):
             worst = float(np.max(np.abs(analytic - expected)))
             if raise_exception:

@@ -93,7 +93,7 @@ def plot_image_grid(rows, path, row_labels=None):
     """Write a PNG at ``path`` of grey images in a grid: one grid row per entry of ``rows``
     (each an array or Tensor of n images, (n, H, W) or (n, 1, H, W)), labelled by
     ``row_labels`` (e.g. "original", "reconstruction"). Returns ``path``."""
-    rows = [np.asarray(getattr(row, "data", row), dtype=np.float64) for row in rows]
+    rows = [np.asarray(getattr(row, "array", row), dtype=np.float64) for row in rows]
     rows = [row[:, 0] if row.ndim == 4 and row.shape[1] == 1 else row for row in rows]
     if not rows or any(row.ndim != 3 for row in rows) or len({len(row) for row in rows}) != 1:
         raise ValueError(f"plot_image_grid: expected rows of equally many (n, H, W) or (n, 1, H, W) "

@@ -51,7 +51,7 @@ def save_safetensors(state_dict, path, metadata=None):
     for name, value in state_dict.items():
         if not isinstance(name, str) or name == "__metadata__":
             raise ValueError(f"save_safetensors: {name!r} cannot name a tensor")
-        array = np.asarray(to_host(value.data if isinstance(value, Tensor) else value))
+        array = np.asarray(to_host(value.array if isinstance(value, Tensor) else value))
         little = array.dtype.newbyteorder("<")
         if little not in _NAMES:
             raise TypeError(f"save_safetensors: {name!r} has dtype {array.dtype}, which safetensors "

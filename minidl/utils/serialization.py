@@ -118,7 +118,7 @@ STRUCTURE = "__structure__"  # the JSON entry of a nested object
 
 
 def _host_array(value, where):
-    array = np.asarray(to_host(value.data if isinstance(value, Tensor) else value))
+    array = np.asarray(to_host(value.array if isinstance(value, Tensor) else value))
     if array.dtype == object:
         raise TypeError(f"save: {where} is an object array; only numeric and string arrays "
                         "can be stored without pickling")
@@ -444,7 +444,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None):
                 if index >= len(params):
                     raise archive.error(key, f"is state of parameter {index}, but the optimizer "
                                              f"has {len(params)} parameters")
-                value = archive.read(key, _check_optimizer_state(params[index].data.size))
+                value = archive.read(key, _check_optimizer_state(params[index].array.size))
                 optimizer_state["state"].setdefault(index, {})[name] = value
         info, loaders, scheduler_state, rng = {"epoch": None, "step": None}, {}, None, None
         for key in plain_keys:

@@ -122,7 +122,7 @@ def _on_device(model, device):
     if device != "meta":
         raise ValueError(f"summary: the model lives on {tensors[0].device}; summarise it there or "
                          "on the meta device")
-    memo = {id(t.data): MetaArray.like(t.data) for t in tensors}
+    memo = {id(t.array): MetaArray.like(t.array) for t in tensors}
     memo.update({id(t.grad): None for t in tensors if t.grad is not None})
     clone = copy.deepcopy(model, memo)
     for t in list(clone.parameters()) + list(clone.buffers()):

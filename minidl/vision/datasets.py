@@ -55,7 +55,7 @@ class MNIST(Dataset):
         return len(self.targets)
 
     def __getitem__(self, index):
-        image, target = self.data.data[index], int(self.targets.data[index])
+        image, target = self.data.array[index], int(self.targets.array[index])
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:

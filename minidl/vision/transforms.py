@@ -78,7 +78,7 @@ class Normalize:
                              f"image of {channels} channels")
         dtype = tensor.dtype
         mean, std = (v.astype(dtype)[:, None, None] for v in (self.mean, self.std))
-        return Tensor((tensor.data - mean) / std, device=tensor.device)
+        return Tensor((tensor.array - mean) / std, device=tensor.device)
 
     def __repr__(self):
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
@@ -88,7 +88,7 @@ def _spatial(image):
     """(array, first spatial axis): (H, W[, C]) numpy images have H at 0, Tensors (..., H, W)
     at ndim - 2."""
     if isinstance(image, Tensor):
-        return image.data, image.ndim - 2
+        return image.array, image.ndim - 2
     array = np.asarray(image)
     return array, 0
 

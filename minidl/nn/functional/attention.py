@@ -81,7 +81,7 @@ def additive_mask(mask, dtype, allowed):
     (True = take part in scaled_dot_product_attention, True = masked out in MultiheadAttention)."""
     if mask is None:
         return None
-    data = mask.data if isinstance(mask, Tensor) else mask if hasattr(mask, "dtype") else np.asarray(mask)
+    data = mask.array if isinstance(mask, Tensor) else mask if hasattr(mask, "dtype") else np.asarray(mask)
     if data.dtype == np.bool_:
         blocked = np.logical_not(data) if allowed else data
         return np.where(blocked, -np.inf, 0).astype(dtype)
@@ -125,13 +125,13 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
     product Q K^T) so that the attention itself keeps a single-output Function."""
     if query.device == "meta":
         return Tensor._from_array(MetaArray(query.shape[:-1] + key.shape[-2:-1], query.dtype), query.device)
-    q, k = query.data, key.data
+    q, k = query.array, key.array
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     scores = np.matmul(q.reshape(-1, *q.shape[-2:]) * q.dtype.type(scale),
                        np.swapaxes(k.reshape(-1, *k.shape[-2:]), 1, 2))
     mask = additive_mask(attn_mask, q.dtype, allowed=True)
     if mask is not None:
         view = scores.reshape(q.shape[:-1] + k.shape[-2:-1])
-        view += mask.data if isinstance(mask, Tensor) else mask
+        view += mask.array if isinstance(mask, Tensor) else mask
     probs = for_device(query.device, "attention").softmax_rows(np.ascontiguousarray(scores), bool(is_causal))
     return Tensor._from_array(probs.reshape(q.shape[:-1] + k.shape[-2:-1]), query.device)

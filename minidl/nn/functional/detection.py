@@ -59,7 +59,7 @@ def detection_loss(input, target, num_classes, num_boxes=1, lambda_coord=1.0, la
     the N images), 'sum', or 'none' (per cell, shape (N, S, S))."""
     check_reduction("detection_loss", reduction)
     _check(input, target, num_classes, num_boxes)
-    target = target.data if isinstance(target, Tensor) else np.asarray(target)
+    target = target.array if isinstance(target, Tensor) else np.asarray(target)
     logistic, linear, bce_target = detection_weights(target, num_boxes, lambda_coord, lambda_noobj)
     if np.any((logistic > 0) & ((target < 0) | (target > 1))):
         raise ValueError("detection_loss: target x, y, confidence and class entries must lie in "

@@ -108,7 +108,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     _check_class_target("cross_entropy", input, target)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    weight = weight.data if isinstance(weight, Tensor) else weight
+    weight = weight.array if isinstance(weight, Tensor) else weight
     return CrossEntropy.apply(input, target, weight, int(ignore_index), float(label_smoothing), reduction)
 
 
@@ -144,7 +144,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     check_reduction("nll_loss", reduction)
     require_float("nll_loss", input)
     _check_class_target("nll_loss", input, target)
-    weight = weight.data if isinstance(weight, Tensor) else weight
+    weight = weight.array if isinstance(weight, Tensor) else weight
     return NLLLoss.apply(input, target, weight, int(ignore_index), reduction)
 
 
@@ -212,10 +212,10 @@ class BinaryCrossEntropy(Function):
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     check_reduction("binary_cross_entropy", reduction)
     _check_same_shape("binary_cross_entropy", input, target)
-    if ((input.data < 0) | (input.data > 1)).any():
+    if ((input.array < 0) | (input.array > 1)).any():
         raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]; "
                          "for logits use binary_cross_entropy_with_logits")
-    weight = weight.data if isinstance(weight, Tensor) else weight
+    weight = weight.array if isinstance(weight, Tensor) else weight
     return _reduce(BinaryCrossEntropy.apply(input, _as_data(target), weight), reduction)
 
 
@@ -255,7 +255,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 
 def _as_data(value):
-    return value.data if isinstance(value, Tensor) else value
+    return value.array if isinstance(value, Tensor) else value
 
 
 # ---------------------------------------------------------------- robust, divergence and margin losses

@@ -76,7 +76,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 def _data(value):
-    return value if value is None else value.data
+    return value if value is None else value.array
 
 
 # ---------------------------------------------------------------- layer and group normalisation

@@ -332,7 +332,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0):
 
     With ``max_norm``, first (as PyTorch, in place and outside the graph) every looked-up row
     whose ``norm_type``-norm exceeds max_norm is scaled by max_norm / (norm + 1e-7)."""
-    index = input.data if isinstance(input, Tensor) else np.asarray(input)
+    index = input.array if isinstance(input, Tensor) else np.asarray(input)
     if not np.issubdtype(index.dtype, np.integer):
         raise TypeError(f"embedding: input must hold integer indices, got dtype {index.dtype}")
     count = weight.shape[0]
@@ -348,9 +348,9 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0):
 def _renorm_rows(weight, index, max_norm, norm_type):
     """weight[k] *= max_norm / (||weight[k]|| + 1e-7) for the indexed rows k above max_norm."""
     rows = np.unique(index.reshape(-1))
-    norms = np.linalg.norm(weight.data[rows], ord=norm_type, axis=1)
+    norms = np.linalg.norm(weight.array[rows], ord=norm_type, axis=1)
     over = norms > max_norm
     if over.any():
         scale = (max_norm / (norms[over] + 1e-7)).astype(weight.dtype)
         with no_grad():
-            weight[rows[over]] = weight.data[rows[over]] * scale[:, None]
+            weight[rows[over]] = weight.array[rows[over]] * scale[:, None]

@@ -13,7 +13,7 @@ def one_hot(tensor, num_classes=-1):
     if not isinstance(tensor, Tensor) or not np.issubdtype(tensor.dtype, np.integer):
         raise TypeError(f"one_hot: expected an integer tensor of class indices, got "
                         f"{getattr(tensor, 'dtype', type(tensor).__name__)}")
-    index = tensor.data
+    index = tensor.array
     if num_classes == -1:
         num_classes = int(index.max()) + 1 if index.size else 0
     if index.size and (int(index.min()) < 0 or int(index.max()) >= num_classes):

@@ -45,7 +45,7 @@ class DistributedDataParallel(Module):
             raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb}")
         comm = communicator("DistributedDataParallel")
         for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
-            if not isinstance(tensor.data, np.ndarray):
+            if not isinstance(tensor.array, np.ndarray):
                 raise RuntimeError(f"DistributedDataParallel: '{name}' is on {tensor.device}; MPI "
                                    "communicates cpu arrays only, move the model with .to('cpu')")
         self.module = module
@@ -55,7 +55,7 @@ class DistributedDataParallel(Module):
         _check_same_model(comm, module)
         with no_grad():
             for tensor in list(module.parameters()) + list(module.buffers()):
-                comm.Bcast(tensor.data, root=0)
+                comm.Bcast(tensor.array, root=0)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         self._reducer = _Reducer(comm, named, int(bucket_cap_mb * 2 ** 20))
 
@@ -65,7 +65,7 @@ class DistributedDataParallel(Module):
         if self.broadcast_buffers and self.training:
             with no_grad():
                 for buffer in self.module.buffers():
-                    self._comm.Bcast(buffer.data, root=0)
+                    self._comm.Bcast(buffer.array, root=0)
         return self.module(*args, **kwargs)
 
     @contextlib.contextmanager
@@ -117,7 +117,7 @@ class _Bucket:
 
     def __init__(self, params):
         self.params = params
-        self.offsets = np.cumsum([0] + [p.data.size for p in params])
+        self.offsets = np.cumsum([0] + [p.array.size for p in params])
         self.flat = np.empty(self.offsets[-1], dtype=params[0].dtype)
 
     def view(self, index):
@@ -166,7 +166,7 @@ class _Reducer:
                 "(two backwards from one forward); accumulate with no_sync() instead")
         b, i = self.place[id(param)]
         bucket = self.buckets[b]
-        np.copyto(bucket.view(i), param.grad.data.reshape(-1))
+        np.copyto(bucket.view(i), param.grad.array.reshape(-1))
         self.ready.add(id(param))
         self.missing[b] -= 1
         from mpi4py import MPI
@@ -181,7 +181,7 @@ class _Reducer:
         scale = 1.0 / self.comm.Get_size()
         for bucket in self.buckets:
             for i, p in enumerate(bucket.params):
-                np.multiply(bucket.view(i).reshape(p.grad.shape), scale, out=p.grad.data)
+                np.multiply(bucket.view(i).reshape(p.grad.shape), scale, out=p.grad.array)
         self._reset()
         self.armed = False
 
@@ -191,11 +191,11 @@ def _plan_buckets(params, cap_bytes):
     gets a bucket of its own), a new bucket where the dtype changes."""
     buckets, current, size = [], [], 0
     for param in params:
-        if current and (size + param.data.nbytes > cap_bytes or param.dtype != current[0].dtype):
+        if current and (size + param.array.nbytes > cap_bytes or param.dtype != current[0].dtype):
             buckets.append(_Bucket(current))
             current, size = [], 0
         current.append(param)
-        size += param.data.nbytes
+        size += param.array.nbytes
     if current:
         buckets.append(_Bucket(current))
     return buckets
