@@ -258,9 +258,9 @@ class Tensor:
             return self.array
         if self.device == "cuda":
             raise NotImplementedError(
-                f"DLPack export of cuda tensors is not implemented (numba's device arrays make no "
-                f"DLPack capsule); t.array has __cuda_array_interface__ and passes without a copy: "
-                f"torch.as_tensor(t.array, device='cuda'), cupy.asarray(t.array)")
+                "DLPack export of cuda tensors is not implemented (numba's device arrays make no "
+                "DLPack capsule); t.array has __cuda_array_interface__ and passes without a copy: "
+                "torch.as_tensor(t.array, device='cuda'), cupy.asarray(t.array)")
         raise RuntimeError(f"__dlpack__: a meta tensor of shape {self.shape} has no data to share")
 
     def __repr__(self):
@@ -315,7 +315,7 @@ class Tensor:
         if not self.is_leaf:
             raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate "
                                f"into .grad; this one was made by {self._node}")
-        return _HookHandle(self.__dict__.setdefault("_grad_hooks", {}), hook)
+        return RemovableHandle(self.__dict__.setdefault("_grad_hooks", {}), hook)
 
     # ------------------------------------------------------------ arithmetic
     def __add__(self, other):
@@ -893,8 +893,9 @@ class Tensor:
                     requires_grad=requires_grad)
 
 
-class _HookHandle:
-    """What ``register_post_accumulate_grad_hook`` returns: ``remove()`` unregisters the hook."""
+class RemovableHandle:
+    """What registering a hook returns (a tensor's post-accumulate-grad hook, a module's forward
+    and forward pre-hooks), as torch.utils.hooks.RemovableHandle: ``remove()`` unregisters it."""
 
     def __init__(self, hooks, hook):
         self.hooks, self.key = hooks, id(hook)

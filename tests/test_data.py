@@ -10,6 +10,7 @@ import pytest
 import minidl
 from minidl.data import DataLoader, Dataset, FashionMNIST, TensorDataset, load_csv, read_idx, write_idx
 from minidl.data import fashion_mnist as fm
+from conftest import N_IMAGES, write_split
 
 
 # ------------------------------------------------------------ IDX
@@ -291,29 +292,6 @@ def test_dataloader_single_field_samples():
 
 # ------------------------------------------------------------ Fashion-MNIST
 
-N_IMAGES = 5
-
-
-def _write_split(directory, rng, train=True, gz=True, n=N_IMAGES):
-    os.makedirs(directory, exist_ok=True)
-    images = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
-    images[0, 0, 0], images[0, 0, 1] = 0, 255
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    image_name, label_name = fm.FILES["train" if train else "test"]
-    write_idx(os.path.join(directory, image_name if gz else image_name[:-3]), images)
-    write_idx(os.path.join(directory, label_name if gz else label_name[:-3]), labels)
-    return images, labels
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No MINIDL_DATA, an empty user cache, and no system directory."""
-    monkeypatch.delenv("MINIDL_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(fm, "SYSTEM_DIR", str(tmp_path / "no-such-system-dir"))
-    return tmp_path
-
-
 def _check_loaded(ds, images, labels):
     assert len(ds) == N_IMAGES
     assert ds.data.shape == (N_IMAGES, 1, 28, 28)
@@ -327,14 +305,14 @@ def _check_loaded(ds, images, labels):
 
 
 def test_fashion_mnist_root(isolated, rng):
-    images, labels = _write_split(isolated / "root", rng)
+    images, labels = write_split(isolated / "root", rng)
     ds = FashionMNIST(root=str(isolated / "root"), download=False)
     _check_loaded(ds, images, labels)
     assert ds.train
 
 
 def test_fashion_mnist_test_split_and_uncompressed(isolated, rng):
-    images, labels = _write_split(isolated / "root", rng, train=False, gz=False)
+    images, labels = write_split(isolated / "root", rng, train=False, gz=False)
     ds = FashionMNIST(root=str(isolated / "root"), train=False, download=False)
     _check_loaded(ds, images, labels)
     assert not ds.train
@@ -343,7 +321,7 @@ def test_fashion_mnist_test_split_and_uncompressed(isolated, rng):
 
 
 def test_fashion_mnist_normalize(isolated, rng):
-    images, _ = _write_split(isolated / "root", rng)
+    images, _ = write_split(isolated / "root", rng)
     ds = FashionMNIST(root=str(isolated / "root"), download=False, normalize=True)
     np.testing.assert_allclose(ds.data[:, 0], (images / 255.0 - fm.MEAN) / fm.STD, rtol=1e-5,
                                atol=1e-6)
@@ -351,14 +329,14 @@ def test_fashion_mnist_normalize(isolated, rng):
 
 
 def test_fashion_mnist_env_var(isolated, rng, monkeypatch):
-    images, labels = _write_split(isolated / "env", rng)
+    images, labels = write_split(isolated / "env", rng)
     monkeypatch.setenv("MINIDL_DATA", str(isolated / "env"))
     _check_loaded(FashionMNIST(download=False), images, labels)
 
 
 def test_fashion_mnist_root_beats_env_var(isolated, rng, monkeypatch):
-    _write_split(isolated / "env", rng)
-    images, labels = _write_split(isolated / "root", rng)
+    write_split(isolated / "env", rng)
+    images, labels = write_split(isolated / "root", rng)
     monkeypatch.setenv("MINIDL_DATA", str(isolated / "env"))
     _check_loaded(FashionMNIST(root=str(isolated / "root"), download=False), images, labels)
 
@@ -366,12 +344,12 @@ def test_fashion_mnist_root_beats_env_var(isolated, rng, monkeypatch):
 def test_fashion_mnist_user_cache(isolated, rng):
     cache = isolated / "xdg" / "minidl" / "fashion-mnist"
     assert fm.user_cache_dir() == str(cache)
-    images, labels = _write_split(cache, rng)
+    images, labels = write_split(cache, rng)
     _check_loaded(FashionMNIST(download=False), images, labels)
 
 
 def test_fashion_mnist_system_dir(isolated, rng, monkeypatch):
-    images, labels = _write_split(isolated / "system", rng)
+    images, labels = write_split(isolated / "system", rng)
     monkeypatch.setattr(fm, "SYSTEM_DIR", str(isolated / "system"))
     _check_loaded(FashionMNIST(download=False), images, labels)
 
@@ -389,7 +367,7 @@ def test_fashion_mnist_missing_without_download(isolated):
 
 def test_fashion_mnist_rejects_mismatched_files(isolated, rng):
     root = isolated / "root"
-    _write_split(root, rng)
+    write_split(root, rng)
     write_idx(root / fm.FILES["train"][1], np.zeros(N_IMAGES + 1, np.uint8))
     with pytest.raises(ValueError, match="expected"):
         FashionMNIST(root=str(root), download=False)
@@ -402,7 +380,7 @@ def test_fashion_mnist_rejects_mismatched_files(isolated, rng):
 ])
 def test_fashion_mnist_rejects_wrong_shapes(isolated, rng, which, array, shape):
     root = isolated / "root"
-    _write_split(root, rng)
+    write_split(root, rng)
     name = fm.FILES["train"][which == "labels"]
     write_idx(root / name, array)
     with pytest.raises(ValueError, match=re.escape(f"{root / name} holds {which} of shape {shape}")):
@@ -411,7 +389,7 @@ def test_fashion_mnist_rejects_wrong_shapes(isolated, rng, which, array, shape):
 
 def test_fashion_mnist_rejects_labels_out_of_range(isolated, rng):
     root = isolated / "root"
-    _write_split(root, rng)
+    write_split(root, rng)
     name = fm.FILES["train"][1]
     write_idx(root / name, np.full(N_IMAGES, 10, np.uint8))
     with pytest.raises(ValueError, match=re.escape(str(root / name)) + ".*0..9"):
@@ -424,7 +402,7 @@ def _md5(path):
 
 def test_download_checks_md5(isolated, rng):
     src, dest = isolated / "mirror", isolated / "dest"
-    _write_split(src, rng)
+    write_split(src, rng)
     names = list(fm.FILES["train"])
     sums = {name: _md5(src / name) for name in names}
     fm.download(str(dest), names, mirror="file://" + str(src) + "/", checksums=sums,
@@ -436,7 +414,7 @@ def test_download_checks_md5(isolated, rng):
 
 def test_download_wrong_md5_leaves_nothing(isolated, rng):
     src, dest = isolated / "mirror", isolated / "dest"
-    _write_split(src, rng)
+    write_split(src, rng)
     name = fm.FILES["train"][0]
     with pytest.raises(OSError, match="MD5"):
         fm.download(str(dest), [name], mirror="file://" + str(src) + "/",
@@ -456,7 +434,7 @@ def test_download_missing_file_leaves_nothing(isolated):
 
 def test_resolve_downloads_into_env_dir(isolated, rng, monkeypatch):
     src = isolated / "mirror"
-    images, labels = _write_split(src, rng)
+    images, labels = write_split(src, rng)
     for name in fm.FILES["train"]:
         monkeypatch.setitem(fm.MD5, name, _md5(src / name))
     monkeypatch.setenv("MINIDL_DATA", str(isolated / "env"))

@@ -8,27 +8,9 @@ import pytest
 
 import minidl
 from minidl.data import fashion_mnist as fm
-from minidl.data import write_idx
 from minidl.utils.data import DataLoader
 from minidl.vision import datasets, transforms
-
-
-def write_split(directory, rng, n=6, train=True):
-    os.makedirs(directory, exist_ok=True)
-    images = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    image_name, label_name = fm.FILES["train" if train else "test"]
-    write_idx(os.path.join(directory, image_name), images)
-    write_idx(os.path.join(directory, label_name), labels)
-    return images, labels
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.delenv("MINIDL_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(fm, "SYSTEM_DIR", str(tmp_path / "no-system-dir"))
-    return tmp_path
+from conftest import N_IMAGES, write_split
 
 
 @pytest.mark.parametrize("cls", [datasets.MNIST, datasets.FashionMNIST])
@@ -36,7 +18,7 @@ def test_torchvision_layout_and_samples(isolated, rng, cls):
     images, labels = write_split(isolated / "data" / cls.__name__ / "raw", rng)
     ds = cls(str(isolated / "data"), train=True, transform=transforms.ToTensor(),
              target_transform=lambda t: t + 100)
-    assert len(ds) == 6 and ds.data.dtype == np.uint8 and ds.targets.dtype == np.int64
+    assert len(ds) == N_IMAGES and ds.data.dtype == np.uint8 and ds.targets.dtype == np.int64
     x, y = ds[1]
     assert isinstance(x, minidl.Tensor) and x.shape == (1, 28, 28) and x.dtype == np.float32
     np.testing.assert_allclose(x.array[0], images[1] / 255, rtol=1e-6)
@@ -78,7 +60,7 @@ def test_download_checks_mnist_md5(isolated, rng, monkeypatch):
     good = datasets.MNIST_SOURCE._replace(mirror=f"file://{mirror}/", checksums=sums)
     monkeypatch.setattr(datasets, "MNIST_SOURCE", good)
     ds = datasets.MNIST(str(isolated / "root"), download=True)
-    assert len(ds) == 6
+    assert len(ds) == N_IMAGES
     assert sorted(os.listdir(isolated / "root" / "MNIST" / "raw")) == sorted(fm.FILES["train"])
     bad = good._replace(checksums=dict.fromkeys(sums, "0" * 32))
     monkeypatch.setattr(datasets, "MNIST_SOURCE", bad)

@@ -31,7 +31,38 @@ def _renumber(container, modules):
         container.add_module(str(index), module)
 
 
-class Sequential(Module):
+def _set_pairs(container, pairs, value_name):
+    """container[key] = value for each (key, value) of ``pairs``; an entry of another length is
+    a ValueError naming the container."""
+    for entry in pairs:
+        if len(entry) != 2:
+            raise ValueError(f"{type(container).__name__}.update: expected (key, {value_name}) "
+                             f"pairs, got an entry of length {len(entry)}")
+        container[entry[0]] = entry[1]
+
+
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: modules in registration order, ``len``,
+    iteration over the modules, ``append`` as entry "n", deletion that renumbers."""
+
+    def __delitem__(self, index):
+        """Remove entries and renumber the rest "0".."n-1" (PyTorch does so even for named ones)."""
+        modules = list(self._modules.values())
+        del modules[index if isinstance(index, slice) else _index(self, index)]
+        _renumber(self, modules)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Applies its modules in order: ``Sequential(Linear(4, 8), ReLU(), Linear(8, 2))``, or
     ``Sequential(OrderedDict([("fc", Linear(4, 8)), ("act", ReLU())]))`` to name them."""
 
@@ -57,24 +88,8 @@ class Sequential(Module):
     def __setitem__(self, index, module):
         self.add_module(list(self._modules)[_index(self, index)], module)
 
-    def __delitem__(self, index):
-        """Remove entries and renumber the rest "0".."n-1" (PyTorch does so even for named ones)."""
-        modules = list(self._modules.values())
-        del modules[index if isinstance(index, slice) else _index(self, index)]
-        _renumber(self, modules)
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules, registered as "0", "1", ... so their parameters are found; it has no
     forward. ``append``, ``extend``, ``insert``, ``pop``, ``+=``, indexing and slicing (a slice
     is a new ModuleList of the same modules) as a Python list."""
@@ -92,26 +107,11 @@ class ModuleList(Module):
     def __setitem__(self, index, module):
         self.add_module(str(_index(self, index)), module)
 
-    def __delitem__(self, index):
-        modules = list(self._modules.values())
-        del modules[index if isinstance(index, slice) else _index(self, index)]
-        _renumber(self, modules)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def __iadd__(self, modules):
         return self.extend(modules)
 
     def __add__(self, other):
         return ModuleList(list(self) + list(other))
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules):
         if isinstance(modules, (Module, str)) or not hasattr(modules, "__iter__"):
@@ -178,11 +178,7 @@ class ModuleDict(Module):
     def update(self, modules):
         """Add or replace entries from a mapping or an iterable of (key, module) pairs."""
         pairs = modules.items() if hasattr(modules, "items") else modules
-        for entry in pairs:
-            if len(entry) != 2:
-                raise ValueError(f"ModuleDict.update: expected (key, module) pairs, got an entry of "
-                                 f"length {len(entry)}")
-            self[entry[0]] = entry[1]
+        _set_pairs(self, pairs, "module")
 
 
 def _as_parameter(value):
@@ -293,11 +289,7 @@ class ParameterDict(Module):
             pairs = sorted(parameters.items())
         else:
             pairs = parameters
-        for entry in pairs:
-            if len(entry) != 2:
-                raise ValueError(f"ParameterDict.update: expected (key, parameter) pairs, got an "
-                                 f"entry of length {len(entry)}")
-            self[entry[0]] = entry[1]
+        _set_pairs(self, pairs, "parameter")
 
     def extra_repr(self):
         return "\n".join(f"({key}): Parameter containing: [{type(p).__name__} of size "

@@ -9,17 +9,8 @@ from collections import OrderedDict
 import numpy as np
 
 from ..device import Device, to_device, to_host
-from ..tensor import Tensor
+from ..tensor import RemovableHandle, Tensor
 from .parameter import Parameter
-
-
-class _HookHandle:
-    def __init__(self, hooks, hook):
-        self.hooks, self.key = hooks, id(hook)
-        hooks[self.key] = hook
-
-    def remove(self):
-        self.hooks.pop(self.key, None)
 
 
 class Module:
@@ -125,11 +116,11 @@ class Module:
     def register_forward_hook(self, hook):
         """Call ``hook(module, inputs, output)`` after every forward; returns a handle whose
         ``remove()`` unregisters it."""
-        return _HookHandle(self._forward_hooks, hook)
+        return RemovableHandle(self._forward_hooks, hook)
 
     def register_forward_pre_hook(self, hook):
         """Call ``hook(module, inputs)`` before every forward; returns a removable handle."""
-        return _HookHandle(self._forward_pre_hooks, hook)
+        return RemovableHandle(self._forward_pre_hooks, hook)
 
     # ------------------------------------------------------------ traversal
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
