@@ -243,3 +243,92 @@ def test_meta_device_gives_the_real_output_shape(layer, x_shape):
     expected = layer(minidl.zeros(*x_shape)).shape
     layer.to("meta")
     assert layer(minidl.zeros(*x_shape, device="meta")).shape == expected
+
+
+# ---------------------------------------------------------------- the direct path (few channels, stride 1)
+
+def _direct_cases(count, seed=0):
+    """(n, c, h, w, o, kernel, padding, dilation): kernels of 1-6 columns (3 and 5 have loops of
+    their own), asymmetric padding and dilation."""
+    rng = np.random.default_rng(seed)
+    cases = [(3, 1, 28, 28, 6, (5, 5), (2, 2), (1, 1)), (2, 3, 9, 7, 4, (3, 3), (1, 1), (1, 1)),
+             (1, 2, 5, 5, 3, (1, 1), (0, 0), (1, 1)), (2, 1, 6, 9, 2, (2, 4), (1, 0), (2, 1))]
+    while len(cases) < count:
+        kernel = tuple(int(k) for k in rng.integers(1, 7, 2))
+        dilation = tuple(int(d) for d in rng.integers(1, 3, 2))
+        padding = tuple(int(p) for p in rng.integers(0, 3, 2))
+        h, w = (int(d * (k - 1) + 1 + rng.integers(0, 6)) for k, d in zip(kernel, dilation))
+        channels = int(rng.integers(1, 1 + min(3, 75 // (kernel[0] * kernel[1]))))  # within 75 taps
+        cases.append((int(rng.integers(1, 4)), channels, h, w, int(rng.integers(1, 9)), kernel, padding, dilation))
+    return cases
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, h, w, o, kernel, padding, dilation", _direct_cases(14))
+def test_direct_path_matches_torch(rng, dtype, n, c, h, w, o, kernel, padding, dilation):
+    torch = pytest.importorskip("torch")
+    from minidl.kernels.cpu import direct_conv
+    assert direct_conv.chosen((o, c) + kernel, (1, 1), 1)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = rng.standard_normal((o, c) + kernel).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    tensors = [torch.tensor(a, requires_grad=True) for a in (x, weight, b)]
+    expected = torch.nn.functional.conv2d(*tensors, 1, padding, dilation)
+    upstream = rng.standard_normal(tuple(expected.shape)).astype(dtype)
+    expected.backward(torch.tensor(upstream))
+    out, grads = run(lambda *a: F.conv2d(*a, 1, padding, dilation), [x, weight, b], upstream)
+    tolerance = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    assert out.dtype == dtype
+    assert_close(out, expected, what="y", **tolerance)
+    for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
+        assert grad.dtype == dtype
+        assert_close(grad, t.grad, what=name, **tolerance)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, options", [
+    ((2, 1, 7, 6), (3, 1, 5, 5), dict(padding=2)),
+    ((2, 2, 6, 7), (3, 2, 3, 3), dict(padding=(1, 0), dilation=(1, 2))),
+    ((1, 3, 5, 6), (2, 3, 2, 4), dict(padding=(0, 1))),
+])
+def test_direct_path_gradcheck(rng, x_shape, w_shape, options):
+    from minidl.kernels.cpu import direct_conv
+    assert direct_conv.chosen(w_shape, (1, 1), 1)
+    inputs = [leaf(rng.standard_normal(s)) for s in (x_shape, w_shape, w_shape[:1])]
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **options), inputs)
+
+
+@pytest.mark.parametrize("w_shape, stride, groups, direct", [
+    ((6, 1, 5, 5), (1, 1), 1, True),       # LeNet's first layer
+    ((32, 1, 3, 3), (1, 1), 1, True),      # FashionCNN's first layer
+    ((16, 3, 5, 5), (1, 1), 1, True),
+    ((16, 6, 5, 5), (1, 1), 1, False),     # LeNet's second layer: 150 taps
+    ((64, 1, 3, 3), (1, 1), 1, False),     # too many output channels
+    ((6, 1, 5, 5), (2, 2), 1, False),      # strided
+    ((4, 1, 3, 3), (1, 1), 2, False),      # grouped
+])
+def test_which_shapes_take_the_direct_path(w_shape, stride, groups, direct):
+    from minidl.kernels.cpu import direct_conv
+    assert direct_conv.chosen(w_shape, stride, groups) is direct
+
+
+def test_direct_path_equals_the_im2col_path_and_skips_unneeded_grads(rng, monkeypatch):
+    """The im2col reference (MINIDL_CONV_ALGORITHM=im2col) on a first layer (no dx) and a NaN
+    that must reach the output and the weight gradient."""
+    from minidl.kernels.cpu import conv, winograd
+    x = rng.standard_normal((4, 1, 12, 12)).astype(np.float32)
+    weight = rng.standard_normal((6, 1, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal((4, 6, 12, 12)).astype(np.float32)
+    args = ((1, 1), (2, 2), (1, 1), 1)
+    y = conv.conv2d_forward(x, weight, None, *args, (12, 12))
+    dx, dw, db = conv.conv2d_backward(x, weight, dy, *args, need_dx=False)
+    assert dx is None
+    monkeypatch.setattr(winograd, "ALGORITHM", "im2col")
+    reference_dx, reference_dw, reference_db = conv.conv2d_backward(x, weight, dy, *args)
+    assert_close(y, conv.conv2d_forward(x, weight, None, *args, (12, 12)), what="y")
+    assert_close(dw, reference_dw, what="dweight")
+    assert_close(db, reference_db, what="dbias")
+    monkeypatch.setattr(winograd, "ALGORITHM", "auto")
+    x[1, 0, 5, 5] = np.nan
+    y = conv.conv2d_forward(x, weight, None, *args, (12, 12))
+    _, dw, _ = conv.conv2d_backward(x, weight, dy, *args, need_dx=False)
+    assert np.isnan(y[1, :, 3:8, 3:8]).all() and np.isfinite(y[0]).all() and np.isnan(dw).all()

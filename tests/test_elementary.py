@@ -56,15 +56,23 @@ def test_float32_exp_edges():
     assert np.isnan(_elementwise("tanh")(x[:1])[0])
 
 
-def test_row_reductions_match_numpy():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_reductions_match_numpy(dtype):
+    """row_max (an integer max over the float bit patterns) and row_sum (float64, SIMD lanes)."""
+    @njit
+    def reduce(row):
+        return elementary.row_max(row), elementary.row_sum(row)
+
     rng = np.random.default_rng(0)
-    for length in (1, 15, 16, 17, 1000):
-        row = (rng.standard_normal(length) * 30).astype(np.float32)
-        assert elementary.row_max(row) == row.max()
-        peak = row.max()
-        scratch = np.empty_like(row)
-        expected = np.exp(row.astype(np.float64) - peak).sum()
-        np.testing.assert_allclose(elementary.sum_exp(row, peak, scratch), expected, rtol=4 * FLOAT32_EPS)
-    row = np.array([1.0, np.nan, 3.0], dtype=np.float32)
-    assert elementary.row_max(row) == 3.0  # skipped by the max ...
-    assert np.isnan(elementary.sum_exp(row, np.float32(3.0), np.empty_like(row)))  # ... not by the sum
+    specials = np.array([-0.0, 0.0, np.inf, -np.inf, 1e30, -1e-30], dtype=dtype)
+    for length in (1, 2, 15, 16, 17, 1000):
+        row = (rng.standard_normal(length) * 10.0 ** float(rng.integers(-3, 4))).astype(dtype)
+        for values in (row, -np.abs(row), np.concatenate([row, specials[rng.integers(0, 6, 3)]])):
+            peak, total = reduce(values)
+            assert peak == values.max() and type(peak) is float
+            if np.isfinite(values).all():
+                np.testing.assert_allclose(total, values.astype(np.float64).sum(), rtol=1e-12, atol=1e-12)
+    row = np.array([1.0, -np.nan, 3.0], dtype=dtype)
+    assert reduce(row)[0] == 3.0  # a NaN with its sign bit set loses the max ...
+    assert np.isnan(reduce(row)[1])  # ... not the sum
+    assert np.isnan(reduce(np.abs(row))[0])  # one with it clear wins

@@ -167,3 +167,16 @@ def test_loss_shape_and_range_errors():
         F.mse_loss(minidl.randn(4, 1), minidl.randn(4))
     with pytest.raises(ValueError, match="probabilities"):
         F.binary_cross_entropy(minidl.tensor([1.5]), minidl.tensor([1.0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_nan_logit_makes_its_row_nan(rng, dtype):
+    """A NaN logit of either sign (the max may skip one, the sum of exponentials does not) makes
+    its row's loss and gradient NaN, as in PyTorch; the other rows stay finite."""
+    logits = rng.standard_normal((3, 5)).astype(dtype)
+    logits[0, 2], logits[1, 4] = np.nan, -np.nan
+    x = minidl.tensor(logits, requires_grad=True)
+    losses = F.cross_entropy(x, minidl.tensor([1, 0, 3]), reduction="none")
+    losses.sum().backward()
+    assert np.isnan(losses.array[:2]).all() and np.isfinite(losses.array[2])
+    assert np.isnan(x.grad.array[:2]).all() and np.isfinite(x.grad.array[2]).all()

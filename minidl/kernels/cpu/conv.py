@@ -356,13 +356,16 @@ def _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups):
 
 
 # ---------------------------------------------------------------- convolution (one class)
-# 3x3 stride-1 convolutions with >= 64 channels go to Winograd F(2x2 or 4x4, 3x3) (winograd.chosen);
-# the im2col path below is the reference and computes every other shape.
+# 3x3 stride-1 convolutions with >= 64 channels go to Winograd F(2x2 or 4x4, 3x3) (winograd.chosen),
+# stride-1 ones with few channels to the direct loops of direct_conv (direct_conv.chosen); the
+# im2col path below is the reference and computes every other shape.
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
     """Y_n = K' X'_n + b per group and image n; weight (O, C / groups, kh, kw), bias (O,) or None."""
     if winograd.chosen(weight.shape, stride, padding, dilation, groups):
         return winograd.conv2d_forward(x, weight, bias, padding, out_size)
+    if winograd.ALGORITHM != "im2col" and direct_conv.chosen(weight.shape, stride, groups):
+        return direct_conv.conv2d_forward(x, weight, bias, padding, dilation, out_size)
     n_batch, channels = x.shape[:2]
     n_out, kernel = weight.shape[0], weight.shape[2:]
     n_rows = channels * kernel[0] * kernel[1]
@@ -385,6 +388,8 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     if winograd.chosen(weight.shape, stride, padding, dilation, groups):
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, _bias_grad(dy.reshape(n_batch, n_out, -1))
+    if winograd.ALGORITHM != "im2col" and direct_conv.chosen(weight.shape, stride, groups):
+        return direct_conv.conv2d_backward(x, weight, dy, padding, dilation, need_dx, need_dw)
     n_rows = channels * kernel[0] * kernel[1]
     layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=True, rows=n_rows)
     geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
@@ -442,4 +447,4 @@ def full_bias(bias, n_out, out_size, dtype):
     return np.ascontiguousarray(np.broadcast_to(bias, shape), dtype=dtype)
 
 
-from . import winograd  # noqa: E402  (at the end: it takes this module's workspaces)
+from . import direct_conv, winograd  # noqa: E402  (at the end: winograd takes this module's workspaces)

@@ -12,13 +12,15 @@ checks) keeps libm's np.exp and np.tanh. Call them inside ``@njit`` code only.
     tanh(x)    = x P(x^2) / Q(x^2), Eigen's rational fit (within 6 ulp), +-1 outside +-7.99
     sigmoid(x) = 1/2 + 1/2 tanh(x / 2), as in the notes (absolute error below 3e-7)
 
-``row_max`` and ``sum_exp`` reduce a row in 16 independent lanes, combined at the end: LLVM
-keeps a plain running max or sum scalar (it may not reorder float operations, and a max
-must keep NaN's semantics), while 16 lanes are plain SIMD. The order of the additions is
-fixed, so results are deterministic.
+Reductions over a row, which LLVM keeps scalar when written plainly (it may not reorder float
+additions, and a float max must keep NaN's semantics):
+    row_max(row)  compares the bit patterns as signed integers, after flipping the magnitude bits
+                  of negative numbers (an order-preserving map, so an integer max, which is SIMD)
+    row_sum(row)  sums in float64 with reassociation allowed (``fastmath={"reassoc"}``, nothing
+                  else: NaN and inf keep their meaning), so the additions run in SIMD lanes; the
+                  order depends only on the length, so results are deterministic.
 """
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
@@ -34,7 +36,6 @@ _TANH_DENOMINATOR = tuple(_F(c) for c in (
     4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
 _EXP_LOW, _EXP_HIGH = _F(-87.33654), _F(88.37)  # below: 0 (as expf); above: 2^n past 2^127
 _LOG2E, _LN2_HIGH, _LN2_LOW = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
-_LANES = 16
 _EXP_POLY = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
                                   1.6666665459e-1, 5.0000001201e-1))
 
@@ -52,11 +53,13 @@ def sigmoid(x):
 
 
 @intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE-754 bit pattern is the int32 ``bits`` (a free bitcast)."""
+def _float_from_bits(typingctx, bits):
+    """The float of the same width whose IEEE-754 bit pattern is the integer ``bits`` (a bitcast)."""
+    float_type = {32: types.float32, 64: types.float64}[bits.bitwidth]
+
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
+        return builder.bitcast(args[0], context.get_value_type(float_type))
+    return float_type(bits), codegen
 
 
 @overload(exp, jit_options=NO_ZERO_DIVISION_CHECK)
@@ -70,7 +73,7 @@ def _exp_typed(x):
         n = np.floor(clamped * _LOG2E + _HALF)
         r = clamped - n * _LN2_HIGH - n * _LN2_LOW
         p = (((((c5 * r + c4) * r + c3) * r + c2) * r + c1) * r + c0) * r * r + r + _F(1.0)
-        scale = _float32_from_bits((np.int32(max(n, _F(-127.0))) + np.int32(127)) << 23)
+        scale = _float_from_bits(np.int32((np.int32(max(n, _F(-127.0))) + np.int32(127)) << 23))
         value = np.inf if x > _EXP_HIGH else p * scale
         return _F(0.0) if x < _EXP_LOW else value  # NaN fails every test and stays NaN
     return polynomial
@@ -100,38 +103,34 @@ def _sigmoid_typed(x):
     return lambda x: _HALF + _HALF * tanh(_HALF * x)
 
 
-@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
 def row_max(row):
-    """max_k row[k] of a 1-d array (NaN entries are skipped, as by a running ``>`` test)."""
-    lanes = np.full(_LANES, row[0])
-    whole = len(row) - len(row) % _LANES
-    for start in range(0, whole, _LANES):
-        block = row[start:start + _LANES]
-        for j in range(_LANES):
-            lanes[j] = block[j] if block[j] > lanes[j] else lanes[j]
-    peak = row[0]
-    for j in range(_LANES):
-        peak = lanes[j] if lanes[j] > peak else peak
-    for k in range(whole, len(row)):
-        peak = row[k] if row[k] > peak else peak
-    return peak
+    return np.max(row)
 
 
-@njit(cache=True, **NO_ZERO_DIVISION_CHECK)
-def sum_exp(row, shift, scratch):
-    """sum_k e^(row[k] - shift): the exponentials in the row's dtype, written to ``scratch`` (a
-    loop of its own, so that it vectorises), then summed in float64 lanes."""
-    for k in range(len(row)):
-        scratch[k] = exp(row[k] - shift)
-    lanes = np.zeros(_LANES, dtype=np.float64)
-    whole = len(row) - len(row) % _LANES
-    for start in range(0, whole, _LANES):
-        block = scratch[start:start + _LANES]
-        for j in range(_LANES):
-            lanes[j] += block[j]
+@overload(row_max, jit_options=NO_ZERO_DIVISION_CHECK)
+def _row_max_typed(row):
+    """max_k row[k] of a 1-d C-contiguous float array. For IEEE floats, key(b) = b ^ 0x7f..f when
+    the sign bit of b is set (else b) orders like the floats (-0.0 just below +0.0); a NaN
+    with its sign bit clear wins (as past +inf), one with it set loses: callers that sum
+    e^(x - max) see it there either way."""
+    bits = {types.float32: np.int32, types.float64: np.int64}[row.dtype]
+    sign_shift = bits(8 * np.dtype(bits).itemsize - 1)
+    magnitude = bits(np.iinfo(bits).max)
+
+    def impl(row):
+        keys = row.view(bits)
+        best = bits(keys[0] ^ ((keys[0] >> sign_shift) & magnitude))  # bits(): Numba widens int32 math
+        for k in range(1, keys.size):
+            key = bits(keys[k] ^ ((keys[k] >> sign_shift) & magnitude))
+            best = key if key > best else best
+        return _float_from_bits(bits(best ^ ((best >> sign_shift) & magnitude)))  # its own inverse
+    return impl
+
+
+@njit(cache=True, fastmath={"reassoc"}, **NO_ZERO_DIVISION_CHECK)
+def row_sum(row):
+    """sum_k row[k] in float64."""
     total = 0.0
-    for j in range(_LANES):
-        total += lanes[j]
-    for k in range(whole, len(row)):
-        total += scratch[k]
+    for k in range(row.size):
+        total += row[k]
     return total

@@ -80,14 +80,16 @@ def _max_pool_windows(x, h_lo, h_hi, w_lo, w_hi):
 
 @njit(cache=True, parallel=True)
 def max_pool2d_backward(dy, argmax, height, width):
-    """dX[winner of (i, j)] += dY[i, j]."""
+    """dX[winner of (i, j)] += dY[i, j]. Each task zeroes its own plane just before adding into
+    it (while it is in cache), instead of a np.zeros pass over all of dX first."""
     n_batch, channels, oh, ow = dy.shape
-    dx = np.zeros((n_batch, channels, height * width), dtype=dy.dtype)
+    dx = np.empty((n_batch * channels, height * width), dtype=dy.dtype)
+    grads, winners = dy.reshape(n_batch * channels, oh * ow), argmax.reshape(n_batch * channels, oh * ow)
     for task in prange(n_batch * channels):
-        n, c = task // channels, task % channels
-        for i in range(oh):
-            for j in range(ow):
-                dx[n, c, argmax[n, c, i, j]] += dy[n, c, i, j]
+        plane, grad, winner = dx[task], grads[task], winners[task]
+        plane[:] = 0.0
+        for k in range(oh * ow):
+            plane[winner[k]] += grad[k]
     return dx.reshape((n_batch, channels, height, width))
 
 

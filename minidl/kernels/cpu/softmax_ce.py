@@ -7,15 +7,18 @@ For row x with target class t, class weights w and label smoothing e over C clas
     dloss/dx_c = (1 - e) w_t (p_c - 1[c = t]) + e / C (W p_c - w_c),   p = softmax(x), W = sum_c w_c
 With w = 1 this is the textbook  dL/dx = p - q.
 Rows whose target equals ``ignore_index`` give loss 0 and gradient 0.
-The exponentials go through ``elementary`` (SIMD in float32); x - max(x) and x - lse are
-taken in the logits' dtype, so float32 stays float32. The rows run in parallel only from
-a million logits: between other ops, waking the thread pool for both passes of a (256, 1000)
-cross-entropy cost more (1.6 ms) than running them serially (1.1 ms).
+
+The forward pass keeps p (the logits' shape and dtype, as PyTorch keeps log_softmax's output)
+for the backward pass, which is then one pass without exponentials. Per row: the max, the
+exponentials e^(x - max) (through ``elementary``: SIMD in float32) written where p goes, their
+sum, and one scaling of the row by 1 / sum; lse - x_t is taken in float64. The rows run in
+parallel only from a million logits: between other ops, waking the thread pool for a
+(256, 1000) cross-entropy costs more than its serial work.
 """
 import numpy as np
 
 from . import size_dispatched
-from .elementary import exp, row_max, sum_exp
+from .elementary import exp, row_max, row_sum
 
 
 _PARALLEL_FROM = 1 << 20
@@ -23,19 +26,26 @@ _PARALLEL_FROM = 1 << 20
 
 @size_dispatched(parallel_from=_PARALLEL_FROM)
 def cross_entropy_forward(loop):
-    """Per-row losses and each row's log-sum-exp in float64 (kept for the backward pass)."""
+    """(per-row losses, softmax p of every row, kept for ``cross_entropy_backward``)."""
     def kernel(logits, target, class_weight, ignore_index, smoothing):
         n, c = logits.shape
         losses = np.zeros(n, dtype=logits.dtype)
-        lse = np.zeros(n, dtype=np.float64)  # float64: x - lse must not lose digits when |x| ~ 1e4
+        probabilities = np.empty_like(logits)
         for i in loop(n):
-            row = logits[i]
+            row, p = logits[i], probabilities[i]
             peak = row_max(row)
-            log_sum = peak + np.log(sum_exp(row, peak, np.empty(c, dtype=logits.dtype)))
-            lse[i] = log_sum
+            for k in range(c):
+                p[k] = exp(row[k] - peak)
+            total = row_sum(p)
+            inverse = np.empty(1, dtype=logits.dtype)  # 1 / total in the logits' dtype (a store casts)
+            inverse[0] = 1.0 / total
+            scale = inverse[0]
+            for k in range(c):
+                p[k] *= scale
             t = target[i]
             if t == ignore_index:
                 continue
+            log_sum = np.float64(peak) + np.log(total)  # lse in float64: lse - x must keep its digits
             loss = (1.0 - smoothing) * class_weight[t] * (log_sum - row[t])
             if smoothing > 0.0:
                 spread = 0.0
@@ -43,14 +53,15 @@ def cross_entropy_forward(loop):
                     spread += class_weight[k] * (log_sum - row[k])
                 loss += smoothing / c * spread
             losses[i] = loss
-        return losses, lse
+        return losses, probabilities
     return kernel
 
 
 @size_dispatched(parallel_from=_PARALLEL_FROM)
 def cross_entropy_backward(loop):
-    """d(sum_i g_i loss_i)/dlogits, with g = ``grad_rows``; see the module docstring."""
-    def kernel(logits, target, lse, grad_rows, class_weight, ignore_index, smoothing):
+    """d(sum_i g_i loss_i)/dlogits, with g = ``grad_rows`` and p from the forward pass; see the
+    module docstring."""
+    def kernel(logits, target, probabilities, grad_rows, class_weight, ignore_index, smoothing):
         n, c = logits.shape
         grad = np.empty_like(logits)
         weight_total = 0.0
@@ -63,17 +74,19 @@ def cross_entropy_backward(loop):
                 out[:] = 0.0
                 continue
             # the row's coefficients in the logits' dtype (an array store casts), so that the
-            # loop below stays in float32 for float32 logits
+            # loops below stay in float32 for float32 logits
             scale = np.empty(3, dtype=logits.dtype)
             scale[0] = grad_rows[i] * (1.0 - smoothing) * class_weight[t]  # g hard
             scale[1] = grad_rows[i] * smoothing / c                        # g soft
             scale[2] = scale[0] + scale[1] * weight_total                  # g (hard + soft W)
             g_hard, g_soft, g_p = scale[0], scale[1], scale[2]
-            row, log_sum = logits[i], lse[i]
-            for k in range(c):
-                out[k] = row[k] - log_sum  # x - lse in float64, stored in the logits' dtype
-            for k in range(c):
-                out[k] = g_p * exp(out[k]) - g_soft * class_weight[k]
+            p = probabilities[i]
+            if smoothing > 0.0:
+                for k in range(c):
+                    out[k] = g_p * p[k] - g_soft * class_weight[k]
+            else:
+                for k in range(c):
+                    out[k] = g_p * p[k]
             out[t] -= g_hard
         return grad
     return kernel

@@ -48,6 +48,7 @@ CHUNK_BYTES = int(os.environ.get("MINIDL_WINOGRAD_CHUNK_BYTES", 64 << 20))
 TILE = int(os.environ.get("MINIDL_WINOGRAD_TILE", 0))
 
 #: "auto" (Winograd where ``chosen`` says it pays), "winograd" (wherever ``supported``) or "im2col"
+#: (the reference path for every shape: neither Winograd nor ``direct_conv``)
 ALGORITHM = os.environ.get("MINIDL_CONV_ALGORITHM", "auto")
 
 #: fewest input and output channels for which "auto" takes Winograd. Measured on a shared 2-core

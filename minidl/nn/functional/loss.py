@@ -81,22 +81,23 @@ class CrossEntropy(Function):
         valid = _check_classes("cross_entropy", flat_target, n_classes, ignore_index)
         weight = (np.ones(n_classes, dtype=logits.dtype, like=like(logits)) if class_weight is None
                   else np.ascontiguousarray(class_weight, dtype=logits.dtype, like=like(logits)))
-        losses, lse = kernel.cross_entropy_forward(rows, flat_target, weight, ignore_index, smoothing)
+        # kept is what the device's backward kernel needs besides the logits (cpu: the softmax)
+        losses, kept = kernel.cross_entropy_forward(rows, flat_target, weight, ignore_index, smoothing)
         row_weights = np.where(valid, weight[np.where(valid, flat_target, 0)], 0).astype(logits.dtype)
         value, scale = _reduce_rows(losses, row_weights, reduction, target.shape)
-        ctx.save_for_backward(rows, flat_target, lse, weight)
+        ctx.save_for_backward(rows, flat_target, kept, weight)
         ctx.options = (ignore_index, smoothing, reduction, scale, logits.shape)
         return np.asarray(value, dtype=logits.dtype, like=like(logits))
 
     @staticmethod
     def backward(ctx, grad):
-        rows, flat_target, lse, weight = ctx.saved_arrays
+        rows, flat_target, kept, weight = ctx.saved_arrays
         ignore_index, smoothing, reduction, scale, shape = ctx.options
         grad_rows = (np.ascontiguousarray(grad.reshape(-1), dtype=rows.dtype, like=like(rows))
                      if reduction == "none"
                      else scale * grad)
         kernel = for_device(ctx.device, "softmax_ce")
-        d_rows = kernel.cross_entropy_backward(rows, flat_target, lse, grad_rows, weight,
+        d_rows = kernel.cross_entropy_backward(rows, flat_target, kept, grad_rows, weight,
                                                ignore_index, smoothing)
         return _rows_back(d_rows, shape), None, None
 
