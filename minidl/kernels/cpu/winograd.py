@@ -74,6 +74,28 @@ def chosen(weight_shape, stride, padding, dilation, groups):
     return ALGORITHM == "winograd" or min(weight_shape[:2]) >= MIN_CHANNELS
 
 
+@njit(inline="always")
+def _padded_plane(plane, ph, pw, hp, wp):
+    """An (hp, wp) zero plane holding ``plane`` at offset (ph, pw): the padded image the tiles
+    read (zeros before, and after up to the tile grid)."""
+    buf = np.zeros((hp, wp), dtype=plane.dtype)
+    for h in range(plane.shape[0]):
+        src, dst = plane[h], buf[ph + h, pw:]
+        for j in range(plane.shape[1]):
+            dst[j] = src[j]
+    return buf
+
+
+@njit(inline="always")
+def _crop_plane(buf, ph, pw, plane):
+    """plane = buf[ph:ph + H, pw:pw + W], the adjoint of _padded_plane (the padding's share
+    of the gradient is dropped)."""
+    for h in range(plane.shape[0]):
+        src, dst = buf[ph + h, pw:], plane[h]
+        for j in range(plane.shape[1]):
+            dst[j] = src[j]
+
+
 @njit(cache=True, parallel=True)
 def input_transform(x, v, ph, pw, tiles_h, tiles_w):
     """v[4a + b, c, (n, ty, tx)] = (B^T D B)[a, b] with D = Xp[n, c, 2ty:2ty + 4, 2tx:2tx + 4]
@@ -83,11 +105,7 @@ def input_transform(x, v, ph, pw, tiles_h, tiles_w):
     hp, wp = 2 * tiles_h + 2, 2 * tiles_w + 2
     for task in prange(n_batch * channels):
         n, c = task // channels, task % channels
-        buf = np.zeros((hp, wp), dtype=x.dtype)
-        for h in range(height):
-            src, dst = x[n, c, h], buf[ph + h, pw:]
-            for j in range(width):
-                dst[j] = src[j]
+        buf = _padded_plane(x[n, c], ph, pw, hp, wp)
         t = np.empty((4, wp), dtype=x.dtype)
         for ty in range(tiles_h):
             r0, r1, r2, r3 = buf[2 * ty], buf[2 * ty + 1], buf[2 * ty + 2], buf[2 * ty + 3]
@@ -139,10 +157,7 @@ def input_transform_adjoint(dv, dx, ph, pw, tiles_h, tiles_w):
                 r1[j] += t[1, j] - t[2, j] + t[3, j]
                 r2[j] += t[1, j] + t[2, j] - t[0, j]
                 r3[j] -= t[3, j]
-        for h in range(height):
-            src, dst = buf[ph + h, pw:], dx[n, c, h]
-            for j in range(width):
-                dst[j] = src[j]
+        _crop_plane(buf, ph, pw, dx[n, c])
 
 
 @njit(cache=True, parallel=True)
@@ -281,11 +296,7 @@ def input_transform4(x, v, ph, pw, tiles_h, tiles_w):
     hp, wp = 4 * tiles_h + 2, 4 * tiles_w + 2
     for task in prange(n_batch * channels):
         n, c = task // channels, task % channels
-        buf = np.zeros((hp, wp), dtype=x.dtype)
-        for h in range(height):
-            src, dst = x[n, c, h], buf[ph + h, pw:]
-            for j in range(width):
-                dst[j] = src[j]
+        buf = _padded_plane(x[n, c], ph, pw, hp, wp)
         t = np.empty((6, wp), dtype=x.dtype)
         for ty in range(tiles_h):
             r0, r1, r2 = buf[4 * ty], buf[4 * ty + 1], buf[4 * ty + 2]
@@ -338,10 +349,7 @@ def input_transform_adjoint4(dv, dx, ph, pw, tiles_h, tiles_w):
                 r3[j] += q3
                 r4[j] += q4
                 r5[j] += q5
-        for h in range(height):
-            src, dst = buf[ph + h, pw:], dx[n, c, h]
-            for j in range(width):
-                dst[j] = src[j]
+        _crop_plane(buf, ph, pw, dx[n, c])
 
 
 @njit(cache=True, parallel=True)
