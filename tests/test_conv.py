@@ -311,6 +311,92 @@ def test_which_shapes_take_the_direct_path(w_shape, stride, groups, direct):
     assert direct_conv.chosen(w_shape, stride, groups) is direct
 
 
+def _blocked_3x3_cases(count, seed=1):
+    """(n, c, h, w, o, padding): more than 8 input channels or 32 outputs (past the per-row
+    loops), output channels that do not fill the last block of 4, planes down to one output."""
+    rng = np.random.default_rng(seed)
+    cases = [(2, 16, 8, 8, 32, (1, 1)), (3, 9, 5, 7, 5, (1, 0)), (1, 12, 3, 3, 33, (0, 0)),
+             (2, 1, 4, 6, 40, (0, 1))]
+    while len(cases) < count:
+        padding = tuple(int(p) for p in rng.integers(0, 2, 2))
+        h, w = (int(3 - 2 * p + rng.integers(0, 7)) for p in padding)
+        cases.append((int(rng.integers(1, 4)), int(rng.integers(9, 14)), h, w, int(rng.integers(1, 11)), padding))
+    return cases
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, h, w, o, padding", _blocked_3x3_cases(10))
+def test_blocked_3x3_path_matches_torch(rng, dtype, n, c, h, w, o, padding):
+    torch = pytest.importorskip("torch")
+    from minidl.kernels.cpu import conv
+    assert conv._algorithm((o, c, 3, 3), (1, 1), padding, (1, 1), 1) == "direct 3x3"
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = rng.standard_normal((o, c, 3, 3)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    tensors = [torch.tensor(a, requires_grad=True) for a in (x, weight, b)]
+    expected = torch.nn.functional.conv2d(*tensors, 1, padding)
+    upstream = rng.standard_normal(tuple(expected.shape)).astype(dtype)
+    expected.backward(torch.tensor(upstream))
+    out, grads = run(lambda *a: F.conv2d(*a, 1, padding), [x, weight, b], upstream)
+    tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-11)
+    assert out.dtype == dtype
+    assert_close(out, expected, what="y", **tolerance)
+    for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
+        assert grad.dtype == dtype
+        assert_close(grad, t.grad, what=name, **tolerance)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", [
+    ((2, 9, 5, 4), (6, 9, 3, 3), (1, 1)),
+    ((1, 10, 4, 5), (5, 10, 3, 3), (0, 1)),
+])
+def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
+    from minidl.kernels.cpu import conv
+    assert conv._algorithm(w_shape, (1, 1), padding, (1, 1), 1) == "direct 3x3"
+    inputs = [leaf(rng.standard_normal(s)) for s in (x_shape, w_shape, w_shape[:1])]
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=padding), inputs)
+
+
+@pytest.mark.parametrize("w_shape, stride, padding, dilation, groups, algorithm", [
+    ((32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, "direct"),        # FashionCNN's first layer
+    ((64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, "direct 3x3"),   # its second
+    ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, "direct 3x3"),   # the bench's conv2d row
+    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, "winograd"),
+    ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, "im2col"),       # padding 2
+    ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, "im2col"),       # strided
+    ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, "im2col"),       # dilated
+    ((32, 8, 3, 3), (1, 1), (1, 1), (1, 1), 2, "im2col"),        # grouped
+    ((16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1, "im2col"),        # LeNet's second layer
+])
+def test_which_algorithm_computes_a_shape(w_shape, stride, padding, dilation, groups, algorithm):
+    from minidl.kernels.cpu import conv
+    assert conv._algorithm(w_shape, stride, padding, dilation, groups) == algorithm
+
+
+@pytest.mark.parametrize("padding", [(1, 1), (2, 2), (1, 0)])
+def test_3x3_paths_equal_the_im2col_reference_with_a_nan(rng, padding):
+    """The blocked path (padding 1, (1, 0)) and its fallback (padding 2) against the im2col
+    reference, with a NaN in one image that must reach that image's outputs and dweight only."""
+    from minidl.kernels.cpu import conv, winograd
+    x = rng.standard_normal((3, 10, 6, 5)).astype(np.float32)
+    x[1, 4, 2, 3] = np.nan
+    weight = rng.standard_normal((7, 10, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    out_size = tuple(s + 2 * p - 2 for s, p in zip(x.shape[2:], padding))
+    dy = rng.standard_normal((3, 7) + out_size).astype(np.float32)
+    args = ((1, 1), padding, (1, 1), 1)
+    y = conv.conv2d_forward(x, weight, bias, *args, out_size)
+    grads = conv.conv2d_backward(x, weight, dy, *args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winograd, "ALGORITHM", "im2col")
+        reference_y = conv.conv2d_forward(x, weight, bias, *args, out_size)
+        reference_grads = conv.conv2d_backward(x, weight, dy, *args)
+    assert np.isnan(y[1]).any() and not np.isnan(y[0]).any()
+    assert_close(y, reference_y, what="y", rtol=1e-4, atol=1e-4)
+    for name, grad, reference in zip(("dx", "dweight", "dbias"), grads, reference_grads):
+        assert_close(grad, reference, what=name, rtol=1e-4, atol=1e-4)
+
+
 def test_direct_path_equals_the_im2col_path_and_skips_unneeded_grads(rng, monkeypatch):
     """The im2col reference (MINIDL_CONV_ALGORITHM=im2col) on a first layer (no dx) and a NaN
     that must reach the output and the weight gradient."""

@@ -356,16 +356,33 @@ def _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups):
 
 
 # ---------------------------------------------------------------- convolution (one class)
-# 3x3 stride-1 convolutions with >= 64 channels go to Winograd F(2x2 or 4x4, 3x3) (winograd.chosen),
-# stride-1 ones with few channels to the direct loops of direct_conv (direct_conv.chosen); the
-# im2col path below is the reference and computes every other shape.
+
+def _algorithm(weight_shape, stride, padding, dilation, groups):
+    """How conv2d computes this shape: 3x3 stride-1 convolutions with >= 64 channels by Winograd
+    F(2x2 or 4x4, 3x3) ("winograd", winograd.chosen), stride-1 ones with few channels by the
+    per-row loops of direct_conv ("direct", direct_conv.chosen), the other 3x3 stride-1 ones
+    with padding 0 or 1 by its blocked loops ("direct 3x3", direct_conv.chosen_3x3), and every
+    other shape, or all of them under MINIDL_CONV_ALGORITHM=im2col, by the reference im2col."""
+    if winograd.chosen(weight_shape, stride, padding, dilation, groups):
+        return "winograd"
+    if winograd.ALGORITHM == "im2col":
+        return "im2col"
+    if direct_conv.chosen(weight_shape, stride, groups):
+        return "direct"
+    if direct_conv.chosen_3x3(weight_shape, stride, padding, dilation, groups):
+        return "direct 3x3"
+    return "im2col"
+
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
     """Y_n = K' X'_n + b per group and image n; weight (O, C / groups, kh, kw), bias (O,) or None."""
-    if winograd.chosen(weight.shape, stride, padding, dilation, groups):
+    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups)
+    if algorithm == "winograd":
         return winograd.conv2d_forward(x, weight, bias, padding, out_size)
-    if winograd.ALGORITHM != "im2col" and direct_conv.chosen(weight.shape, stride, groups):
+    if algorithm == "direct":
         return direct_conv.conv2d_forward(x, weight, bias, padding, dilation, out_size)
+    if algorithm == "direct 3x3":
+        return direct_conv.conv3x3_forward(x, weight, bias, padding)
     n_batch, channels = x.shape[:2]
     n_out, kernel = weight.shape[0], weight.shape[2:]
     n_rows = channels * kernel[0] * kernel[1]
@@ -385,11 +402,14 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     """(dx, dweight, dbias): dK' = sum_n dY_n X'_n^T, dX = fold(K'^T dY_n), db = sum_(n,i,j) dY."""
     n_batch, channels = x.shape[:2]
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
-    if winograd.chosen(weight.shape, stride, padding, dilation, groups):
+    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups)
+    if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, _bias_grad(dy.reshape(n_batch, n_out, -1))
-    if winograd.ALGORITHM != "im2col" and direct_conv.chosen(weight.shape, stride, groups):
+    if algorithm == "direct":
         return direct_conv.conv2d_backward(x, weight, dy, padding, dilation, need_dx, need_dw)
+    if algorithm == "direct 3x3":
+        return direct_conv.conv3x3_backward(x, weight, dy, padding, need_dx, need_dw)
     n_rows = channels * kernel[0] * kernel[1]
     layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=True, rows=n_rows)
     geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)

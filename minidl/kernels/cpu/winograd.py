@@ -56,7 +56,7 @@ ALGORITHM = os.environ.get("MINIDL_CONV_ALGORITHM", "auto")
 #: 20-30%): 64->64 at 16x16 batch 64: 39 / 31 / 35 (earlier 48 / 46 / 40): faster in most runs;
 #: 16->32 at 32x32: 26-38 / 26-30 / 22-32 and 8->16 at 32x32: 14 / 15 / 13: a wash; 32->64 at
 #: 14x14 batch 256: 65 / 76 (61 in one chunk) / 84 and 1->32 at 28x28: 9 / 46 / 46: slower. So
-#: FashionCNN and LeNet keep im2col; MINIDL_CONV_ALGORITHM=winograd takes it wherever supported.
+#: FashionCNN and LeNet take the direct paths; MINIDL_CONV_ALGORITHM=winograd takes Winograd wherever supported.
 MIN_CHANNELS = 64
 
 
