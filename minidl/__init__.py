@@ -6,7 +6,12 @@
 """
 import os as _os
 
-import numba as _numba
+from . import blas_threads as _blas_threads
+
+if _blas_threads.wanted():
+    _blas_threads.short_spin()
+
+import numba as _numba  # noqa: E402
 
 # OpenBLAS and Numba's OpenMP layer fight over few cores (spin waiting); the workqueue layer
 # measured ~1.8x faster for im2col + GEMM on 2 cores, and it survives fork(). Its price: each

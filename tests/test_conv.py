@@ -418,3 +418,37 @@ def test_direct_path_equals_the_im2col_path_and_skips_unneeded_grads(rng, monkey
     y = conv.conv2d_forward(x, weight, None, *args, (12, 12))
     _, dw, _ = conv.conv2d_backward(x, weight, dy, *args, need_dx=False)
     assert np.isnan(y[1, :, 3:8, 3:8]).all() and np.isfinite(y[0]).all() and np.isnan(dw).all()
+
+
+@pytest.mark.parametrize("image_major_positions", [0, 10 ** 9])  # image-major or batch-major columns
+@pytest.mark.parametrize("x_shape, w_shape, options", [
+    ((3, 4, 9, 8), (6, 2, 3, 2), dict(stride=(2, 1), padding=(1, 0), groups=2)),
+    ((2, 4, 11, 10), (5, 4, 5, 5), dict(dilation=(2, 1), padding=2)),
+    ((2, 6, 7, 7), (4, 6, 5, 5), {}),
+])
+def test_im2col_column_layouts_match_torch(rng, monkeypatch, image_major_positions, x_shape, w_shape, options):
+    torch = pytest.importorskip("torch")
+    from minidl.kernels.cpu import conv
+    monkeypatch.setattr(conv, "IMAGE_MAJOR_POSITIONS", image_major_positions)
+    assert conv._algorithm(w_shape, options.get("stride", (1, 1)), _pair(options.get("padding", 0)),
+                           _pair(options.get("dilation", 1)), options.get("groups", 1)) == "im2col"
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, w_shape[:1])]
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = torch.nn.functional.conv2d(*tensors, **options)
+    upstream = rng.standard_normal(tuple(expected.shape)).astype(np.float32)
+    expected.backward(torch.tensor(upstream))
+    out, grads = run(lambda *a: F.conv2d(*a, **options), arrays, upstream)
+    assert_close(out, expected, what="y", rtol=1e-4, atol=1e-4)
+    for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
+        assert_close(grad, t.grad, what=name, rtol=1e-4, atol=1e-4)
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, tuple) else (value, value)
+
+
+def test_batch_major_columns_gradcheck(rng, monkeypatch):
+    from minidl.kernels.cpu import conv
+    monkeypatch.setattr(conv, "IMAGE_MAJOR_POSITIONS", 10 ** 9)
+    inputs = [leaf(rng.standard_normal(s)) for s in ((2, 4, 6, 5), (6, 2, 3, 2), (6,))]
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1, groups=2), inputs)

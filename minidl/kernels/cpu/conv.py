@@ -12,7 +12,9 @@ form one contiguous (C kh kw) x width_k block and its outputs are one GEMM: Y_k 
 A locally connected layer has one class per output position (tile = output size). Columns
 are ordered (class, n, i // th, j // tw), rows (c, u, v).
 
-A plain convolution (one class, tile 1 x 1) orders the unfold image by image instead:
+A plain convolution (one class, tile 1 x 1) with many output positions per image
+(``IMAGE_MAJOR_POSITIONS``; fewer take the class order above, one GEMM for the whole batch)
+orders the unfold image by image instead:
 X'_n[(c, u, v), (i, j)], so Y_n = K' X'_n is image n's NCHW output as it stands, and one
 batched GEMM writes Y with no reordering pass; dY is read in place the same way
 (dK' = sum_n dY_n X'_n^T, dX'_n = K'^T dY_n).
@@ -386,11 +388,20 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     n_batch, channels = x.shape[:2]
     n_out, kernel = weight.shape[0], weight.shape[2:]
     n_rows = channels * kernel[0] * kernel[1]
-    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=True, rows=n_rows)
+    image_major = _image_major(out_size)
+    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=image_major, rows=n_rows)
     geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
-    cols = unfolded(x, n_rows, layout, geometry, reuse=False).reshape(n_batch, n_rows, -1)
-    y = np.empty((n_batch, n_out, cols.shape[2]), dtype=x.dtype)
+    cols = unfolded(x, n_rows, layout, geometry, reuse=False)
     weight_2d = weight.reshape(n_out, -1)
+    if not image_major:  # Y' = K' X' over the whole batch, then reordered to NCHW with the bias
+        y_cols = workspace("out", n_out * layout.total, x.dtype).reshape(n_out, -1)
+        for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
+            np.matmul(weight_2d[out_rows], cols.reshape(n_rows, -1)[in_rows], out=y_cols[out_rows])
+        y = np.empty((n_batch, n_out) + tuple(out_size), dtype=x.dtype)
+        scatter_output(y_cols.reshape(-1), full_bias(bias, n_out, out_size, x.dtype), y, *geometry[10:15])
+        return y
+    cols = cols.reshape(n_batch, n_rows, -1)
+    y = np.empty((n_batch, n_out, cols.shape[2]), dtype=x.dtype)
     for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
         np.matmul(weight_2d[out_rows], cols[:, in_rows], out=y[:, out_rows])
     if bias is not None:
@@ -411,25 +422,48 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     if algorithm == "direct 3x3":
         return direct_conv.conv3x3_backward(x, weight, dy, padding, need_dx, need_dw)
     n_rows = channels * kernel[0] * kernel[1]
-    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=True, rows=n_rows)
+    image_major = _image_major(out_size)
+    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=image_major, rows=n_rows)
     geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
-    dy = dy.reshape(n_batch, n_out, -1)
-    dbias = _bias_grad(dy)
+    dbias = _bias_grad(dy.reshape(n_batch, n_out, -1))
+    if image_major:
+        dy = dy.reshape(n_batch, n_out, -1)
+        col_shape = (n_batch, n_rows, -1)
+    else:  # dY' (O, N oh ow) for GEMMs over the whole batch
+        dy_cols = workspace("out", n_out * layout.total, x.dtype)
+        gather_grad(dy, dy_cols, np.empty(dy.shape[1:], dtype=x.dtype), *geometry[10:15])
+        dy = dy_cols.reshape(n_out, -1)
+        col_shape = (n_rows, -1)
     dweight = dx = None
     weight_2d = weight.reshape(n_out, -1)
     if need_dw:
-        cols = unfolded(x, n_rows, layout, geometry, reuse=True).reshape(n_batch, n_rows, -1)
+        cols = unfolded(x, n_rows, layout, geometry, reuse=True).reshape(col_shape)
         dweight = np.empty_like(weight_2d)
         for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
-            per_image = np.matmul(dy[:, out_rows], np.swapaxes(cols[:, in_rows], 1, 2))
-            np.sum(per_image, axis=0, out=dweight[out_rows])
+            if image_major:
+                per_image = np.matmul(dy[:, out_rows], np.swapaxes(cols[:, in_rows], 1, 2))
+                np.sum(per_image, axis=0, out=dweight[out_rows])
+            else:
+                np.matmul(dy[out_rows], cols[in_rows].T, out=dweight[out_rows])
         dweight = dweight.reshape(weight.shape)
     if need_dx:
-        cols = columns_to_overwrite(n_rows * layout.total, x.dtype).reshape(n_batch, n_rows, -1)
+        cols = columns_to_overwrite(n_rows * layout.total, x.dtype).reshape(col_shape)
         for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
-            np.matmul(weight_2d[out_rows].T, dy[:, out_rows], out=cols[:, in_rows])
+            np.matmul(weight_2d[out_rows].T, dy[..., out_rows, :], out=cols[..., in_rows, :])
         dx = folded(cols.reshape(-1), x, geometry)
     return dx, dweight, dbias
+
+
+#: fewest output positions per image for image-major columns (one GEMM per image, written in
+#: NCHW as it stands); below it, one GEMM over the whole batch and a reorder measured faster:
+#: LeNet's 6->16 5x5 conv (10x10 outputs) at batch 256, backward 12.4 -> 8.8 ms, and a whole
+#: LeNet step 27.5 -> 22.0 ms (batch 64: 10.8 -> 10.0; medians, 2 cores). Between 196 and 1024
+#: positions the two measured within noise of each other.
+IMAGE_MAJOR_POSITIONS = 256
+
+
+def _image_major(out_size):
+    return out_size[0] * out_size[1] >= IMAGE_MAJOR_POSITIONS
 
 
 @njit(cache=True, parallel=True)
