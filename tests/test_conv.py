@@ -452,3 +452,26 @@ def test_batch_major_columns_gradcheck(rng, monkeypatch):
     monkeypatch.setattr(conv, "IMAGE_MAJOR_POSITIONS", 10 ** 9)
     inputs = [leaf(rng.standard_normal(s)) for s in ((2, 4, 6, 5), (6, 2, 3, 2), (6,))]
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1, groups=2), inputs)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("w_shape, padding, algorithm", [
+    ((5, 2, 3, 3), (0, 0), "direct"), ((5, 10, 3, 3), (0, 0), "direct 3x3"), ((5, 10, 3, 3), (1, 0), "direct 3x3"),
+])
+def test_a_nonfinite_input_spreads_to_the_same_weight_gradients_as_im2col(rng, value, w_shape, padding, algorithm):
+    """A NaN or inf in an image's last column: the direct paths' sums over wide positions would
+    also multiply it by the zeros past ow (0 x inf = NaN); that image's dK is summed exactly."""
+    from minidl.kernels.cpu import conv, winograd
+    assert conv._algorithm(w_shape, (1, 1), padding, (1, 1), 1) == algorithm
+    x = rng.standard_normal((3, w_shape[1], 6, 7)).astype(np.float32)
+    x[1, 1, 2, 6] = value
+    out_size = (6 + 2 * padding[0] - 2, 7 + 2 * padding[1] - 2)
+    dy = rng.standard_normal((3, w_shape[0]) + out_size).astype(np.float32)
+    weight = rng.standard_normal(w_shape).astype(np.float32)
+    args = ((1, 1), padding, (1, 1), 1)
+    _, dw, _ = conv.conv2d_backward(x, weight, dy, *args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winograd, "ALGORITHM", "im2col")
+        _, reference, _ = conv.conv2d_backward(x, weight, dy, *args)
+    assert np.isfinite(reference).any() and not np.isfinite(reference).all()
+    assert_close(dw, reference, what="dweight", rtol=1e-4, atol=1e-4)

@@ -18,17 +18,19 @@ NaN or inf, since 0 x inf is NaN: its dK is summed over the output positions alo
 L = (oh - 1) Wp + ow, which keeps every read inside the padded plane. dX is taken as a gather,
 dXp[c, p] = sum K[o, c, u, v] dYw[o, p - u dh Wp - v dw], from a dYw with (kh - 1) dh Wp +
 (kw - 1) dw zeros on either side. Each pass over an accumulator adds a whole row of kw taps
-(one load and store per row instead of per tap; rows of 3 and 5 written out). The backward pass is one
-kernel: images in chunks, each chunk writing its images' dX and its own partial dK and db
-(float64), summed by ``conv2d_backward``. Loops with multiply-adds only use fastmath's reassociation and
+(one load and store per row instead of per tap; rows of 3 and 5 written out). Every pass is a
+serial kernel over a share of the images, run concurrently by ``tasks.run`` (a third of the
+compile time of a prange loop); the backward pass is one kernel, each share writing its
+images' dX and its own partial dK and db (float64), summed by ``conv2d_backward``. Loops with multiply-adds only use fastmath's reassociation and
 contraction (SIMD sums, FMA); NaN and inf keep their meaning.
 """
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from . import tasks
 
 _MULTIPLY_ADD = {"reassoc", "contract"}
-_CHUNKS = 16  # tasks of the backward pass (each holds a partial dK)
 
 
 def chosen(weight_shape, stride, groups):
@@ -91,52 +93,74 @@ def _fill_planes(image, top, left, wq, planes):
     return check == 0.0
 
 
+def _weight_grad_of_nonfinite(x, dy, padding, dilation, nonfinite, dweight):
+    """dweight += dK of the images flagged in ``nonfinite``, which the kernels skipped: summed
+    over the output positions alone, because the sums over wide positions would multiply the
+    zeros past ow by their NaN or inf and spread it to taps whose PyTorch gradient is finite."""
+    if nonfinite.any():
+        _add_exact_weight_grad(x[nonfinite], dy[nonfinite], *padding, *dilation, dweight)
+
+
 @njit(cache=True)
-def _add_exact_weight_grad(dy, planes, wq, dh, dw, dweight):
-    """dweight[o, c, u, v] += sum_{i < oh, j < ow} dy[o, i, j] planes[c, (i + u dh) wq + j + v dw]:
-    the weight gradient over the output positions alone, for an image holding a NaN or inf (the
-    sums over wide positions multiply the zeros past ow by it, which would spread it to taps
-    whose PyTorch gradient is finite)."""
-    n_out, oh, ow = dy.shape
+def _add_exact_weight_grad(x, dy, ph, pw, dh, dw, dweight):
+    """dweight[o, c, u, v] += sum_{n, i < oh, j < ow} dy[n, o, i, j] Xp[n, c, i + u dh, j + v dw]."""
+    n_out, oh, ow = dy.shape[1:]
+    channels, height, width = x.shape[1:]
     kh, kw = dweight.shape[2:]
-    for o in range(n_out):
-        for c in range(planes.shape[0]):
-            for u in range(kh):
-                for v in range(kw):
-                    total = 0.0
-                    for i in range(oh):
-                        row, grad = planes[c, (i + u * dh) * wq + v * dw:], dy[o, i]
-                        for j in range(ow):
-                            total += grad[j] * row[j]
-                    dweight[o, c, u, v] += total
+    wp = width + 2 * pw
+    planes = np.empty((channels, (height + 2 * ph) * wp), dtype=x.dtype)
+    for n in range(x.shape[0]):
+        _fill_planes(x[n], ph, pw, wp, planes)
+        for o in range(n_out):
+            for c in range(channels):
+                for u in range(kh):
+                    for v in range(kw):
+                        total = 0.0
+                        for i in range(oh):
+                            row, grad = planes[c, (i + u * dh) * wp + v * dw:], dy[n, o, i]
+                            for j in range(ow):
+                                total += grad[j] * row[j]
+                        dweight[o, c, u, v] += total
 
 
 def conv2d_forward(x, weight, bias, padding, dilation, out_size):
     """Y = K * X + b for stride 1; bias (O,) or None."""
     shift = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
-    return _forward(x, weight, shift, *padding, *dilation, *out_size)
+    y = np.empty((x.shape[0], weight.shape[0]) + tuple(out_size), dtype=x.dtype)
+    tasks.run(_forward_images, x.shape[0], x, weight, shift, *padding, *dilation, y)
+    return y
 
 
 def conv2d_backward(x, weight, dy, padding, dilation, need_dx=True, need_dw=True):
     """(dx, dweight, dbias), dx / dweight None when not needed."""
     flipped = np.ascontiguousarray(weight[:, :, :, ::-1])  # taps v = kw - 1 ... 0, for dX
-    dx, dweight_parts, dbias_parts = _backward(x, weight, flipped, dy, *padding, *dilation, need_dx, need_dw)
-    dbias = dbias_parts.sum(axis=0).astype(x.dtype)
-    return (dx if need_dx else None), (dweight_parts.sum(axis=0).astype(x.dtype) if need_dw else None), dbias
+    dx = np.empty_like(x)
+    shares = tasks.shares(x.shape[0])
+    dweight_parts = np.zeros((shares,) + weight.shape)
+    dbias_parts = np.zeros((shares, weight.shape[0]))
+    nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
+    tasks.run(_backward_images, x.shape[0], x, weight, flipped, dy, *padding, *dilation, need_dx, need_dw,
+              dx, dweight_parts, dbias_parts, nonfinite)
+    dweight = None
+    if need_dw:
+        dweight = dweight_parts.sum(axis=0)
+        _weight_grad_of_nonfinite(x, dy, padding, dilation, nonfinite, dweight)
+        dweight = dweight.astype(x.dtype)
+    return (dx if need_dx else None), dweight, dbias_parts.sum(axis=0).astype(x.dtype)
 
 
-@njit(cache=True, parallel=True, fastmath=_MULTIPLY_ADD)
-def _forward(x, weight, bias, ph, pw, dh, dw, oh, ow):
-    """One task per image."""
-    n_batch, channels, height, width = x.shape
+@njit(cache=True, nogil=True, fastmath=_MULTIPLY_ADD)
+def _forward_images(share, first, last, x, weight, bias, ph, pw, dh, dw, y):
+    """y[n] for the images first <= n < last."""
+    channels, height, width = x.shape[1:]
     n_out, _, kh, kw = weight.shape
+    oh, ow = y.shape[2:]
     hp, wp = height + 2 * ph, width + 2 * pw
     length = (oh - 1) * wp + ow
-    y = np.empty((n_batch, n_out, oh, ow), dtype=x.dtype)
-    for n in prange(n_batch):
-        xp = np.empty((channels, hp * wp), dtype=x.dtype)
+    xp = np.empty((channels, hp * wp), dtype=x.dtype)
+    wide = np.empty(length, dtype=x.dtype)
+    for n in range(first, last):
         _fill_planes(x[n], ph, pw, wp, xp)
-        wide = np.empty(length, dtype=x.dtype)
         for o in range(n_out):
             wide[:] = bias[o]
             for c in range(channels):
@@ -147,58 +171,51 @@ def _forward(x, weight, bias, ph, pw, dh, dw, oh, ow):
                 row, src = out[i], wide[i * wp:]
                 for j in range(ow):
                     row[j] = src[j]
-    return y
 
 
-@njit(cache=True, parallel=True, fastmath=_MULTIPLY_ADD)
-def _backward(x, weight, flipped, dy, ph, pw, dh, dw, need_dx, need_dw):
-    """(dx, per-task dK, per-task db), tasks of consecutive images; dx is garbage unless need_dx.
-    (Summing the parts and flipping the kernel happen outside: in here they took 2.5 s of the
-    first call's compilation.)"""
-    n_batch, channels, height, width = x.shape
+@njit(cache=True, nogil=True, fastmath=_MULTIPLY_ADD)
+def _backward_images(share, first, last, x, weight, flipped, dy, ph, pw, dh, dw, need_dx, need_dw, dx,
+                     dweight_parts, dbias_parts, nonfinite):
+    """dx[n] (when need_dx) for the images first <= n < last, and their dK and db added to this
+    share's part (an image holding a NaN or inf is flagged in ``nonfinite`` instead)."""
+    channels, height, width = x.shape[1:]
     n_out, _, kh, kw = weight.shape
     oh, ow = dy.shape[2:]
     hp, wp = height + 2 * ph, width + 2 * pw
     length = (oh - 1) * wp + ow
     margin = (kh - 1) * dh * wp + (kw - 1) * dw
-    dx = np.empty_like(x)
-    chunks = min(n_batch, _CHUNKS)
-    dweight_parts = np.zeros((chunks, n_out, channels, kh, kw))
-    dbias_parts = np.zeros((chunks, n_out))
-    for chunk in prange(chunks):
-        xp = np.empty((channels, hp * wp), dtype=x.dtype)
-        dxp = np.empty((channels, hp * wp), dtype=x.dtype)
-        dyw = np.zeros((n_out, margin + length + margin), dtype=x.dtype)  # gaps and margins stay 0
-        zero = np.zeros(1, dtype=x.dtype)[0]
-        dweight, dbias = dweight_parts[chunk], dbias_parts[chunk]
-        for n in range(chunk * n_batch // chunks, (chunk + 1) * n_batch // chunks):
+    xp = np.empty((channels, hp * wp), dtype=x.dtype)
+    dxp = np.empty((channels, hp * wp), dtype=x.dtype)
+    dyw = np.zeros((n_out, margin + length + margin), dtype=x.dtype)  # gaps and margins stay 0
+    zero = np.zeros(1, dtype=x.dtype)[0]
+    dweight, dbias = dweight_parts[share], dbias_parts[share]
+    for n in range(first, last):
+        for o in range(n_out):
+            total = 0.0
+            for i in range(oh):
+                row, src = dyw[o, margin + i * wp:], dy[n, o, i]
+                for j in range(ow):
+                    row[j] = src[j]
+                    total += src[j]
+            dbias[o] += total
+        if need_dw and not _fill_planes(x[n], ph, pw, wp, xp):
+            nonfinite[n] = True
+        elif need_dw:
             for o in range(n_out):
-                total = 0.0
-                for i in range(oh):
-                    row, src = dyw[o, margin + i * wp:], dy[n, o, i]
-                    for j in range(ow):
-                        row[j] = src[j]
-                        total += src[j]
-                dbias[o] += total
-            if need_dw and not _fill_planes(x[n], ph, pw, wp, xp):
-                _add_exact_weight_grad(dy[n], xp, wp, dh, dw, dweight)
-            elif need_dw:
-                for o in range(n_out):
-                    grad = dyw[o, margin:margin + length]
-                    for c in range(channels):
-                        for u in range(kh):
-                            _tap_dots(grad, xp[c, u * dh * wp:], dw, dweight[o, c, u], zero)
-            if need_dx:
-                dxp[:] = 0.0
+                grad = dyw[o, margin:margin + length]
                 for c in range(channels):
-                    for o in range(n_out):
-                        for u in range(kh):
-                            _add_taps(dxp[c], dyw[o, margin - u * dh * wp - (kw - 1) * dw:], flipped[o, c, u], dw)
-                    for h in range(height):
-                        row, src = dx[n, c, h], dxp[c, (h + ph) * wp + pw:]
-                        for w in range(width):
-                            row[w] = src[w]
-    return dx, dweight_parts, dbias_parts
+                    for u in range(kh):
+                        _tap_dots(grad, xp[c, u * dh * wp:], dw, dweight[o, c, u], zero)
+        if need_dx:
+            dxp[:] = 0.0
+            for c in range(channels):
+                for o in range(n_out):
+                    for u in range(kh):
+                        _add_taps(dxp[c], dyw[o, margin - u * dh * wp - (kw - 1) * dw:], flipped[o, c, u], dw)
+                for h in range(height):
+                    row, src = dx[n, c, h], dxp[c, (h + ph) * wp + pw:]
+                    for w in range(width):
+                        row[w] = src[w]
 
 
 # ---------------------------------------------------------------- 3x3, padding 0 or 1, in blocks
@@ -327,81 +344,85 @@ def _correlate_blocks(planes, wq, kernels, bias, first_block, last_block, out, a
 def conv3x3_forward(x, weight, bias, padding):
     """Y = K * X + b for the blocked 3x3 path; bias (O,) or None."""
     shift = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
-    n_blocks = -(-weight.shape[0] // _BLOCK)
-    parts = min(n_blocks, -(-2 * numba.get_num_threads() // x.shape[0]))  # tasks enough for the threads
-    return _forward_3x3(x, _blocked(weight), shift, padding[0], padding[1], parts)
+    n_batch, n_out, (height, width) = x.shape[0], weight.shape[0], x.shape[2:]
+    n_blocks = -(-n_out // _BLOCK)
+    parts = min(n_blocks, -(-2 * numba.get_num_threads() // n_batch))  # tasks enough for the threads
+    y = np.empty((n_batch, n_out, height + 2 * padding[0] - 2, width + 2 * padding[1] - 2), dtype=x.dtype)
+    tasks.run(_forward_3x3, n_batch * parts, x, _blocked(weight), shift, padding[0], padding[1], parts, y)
+    return y
 
 
-@njit(cache=True, parallel=True)
-def _forward_3x3(x, kernels, bias, ph, pw, parts):
-    """One task per (image, share of the output blocks)."""
-    n_batch, channels, height, width = x.shape
-    n_out, n_blocks = bias.shape[0], kernels.shape[0]
+@njit(cache=True, nogil=True)
+def _forward_3x3(share, first, last, x, kernels, bias, ph, pw, parts, y):
+    """Tasks (image n, part of its output blocks) = divmod(t, parts) for first <= t < last."""
+    channels, height, width = x.shape[1:]
+    n_blocks = kernels.shape[0]
     wq = width + 2
-    oh, ow = height + 2 * ph - 2, width + 2 * pw - 2
-    y = np.empty((n_batch, n_out, oh, ow), dtype=x.dtype)
-    for task in prange(n_batch * parts):
+    planes = np.empty((channels, (height + 2) * wq + 2), dtype=x.dtype)
+    acc = np.empty(_BLOCK * _ACCUMULATOR, dtype=x.dtype)
+    for task in range(first, last):
         n, part = task // parts, task % parts
-        planes = np.empty((channels, (height + 2) * wq + 2), dtype=x.dtype)
-        _fill_planes(x[n], ph, pw, wq, planes)
-        acc = np.empty(_BLOCK * _ACCUMULATOR, dtype=x.dtype)
+        if task == first or part == 0:
+            _fill_planes(x[n], ph, pw, wq, planes)
         _correlate_blocks(planes, wq, kernels, bias, part * n_blocks // parts, (part + 1) * n_blocks // parts,
                           y[n], acc)
-    return y
 
 
 def conv3x3_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
     """(dx, dweight, dbias) of the blocked 3x3 path, dx / dweight None when not needed."""
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # K[o, c, 2-u, 2-v] as (C, O)
-    chunks = min(x.shape[0], _CHUNKS)
-    dx, dweight_parts, dbias_parts = _backward_3x3(x, _blocked(flipped), dy, padding[0], padding[1], chunks,
-                                                   need_dx, need_dw)
+    n_out, channels = weight.shape[:2]
+    dx = np.empty_like(x)
+    shares = tasks.shares(x.shape[0])
+    dweight_parts = np.zeros((shares, -(-n_out // _BLOCK) * _BLOCK, channels, 3, 3))
+    dbias_parts = np.zeros((shares, n_out))
+    nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
+    tasks.run(_backward_3x3, x.shape[0], x, _blocked(flipped), dy, padding[0], padding[1], need_dx, need_dw,
+              dx, dweight_parts, dbias_parts, nonfinite)
     dweight = None
     if need_dw:
-        n_out, channels = weight.shape[:2]
-        dweight = dweight_parts.sum(axis=0)[:n_out].reshape(n_out, channels, 3, 3).astype(x.dtype)
+        dweight = dweight_parts.sum(axis=0)[:n_out]
+        _weight_grad_of_nonfinite(x, dy, padding, (1, 1), nonfinite, dweight)
+        dweight = dweight.astype(x.dtype)
     return (dx if need_dx else None), dweight, dbias_parts.sum(axis=0).astype(x.dtype)
 
 
-@njit(cache=True, parallel=True, fastmath=_MULTIPLY_ADD)
-def _backward_3x3(x, flipped_kernels, dy, ph, pw, chunks, need_dx, need_dw):
-    """(dx, per-task dK (blocks of 4 output channels), per-task db), tasks of consecutive images;
-    dx is garbage unless need_dx."""
-    n_batch, channels, height, width = x.shape
+@njit(cache=True, nogil=True, fastmath=_MULTIPLY_ADD)
+def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, need_dw, dx, dweight_parts,
+                  dbias_parts, nonfinite):
+    """dx[n] (when need_dx) for the images first <= n < last, and their dK (in blocks of 4 output
+    channels) and db added to this share's part (an image holding a NaN or inf is flagged in
+    ``nonfinite`` instead)."""
+    channels, height, width = x.shape[1:]
     n_out, oh, ow = dy.shape[1:]
     n_blocks = -(-n_out // _BLOCK)
     wq = width + 2
     size = (height + 2) * wq + 2
     length = (oh - 1) * wq + ow
     start = (2 - ph) * wq + 2 - pw  # g0: where output (0, 0) sits in dYq
-    dx = np.empty_like(x)
-    dweight_parts = np.zeros((chunks, n_blocks * _BLOCK, channels, 3, 3))
-    dbias_parts = np.zeros((chunks, n_out))
     no_bias = np.zeros(channels, dtype=x.dtype)
     zero = no_bias[0]
-    for chunk in prange(chunks):
-        grad = np.zeros(n_blocks * _BLOCK * size, dtype=x.dtype)  # the rows past O stay 0
-        grad_planes = grad[:n_out * size].reshape(n_out, size)
-        planes = np.empty((channels, size), dtype=x.dtype)
-        acc = np.empty(_BLOCK * _ACCUMULATOR, dtype=x.dtype)
-        dweight, dbias = dweight_parts[chunk], dbias_parts[chunk]
-        for n in range(chunk * n_batch // chunks, (chunk + 1) * n_batch // chunks):
-            _fill_planes(dy[n], 2 - ph, 2 - pw, wq, grad_planes)
-            for o in range(n_out):
-                total = 0.0
-                for i in range(oh):
-                    src = dy[n, o, i]
-                    for j in range(ow):
-                        total += src[j]
-                dbias[o] += total
-            if need_dw and not _fill_planes(x[n], ph, pw, wq, planes):
-                _add_exact_weight_grad(dy[n], planes, wq, 1, 1, dweight[:n_out])
-            elif need_dw:
-                for block in range(n_blocks):
-                    rows = grad[block * _BLOCK * size + start:]
-                    for c in range(channels):
-                        _add_block_dots(rows, size, length, planes[c], wq,
-                                        dweight[block * _BLOCK:block * _BLOCK + _BLOCK, c], zero)
-            if need_dx:
-                _correlate_blocks(grad_planes, wq, flipped_kernels, no_bias, 0, flipped_kernels.shape[0], dx[n], acc)
-    return dx, dweight_parts, dbias_parts
+    grad = np.zeros(n_blocks * _BLOCK * size, dtype=x.dtype)  # the rows past O stay 0
+    grad_planes = grad[:n_out * size].reshape(n_out, size)
+    planes = np.empty((channels, size), dtype=x.dtype)
+    acc = np.empty(_BLOCK * _ACCUMULATOR, dtype=x.dtype)
+    dweight, dbias = dweight_parts[share], dbias_parts[share]
+    for n in range(first, last):
+        _fill_planes(dy[n], 2 - ph, 2 - pw, wq, grad_planes)
+        for o in range(n_out):
+            total = 0.0
+            for i in range(oh):
+                src = dy[n, o, i]
+                for j in range(ow):
+                    total += src[j]
+            dbias[o] += total
+        if need_dw and not _fill_planes(x[n], ph, pw, wq, planes):
+            nonfinite[n] = True
+        elif need_dw:
+            for block in range(n_blocks):
+                rows = grad[block * _BLOCK * size + start:]
+                for c in range(channels):
+                    _add_block_dots(rows, size, length, planes[c], wq,
+                                    dweight[block * _BLOCK:block * _BLOCK + _BLOCK, c], zero)
+        if need_dx:
+            _correlate_blocks(grad_planes, wq, flipped_kernels, no_bias, 0, flipped_kernels.shape[0], dx[n], acc)

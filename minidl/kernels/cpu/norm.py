@@ -5,11 +5,13 @@
     db = sum dy,  dg = sum dy xh,
     dx = g / (n sqrt(var + eps)) (n dy - sum dy - xh sum(dy xh))     (batch statistics)
     dx = g dy / sqrt(var + eps)                                      (running statistics: constants)
-One parallel task per channel; sums in float64 (see ``_channel_sums``), no fastmath; rows are
+One task per channel (tasks.run); sums in float64 (see ``_channel_sums``), no fastmath; rows are
 views indexed from 0, which lets the elementwise loops vectorise.
 """
 import numpy as np
 from numba import njit, prange
+
+from . import tasks
 
 
 @njit(cache=True)
@@ -29,14 +31,19 @@ def _channel_sums(u, v, c, shift_u, shift_v):
     return first.sum(), second.sum()
 
 
-@njit(cache=True, parallel=True)
 def batch_norm_forward(x, mean, var, weight, bias, eps, use_batch_stats):
     """y = g (x - mu) / sqrt(var + eps) + b. With ``use_batch_stats`` mu and var are the batch's,
     written into ``mean`` and ``var`` (float64, shape (C,)); otherwise they are read from them."""
+    y = np.empty_like(x)
+    tasks.run(_batch_norm_forward_channels, x.shape[1], x, mean, var, weight, bias, eps, use_batch_stats, y)
+    return y
+
+
+@njit(cache=True, nogil=True)
+def _batch_norm_forward_channels(share, first, last, x, mean, var, weight, bias, eps, use_batch_stats, y):
     n_batch, channels, length = x.shape
     count = n_batch * length
-    y = np.empty_like(x)
-    for c in prange(channels):
+    for c in range(first, last):
         if use_batch_stats:
             # one pass over data shifted by its first value: var = mean(d^2) - mean(d)^2 with
             # d = x - x_0 loses no digits to a large mean
@@ -50,18 +57,25 @@ def batch_norm_forward(x, mean, var, weight, bias, eps, use_batch_stats):
             source, target = x[n, c], y[n, c]
             for k in range(length):
                 target[k] = source[k] * scale + offset
-    return y
 
 
-@njit(cache=True, parallel=True)
 def batch_norm_backward(x, dy, mean, var, weight, eps, use_batch_stats):
     """(dx, dweight, dbias) by the closed form in the module docstring."""
-    n_batch, channels, length = x.shape
-    count = n_batch * length
+    channels = x.shape[1]
     dx = np.empty_like(x)
     dweight = np.empty(channels, dtype=x.dtype)
     dbias = np.empty(channels, dtype=x.dtype)
-    for c in prange(channels):
+    tasks.run(_batch_norm_backward_channels, channels, x, dy, mean, var, weight, eps, use_batch_stats,
+              dx, dweight, dbias)
+    return dx, dweight, dbias
+
+
+@njit(cache=True, nogil=True)
+def _batch_norm_backward_channels(share, first, last, x, dy, mean, var, weight, eps, use_batch_stats, dx,
+                                  dweight, dbias):
+    n_batch, channels, length = x.shape
+    count = n_batch * length
+    for c in range(first, last):
         inv_std = 1.0 / np.sqrt(var[c] + eps)
         mu = mean[c]
         sum_dy, sum_dy_x = _channel_sums(dy, x, c, 0.0, mu)
@@ -75,7 +89,6 @@ def batch_norm_backward(x, dy, mean, var, weight, eps, use_batch_stats):
             source, grad, target = x[n, c], dy[n, c], dx[n, c]
             for k in range(length):
                 target[k] = scale * grad[k] + a * source[k] + b
-    return dx, dweight, dbias
 
 
 # ---------------------------------------------------------------- layer and group normalisation

@@ -9,12 +9,16 @@ ones (lo = floor(i H / oh), hi = ceil((i + 1) H / oh)) are both just these array
           dX[q] += dY[i, j], zero elsewhere (one winner per window, even with ties)
     avg:  Y[i, j] = sum over the window / (h_count[i] w_count[j]);
           dX[h, w] += dY[i, j] / (h_count[i] w_count[j]) for every (h, w) in the window
-(h_count = k with count_include_pad, else hi - lo.) One parallel task per (n, c) plane: the
-windows of a plane may overlap, and only its own task writes to it. Max pooling over 2 x 2
+(h_count = k with count_include_pad, else hi - lo.) One task per (n, c) plane: the windows of
+a plane may overlap, and only its own task writes to it. The 2 x 2 max pooling and the max
+pooling backward run serial kernels over shares of the planes (tasks.run: they compile in
+about a third of a prange loop's time). Max pooling over 2 x 2
 windows with stride 2 (most CNNs) has an unrolled kernel of its own, 3x faster.
 """
 import numpy as np
 from numba import njit, prange
+
+from . import tasks
 
 
 def max_pool2d_forward(x, h_lo, h_hi, w_lo, w_hi):
@@ -28,14 +32,19 @@ def _is_2x2_stride_2(lo, hi):
     return bool((lo == 2 * np.arange(lo.size)).all() and (hi == lo + 2).all())
 
 
-@njit(cache=True, parallel=True)
 def _max_pool_2x2(x, oh, ow):
     """Windows rows 2i, 2i + 1 and columns 2j, 2j + 1, in the order of the general kernel."""
-    n_batch, channels, height, width = x.shape
-    planes = x.reshape(n_batch * channels, height * width)
-    y = np.empty((n_batch * channels, oh * ow), dtype=x.dtype)
-    argmax = np.empty((n_batch * channels, oh * ow), dtype=np.int32)
-    for p in prange(n_batch * channels):
+    n_batch, channels = x.shape[:2]
+    y = np.empty((n_batch, channels, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n_batch, channels, oh, ow), dtype=np.int32)
+    tasks.run(_max_pool_2x2_planes, n_batch * channels, x.reshape(n_batch * channels, -1), x.shape[3],
+              y.reshape(n_batch * channels, -1), argmax.reshape(n_batch * channels, -1), oh, ow)
+    return y, argmax
+
+
+@njit(cache=True, nogil=True)
+def _max_pool_2x2_planes(share, first, last, planes, width, y, argmax, oh, ow):
+    for p in range(first, last):
         plane, out, arg = planes[p], y[p], argmax[p]
         for i in range(oh):
             base = 2 * i * width
@@ -50,7 +59,6 @@ def _max_pool_2x2(x, oh, ow):
                     q = k if better else q
                 out_row[j] = best
                 arg_row[j] = q
-    return y.reshape(n_batch, channels, oh, ow), argmax.reshape(n_batch, channels, oh, ow)
 
 
 @njit(cache=True, parallel=True)
@@ -78,19 +86,24 @@ def _max_pool_windows(x, h_lo, h_hi, w_lo, w_hi):
     return y.reshape(n_batch, channels, oh, ow), argmax.reshape(n_batch, channels, oh, ow)
 
 
-@njit(cache=True, parallel=True)
 def max_pool2d_backward(dy, argmax, height, width):
     """dX[winner of (i, j)] += dY[i, j]. Each task zeroes its own plane just before adding into
     it (while it is in cache), instead of a np.zeros pass over all of dX first."""
-    n_batch, channels, oh, ow = dy.shape
-    dx = np.empty((n_batch * channels, height * width), dtype=dy.dtype)
-    grads, winners = dy.reshape(n_batch * channels, oh * ow), argmax.reshape(n_batch * channels, oh * ow)
-    for task in prange(n_batch * channels):
+    n_batch, channels = dy.shape[:2]
+    dx = np.empty((n_batch, channels, height, width), dtype=dy.dtype)
+    planes = n_batch * channels
+    tasks.run(_max_pool_backward_planes, planes, dy.reshape(planes, -1), argmax.reshape(planes, -1),
+              dx.reshape(planes, -1))
+    return dx
+
+
+@njit(cache=True, nogil=True)
+def _max_pool_backward_planes(share, first, last, grads, winners, dx):
+    for task in range(first, last):
         plane, grad, winner = dx[task], grads[task], winners[task]
         plane[:] = 0.0
-        for k in range(oh * ow):
+        for k in range(grad.size):
             plane[winner[k]] += grad[k]
-    return dx.reshape((n_batch, channels, height, width))
 
 
 @njit(cache=True, parallel=True)

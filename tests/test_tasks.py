@@ -1,0 +1,64 @@
+"""minidl.kernels.cpu.tasks: shares of a kernel's tasks run concurrently, each task once."""
+import os
+import signal
+
+import numpy as np
+import pytest
+from numba import njit
+
+from minidl.kernels.cpu import tasks
+
+
+@njit(nogil=True)
+def _mark(share, first, last, owner, calls):
+    for task in range(first, last):
+        owner[task] = share
+        calls[task] += 1
+
+
+@pytest.mark.parametrize("n_tasks", [1, 2, 5, 64])
+def test_every_task_runs_once_in_contiguous_shares(n_tasks):
+    owner, calls = np.full(n_tasks, -1), np.zeros(n_tasks, dtype=np.int64)
+    tasks.run(_mark, n_tasks, owner, calls)
+    assert (calls == 1).all()
+    assert (np.diff(owner) >= 0).all() and owner[0] == 0  # share k holds one contiguous run
+    assert owner[-1] == tasks.shares(n_tasks) - 1
+
+
+def test_shares_follow_the_numba_thread_count():
+    import numba
+    assert tasks.shares(1) == 1
+    assert tasks.shares(10 ** 6) == numba.get_num_threads()
+    with_one = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert tasks.shares(100) == 1
+    finally:
+        numba.set_num_threads(with_one)
+
+
+def _fail(share, first, last):
+    if share == tasks.shares(8) - 1:
+        raise ValueError(f"share {share} failed")
+
+
+def test_an_error_in_any_share_reaches_the_caller():
+    with pytest.raises(ValueError, match="failed"):
+        tasks.run(_fail, 8)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_forked_child_runs_tasks_on_a_pool_of_its_own():
+    owner, calls = np.full(8, -1), np.zeros(8, dtype=np.int64)
+    tasks.run(_mark, 8, owner, calls)  # the parent's pool exists before the fork
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        signal.alarm(60)  # a child waiting on the parent's vanished threads dies instead of hanging
+        try:
+            child_calls = np.zeros(8, dtype=np.int64)
+            tasks.run(_mark, 8, np.full(8, -1), child_calls)
+            os._exit(0 if (child_calls == 1).all() else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
