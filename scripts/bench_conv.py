@@ -266,14 +266,22 @@ print(json.dumps(result))
 
 COUNT_LAUNCHES = '''
 def count_launches(step):
-    """Parallel (prange) kernels called from Python during one ``step``: every compiled parallel
+    """Parallel kernels called from Python during one ``step``: every compiled parallel (prange)
     dispatcher found in a minidl module (and each size_dispatched kernel's parallel twin) is
-    replaced there by a counting wrapper. Calls made from inside other compiled code (none
-    launch a thread pool of their own) and BLAS calls are not counted."""
+    replaced there by a counting wrapper, and ``tasks.run`` counts the calls it splits over
+    more than one thread. Calls made from inside other compiled code (none launch a thread
+    pool of their own) and BLAS calls are not counted."""
     import sys
     from numba.core.registry import CPUDispatcher
-    from minidl.kernels.cpu import SizeDispatched
+    from minidl.kernels.cpu import SizeDispatched, tasks
     count = [0]
+    run = tasks.run
+
+    def counted_run(kernel, n_tasks, *args):
+        count[0] += tasks.shares(n_tasks) > 1
+        return run(kernel, n_tasks, *args)
+
+    tasks.run = counted_run
 
     def counted(kernel):
         def call(*args, **kwargs):

@@ -32,7 +32,9 @@ overwrites it with dX'.
 import threading
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from . import tasks
 
 _workspaces = threading.local()
 
@@ -85,10 +87,14 @@ def padded(x, ph, pw):
     return xp
 
 
-@njit(cache=True, parallel=True)
 def _pad(x, xp, ph, pw):
+    tasks.run(_pad_tasks, x.shape[0] * x.shape[1], x, xp, ph, pw)
+
+
+@njit(cache=True, nogil=True)
+def _pad_tasks(share, first, last, x, xp, ph, pw):
     n_batch, channels, height, width = x.shape
-    for task in prange(n_batch * channels):
+    for task in range(first, last):
         n, c = task // channels, task % channels
         plane, source = xp[n, c], x[n, c]
         plane[:ph] = 0.0
@@ -102,11 +108,15 @@ def _pad(x, xp, ph, pw):
                 inside[j] = src[j]
 
 
-@njit(cache=True, parallel=True)
 def _crop(xp, x, ph, pw):
     """The adjoint's last step: x = Xp without its padding."""
+    tasks.run(_crop_tasks, x.shape[0] * x.shape[1], xp, x, ph, pw)
+
+
+@njit(cache=True, nogil=True)
+def _crop_tasks(share, first, last, xp, x, ph, pw):
     n_batch, channels, height, width = x.shape
-    for task in prange(n_batch * channels):
+    for task in range(first, last):
         n, c = task // channels, task % channels
         for h in range(height):
             row, src = x[n, c, h], xp[n, c, ph + h, pw:]
@@ -146,16 +156,22 @@ class Layout:
 # then knows the index is not negative, skips its wraparound check, and the copy vectorises
 # (about 3x faster than indexing the whole array at base + jj).
 
-@njit(cache=True, parallel=True)
 def unfold(xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class, starts, row_step,
            image_step):
     """im2col: out[block k][(c, u, v), (n, i // th, j // tw)] = Xp[n, c, i sh + u dh, j sw + v dw]
     (blocks placed as ``Layout`` says). One task per (row (c, u, v), image n)."""
+    tasks.run(_unfold_tasks, xp.shape[0] * xp.shape[1] * kh * kw, xp, out, kh, kw, sh, sw, dh, dw, th, tw,
+              rows_per_class, cols_per_class, starts, row_step, image_step)
+
+
+@njit(cache=True, nogil=True)
+def _unfold_tasks(share, first, last, xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class,
+                  starts, row_step, image_step):
     n_batch, channels, height, width = xp.shape
     planes = xp.reshape(n_batch * channels, height * width)
     n_rows = channels * kh * kw
     step = tw * sw
-    for task in prange(n_rows * n_batch):
+    for task in range(first, last):
         r, n = task // n_batch, task % n_batch
         c, u, v = r // (kh * kw), (r // kw) % kh, r % kw
         plane = planes[n * channels + c]
@@ -175,16 +191,22 @@ def unfold(xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_cla
                             dst[jj] = src[jj * step]
 
 
-@njit(cache=True, parallel=True)
 def fold(cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class, starts, row_step,
          image_step):
     """col2im, the adjoint of ``unfold``: dXp[n, c, h, w] = sum of the column entries copied
     from (h, w). One task per (n, c) plane, so no two tasks write the same element."""
+    tasks.run(_fold_tasks, dxp.shape[0] * dxp.shape[1], cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class,
+              cols_per_class, starts, row_step, image_step)
+
+
+@njit(cache=True, nogil=True)
+def _fold_tasks(share, first, last, cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_class,
+                starts, row_step, image_step):
     n_batch, channels, height, width = dxp.shape
     planes = dxp.reshape(n_batch * channels, height * width)
     n_rows = channels * kh * kw
     step = tw * sw
-    for task in prange(n_batch * channels):
+    for task in range(first, last):
         n, c = task // channels, task % channels
         plane = planes[task]
         plane[:] = 0.0
@@ -208,11 +230,16 @@ def fold(cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_cla
                                     dst[jj * step] += src[jj]
 
 
-@njit(cache=True, parallel=True)
 def scatter_output(y_cols, bias, y, th, tw, rows_per_class, cols_per_class, starts):
     """y[n, o, i, j] = Y_k[o, (n, i // th, j // tw)] + bias[o, i, j] (class-ordered to NCHW)."""
+    tasks.run(_scatter_output_tasks, y.shape[0] * y.shape[1], y_cols, bias, y, th, tw, rows_per_class,
+              cols_per_class, starts)
+
+
+@njit(cache=True, nogil=True)
+def _scatter_output_tasks(share, first, last, y_cols, bias, y, th, tw, rows_per_class, cols_per_class, starts):
     n_batch, n_out, oh = y.shape[:3]
-    for task in prange(n_batch * n_out):
+    for task in range(first, last):
         n, o = task // n_out, task % n_out
         a, ii = 0, 0  # i = ii th + a
         for i in range(oh):
@@ -230,12 +257,17 @@ def scatter_output(y_cols, bias, y, th, tw, rows_per_class, cols_per_class, star
                 a, ii = 0, ii + 1
 
 
-@njit(cache=True, parallel=True)
 def gather_grad(dy, dy_cols, dbias, th, tw, rows_per_class, cols_per_class, starts):
     """The adjoint of ``scatter_output``: dY_k in class order, and dbias[o, i, j] = sum_n dy.
     One task per output channel o: it alone writes dY_k[o] and dbias[o]."""
+    tasks.run(_gather_grad_tasks, dy.shape[1], dy, dy_cols, dbias, th, tw, rows_per_class, cols_per_class,
+              starts)
+
+
+@njit(cache=True, nogil=True)
+def _gather_grad_tasks(share, first, last, dy, dy_cols, dbias, th, tw, rows_per_class, cols_per_class, starts):
     n_batch, n_out, oh = dy.shape[:3]
-    for o in prange(n_out):
+    for o in range(first, last):
         dbias[o] = 0.0
         for n in range(n_batch):
             a, ii = 0, 0  # i = ii th + a
@@ -466,29 +498,38 @@ def _image_major(out_size):
     return out_size[0] * out_size[1] >= IMAGE_MAJOR_POSITIONS
 
 
-@njit(cache=True, parallel=True)
 def _add_channel_bias(y, bias):
     """y[n, o, :] += b[o] for y of shape (N, O, L)."""
+    tasks.run(_add_channel_bias_tasks, y.shape[0] * y.shape[1], y, bias)
+
+
+@njit(cache=True, nogil=True)
+def _add_channel_bias_tasks(share, first, last, y, bias):
     n_batch, n_out, length = y.shape
-    for task in prange(n_batch * n_out):
+    for task in range(first, last):
         row, shift = y[task // n_out, task % n_out], bias[task % n_out]
         for k in range(length):
             row[k] += shift
 
 
-@njit(cache=True, parallel=True)
 def _bias_grad(dy):
     """db[o] = sum_(n, l) dy[n, o, l] for dy of shape (N, O, L), added in float64."""
+    sums = np.empty(dy.shape[1], dtype=dy.dtype)
+    tasks.run(_bias_grad_tasks, dy.shape[1], dy, sums)
+    return sums
+
+
+@njit(cache=True, nogil=True)
+def _bias_grad_tasks(share, first, last, dy, sums):
     n_batch, n_out, length = dy.shape
-    sums = np.empty(n_out, dtype=dy.dtype)
-    for o in prange(n_out):
-        lanes = np.zeros(length)  # one running sum per position: a loop that vectorises
+    lanes = np.empty(length)  # one running sum per position: a loop that vectorises
+    for o in range(first, last):
+        lanes[:] = 0.0
         for n in range(n_batch):
             row = dy[n, o]
             for k in range(length):
                 lanes[k] += row[k]
         sums[o] = lanes.sum()
-    return sums
 
 
 def full_bias(bias, n_out, out_size, dtype):
