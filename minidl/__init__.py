@@ -13,11 +13,11 @@ if _blas_threads.wanted():
 
 import numba as _numba  # noqa: E402
 
-# OpenBLAS and Numba's OpenMP layer fight over few cores (spin waiting); the workqueue layer
-# measured ~1.8x faster for im2col + GEMM on 2 cores, and it survives fork(). Its price: each
-# parallel kernel launch costs ~0.2 ms here. NUMBA_THREADING_LAYER=omp with OMP_WAIT_POLICY=PASSIVE
-# (threads sleep at once, launches ~0.02 ms) made a LeNet-5 step 30% faster, but GNU OpenMP
-# kills a child process forked after it ran. An explicit NUMBA_THREADING_LAYER wins.
+# The workqueue layer survives fork(); GNU OpenMP kills a child process forked after it ran.
+# Each parallel (prange) launch costs ~0.05-0.2 ms here, against ~0.02 ms for
+# NUMBA_THREADING_LAYER=omp with OMP_WAIT_POLICY=PASSIVE, which made a LeNet-5 step at batch 64
+# 13% faster (the heavy kernels run on kernels/cpu/tasks.py's pool either way; see README).
+# An explicit NUMBA_THREADING_LAYER wins.
 if "NUMBA_THREADING_LAYER" not in _os.environ:
     _numba.config.THREADING_LAYER = "workqueue"
 
