@@ -266,18 +266,22 @@ def _direct_cases(count, seed=0):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, c, h, w, o, kernel, padding, dilation", _direct_cases(14))
 def test_direct_path_matches_torch(rng, dtype, n, c, h, w, o, kernel, padding, dilation):
-    torch = pytest.importorskip("torch")
     from minidl.kernels.cpu import direct_conv
     assert direct_conv.chosen((o, c) + kernel, (1, 1), 1)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    weight = rng.standard_normal((o, c) + kernel).astype(dtype)
-    b = rng.standard_normal(o).astype(dtype)
-    tensors = [torch.tensor(a, requires_grad=True) for a in (x, weight, b)]
+    tolerance = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    _conv2d_matches_torch(rng, dtype, (n, c, h, w), (o, c) + kernel, padding, dilation, tolerance)
+
+
+def _conv2d_matches_torch(rng, dtype, x_shape, w_shape, padding, dilation, tolerance):
+    """F.conv2d (stride 1, with bias) forward and backward against PyTorch on the same inputs,
+    outputs and gradients in ``dtype``."""
+    torch = pytest.importorskip("torch")
+    arrays = [rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1])]
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
     expected = torch.nn.functional.conv2d(*tensors, 1, padding, dilation)
     upstream = rng.standard_normal(tuple(expected.shape)).astype(dtype)
     expected.backward(torch.tensor(upstream))
-    out, grads = run(lambda *a: F.conv2d(*a, 1, padding, dilation), [x, weight, b], upstream)
-    tolerance = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    out, grads = run(lambda *a: F.conv2d(*a, 1, padding, dilation), arrays, upstream)
     assert out.dtype == dtype
     assert_close(out, expected, what="y", **tolerance)
     for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
@@ -327,23 +331,10 @@ def _blocked_3x3_cases(count, seed=1):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, c, h, w, o, padding", _blocked_3x3_cases(10))
 def test_blocked_3x3_path_matches_torch(rng, dtype, n, c, h, w, o, padding):
-    torch = pytest.importorskip("torch")
     from minidl.kernels.cpu import conv
     assert conv._algorithm((o, c, 3, 3), (1, 1), padding, (1, 1), 1) == "direct 3x3"
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    weight = rng.standard_normal((o, c, 3, 3)).astype(dtype)
-    b = rng.standard_normal(o).astype(dtype)
-    tensors = [torch.tensor(a, requires_grad=True) for a in (x, weight, b)]
-    expected = torch.nn.functional.conv2d(*tensors, 1, padding)
-    upstream = rng.standard_normal(tuple(expected.shape)).astype(dtype)
-    expected.backward(torch.tensor(upstream))
-    out, grads = run(lambda *a: F.conv2d(*a, 1, padding), [x, weight, b], upstream)
     tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-11)
-    assert out.dtype == dtype
-    assert_close(out, expected, what="y", **tolerance)
-    for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
-        assert grad.dtype == dtype
-        assert_close(grad, t.grad, what=name, **tolerance)
+    _conv2d_matches_torch(rng, dtype, (n, c, h, w), (o, c, 3, 3), padding, 1, tolerance)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding", [
