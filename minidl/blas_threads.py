@@ -2,12 +2,20 @@
 
 After each call, OpenBLAS's worker threads busy-wait for the next one for up to 2^28 cycles
 (about 0.1 s). A Numba kernel launched in that time (a CNN step's batch norm, pooling and
-direct convolutions all follow GEMMs) shares its cores with the spinning threads: on 2 cores a
-FashionCNN step at batch 64 took 46.7 ms, and 29.1 ms with a spin of 2^4 cycles.
-``short_spin()`` sets OPENBLAS_THREAD_TIMEOUT=4 (2^4 cycles, OpenBLAS's shortest) for the
-OpenBLAS that numpy loads; when numpy has loaded it already, it makes that library re-read
-its environment and stops its thread pool (``blas_thread_shutdown_``, as OpenBLAS's own fork
-handler does), and the next BLAS call starts the pool again with the short spin.
+direct convolutions all follow GEMMs) shares its cores with the spinning threads. With a spin
+of 2^n cycles, training steps on 2 cores measured (ms, medians; MLP and LeNet at batch 64,
+FashionCNN at 64, an LSTM 64 -> 128 over 50 steps of 64):
+
+    n          MLP        FashionCNN   LeNet      LSTM
+    28         1.29       45.5         6.7        59.0     (OpenBLAS's default)
+    17-18      1.37-1.46  25.3-27.9    5.5-6.4    18.7-23.6
+    4          1.51-1.97  28.4-31.4    6.0-6.2    21.9
+
+Too short a spin costs a wake-up before every GEMM of a layer-by-layer step; 2^17 cycles
+(about 40 us) outlasts the gap between them. ``short_spin()`` sets OPENBLAS_THREAD_TIMEOUT=17
+for the OpenBLAS that numpy loads; when numpy has loaded it already, it makes that library
+re-read its environment and stops its thread pool (``blas_thread_shutdown_``, as OpenBLAS's
+own fork handler does), and the next BLAS call starts the pool again with the short spin.
 ``import minidl`` calls it unless ``OPENBLAS_THREAD_TIMEOUT`` is set or
 ``MINIDL_SHORT_BLAS_SPIN=0``.
 """
@@ -15,7 +23,7 @@ import ctypes
 import os
 import sys
 
-TIMEOUT = "4"
+TIMEOUT = "17"
 
 
 def wanted():
