@@ -13,15 +13,14 @@ FashionCNN at 64, an LSTM 64 -> 128 over 50 steps of 64):
 
 Too short a spin costs a wake-up before every GEMM of a layer-by-layer step; 2^17 cycles
 (about 40 us) outlasts the gap between them. ``short_spin()`` sets OPENBLAS_THREAD_TIMEOUT=17
-for the OpenBLAS that numpy loads; when numpy has loaded it already, it makes that library
-re-read its environment and stops its thread pool (``blas_thread_shutdown_``, as OpenBLAS's
-own fork handler does), and the next BLAS call starts the pool again with the short spin.
+for the OpenBLAS libraries loaded later; those already loaded (numpy's, SciPy's) it makes
+re-read their environment and stop their thread pools (``blas_thread_shutdown_``, as OpenBLAS's
+own fork handler does), and the next BLAS call starts a pool again with the short spin.
 ``import minidl`` calls it unless ``OPENBLAS_THREAD_TIMEOUT`` is set or
 ``MINIDL_SHORT_BLAS_SPIN=0``.
 """
 import ctypes
 import os
-import sys
 
 TIMEOUT = "17"
 
@@ -31,33 +30,33 @@ def wanted():
 
 
 def short_spin():
-    """Returns True when OpenBLAS has, or will have when numpy loads it, the short spin."""
+    """Returns True when every OpenBLAS loaded in this process (numpy's; SciPy's, which Numba's
+    compiled ``np.dot`` calls) has, or will have when it loads, the short spin."""
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = TIMEOUT
-    if "numpy" not in sys.modules:
-        return True
-    library = loaded_openblas()
-    if library is None:
-        return False
-    try:
-        restart = library.openblas_read_env, library.blas_thread_shutdown_
-    except AttributeError:  # an OpenBLAS without these entry points
-        return False
-    for function in restart:
-        function.argtypes, function.restype = [], None
-        function()
-    return True
+    restarted = True
+    for library in loaded_openblas():
+        try:
+            restart = library.openblas_read_env, library.blas_thread_shutdown_
+        except AttributeError:  # an OpenBLAS without these entry points
+            restarted = False
+            continue
+        for function in restart:
+            function.argtypes, function.restype = [], None
+            function()
+    return restarted
 
 
 def loaded_openblas():
-    """The OpenBLAS library this process has mapped (Linux's /proc/self/maps), or None."""
+    """The OpenBLAS libraries this process has mapped (Linux's /proc/self/maps)."""
     try:
         with open("/proc/self/maps") as maps:
             paths = sorted({line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()})
     except OSError:
-        return None
+        return []
+    libraries = []
     for path in paths:
         try:
-            return ctypes.CDLL(path)
+            libraries.append(ctypes.CDLL(path))
         except OSError:
             continue
-    return None
+    return libraries
