@@ -248,7 +248,8 @@ def run_backward(root, gradient, retain_graph=False, capture=None):
     summed gradient of its tensor as value, and no ``.grad`` is changed."""
     order = _topological_order(root)
     grads = {id(root): gradient}
-    for tensor in reversed(order):
+    while order:
+        tensor = order.pop()  # dropped here, so that what only the graph held goes as the sweep passes
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue
@@ -280,6 +281,7 @@ def run_backward(root, gradient, retain_graph=False, capture=None):
             grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
         if not retain_graph:
             node.ctx = None
+            node.inputs = tuple(None for _ in node.inputs)  # frees activations nothing else holds
 
 
 def _check_versions(node):

@@ -1,4 +1,6 @@
 """Tensor ops: values against numpy/PyTorch, float64 gradient checks, and the autograd engine."""
+import weakref
+
 import numpy as np
 import pytest
 
@@ -174,6 +176,26 @@ def test_second_backward_through_freed_graph_raises_and_retain_graph_allows_it()
     z.backward(retain_graph=True)
     z.backward()
     np.testing.assert_allclose(x.grad.data, 2 * 2 * x.data + 2 * x.data)
+
+
+def test_backward_lets_go_of_activations_only_the_graph_holds():
+    """Without retain_graph the sweep drops its references as it passes (PyTorch frees its
+    graph's buffers too): an intermediate the program no longer holds is freed, one it holds
+    is kept, and a second pass through a shared part still raises."""
+    x = minidl.randn(4, 3, requires_grad=True)
+    hidden, kept = x * 2.0, x + 1.0
+    freed = weakref.ref(hidden)
+    loss = (hidden.relu() * kept).sum()
+    del hidden
+    assert freed() is not None  # the graph holds it until backward
+    loss.backward()
+    assert freed() is None and kept.array is not None
+    np.testing.assert_allclose(x.grad.array, 2.0 * (x.array > 0) * (x.array + 1.0) + np.maximum(2.0 * x.array, 0))
+    shared = x * x
+    first, second = shared.sum(), (shared * 2.0).sum()
+    first.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        second.backward()
 
 
 def test_backward_needs_scalar_or_gradient():
