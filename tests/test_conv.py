@@ -317,10 +317,13 @@ def test_which_shapes_take_the_direct_path(w_shape, stride, groups, direct):
 
 def _blocked_3x3_cases(count, seed=1):
     """(n, c, h, w, o, padding): more than 8 input channels or 32 outputs (past the per-row
-    loops), output channels that do not fill the last block of 4, planes down to one output."""
+    loops), output channels that do not fill the last block of 4, planes from one output to
+    wider than the accumulator."""
     rng = np.random.default_rng(seed)
     cases = [(2, 16, 8, 8, 32, (1, 1)), (3, 9, 5, 7, 5, (1, 0)), (1, 12, 3, 3, 33, (0, 0)),
-             (2, 1, 4, 6, 40, (0, 1))]
+             (2, 1, 4, 6, 40, (0, 1)),
+             (1, 9, 70, 30, 5, (1, 1)),   # three row chunks of the accumulator
+             (1, 9, 3, 1100, 5, (1, 0))]  # a row wider than the accumulator's 1024 positions
     while len(cases) < count:
         padding = tuple(int(p) for p in rng.integers(0, 2, 2))
         h, w = (int(3 - 2 * p + rng.integers(0, 7)) for p in padding)

@@ -240,6 +240,31 @@ def _backward_images(share, first, last, x, weight, flipped, dy, ph, pw, dh, dw,
 
 _BLOCK = 4
 _ACCUMULATOR = 1024  # wide positions per pass (4 channels x 4 KB of float32: stays in L1)
+# Sweeps run over a multiple of _LANES positions (16 float32 in an AVX-512 register), so that
+# LLVM's scalar remainder loop has nothing to do (on a 14 x 14 plane it took 14 of 222
+# positions one at a time; the backward measured 2-6% faster). Every plane ends in _SLACK
+# zeros so that those reads stay inside it; the extra sums land in scratch or, for dK,
+# multiply the zero padding of dYq.
+_LANES = 16
+_SLACK = 2 + _LANES
+
+
+@njit(inline="always")
+def _lanes(length):
+    """length rounded up to a multiple of _LANES."""
+    return -(-length // _LANES) * _LANES
+
+
+@njit(inline="always")
+def _plane_size(height, wq):
+    """Floats per (height + 2) x wq plane and its trailing zeros."""
+    return (height + 2) * wq + _SLACK
+
+
+@njit(inline="always")
+def _accumulator_stride(wq):
+    """Floats per channel of the accumulator: _ACCUMULATOR, or a whole wide row when longer."""
+    return max(_ACCUMULATOR, _lanes(wq))
 
 
 def chosen_3x3(weight_shape, stride, padding, dilation, groups):
@@ -322,21 +347,23 @@ def _add_block_dots(grad, stride, length, plane, wq, out, zero):
 @njit(cache=True, fastmath=_MULTIPLY_ADD)
 def _correlate_blocks(planes, wq, kernels, bias, first_block, last_block, out, acc):
     """out[o, i, j] = bias[o] + sum_{c,u,v} K[o, c, u, v] planes[c, (i + u) wq + j + v] for the
-    output channels of blocks [first_block, last_block); ``acc`` is a (4 * _ACCUMULATOR,) scratch."""
+    output channels of blocks [first_block, last_block); ``acc`` is a 4-channel scratch of
+    _accumulator_stride(wq) floats per channel."""
     n_out, oh, ow = out.shape
-    rows = max(1, _ACCUMULATOR // wq)
+    stride = acc.size // _BLOCK
+    rows = max(1, stride // wq)
     for block in range(first_block, last_block):
         for i0 in range(0, oh, rows):
             n_rows = min(rows, oh - i0)
-            length = (n_rows - 1) * wq + ow
+            length = _lanes((n_rows - 1) * wq + ow)
             for q in range(_BLOCK):
-                acc[q * _ACCUMULATOR:q * _ACCUMULATOR + length] = bias[min(block * _BLOCK + q, n_out - 1)]
+                acc[q * stride:q * stride + length] = bias[min(block * _BLOCK + q, n_out - 1)]
             for c in range(planes.shape[0]):
-                _add_block_taps(acc, _ACCUMULATOR, length, planes[c, i0 * wq:], wq, kernels[block, c])
+                _add_block_taps(acc, stride, length, planes[c, i0 * wq:], wq, kernels[block, c])
             for q in range(min(_BLOCK, n_out - block * _BLOCK)):
                 channel = out[block * _BLOCK + q]
                 for r in range(n_rows):
-                    row, src = channel[i0 + r], acc[q * _ACCUMULATOR + r * wq:]
+                    row, src = channel[i0 + r], acc[q * stride + r * wq:]
                     for j in range(ow):
                         row[j] = src[j]
 
@@ -358,8 +385,8 @@ def _forward_3x3(share, first, last, x, kernels, bias, ph, pw, parts, y):
     channels, height, width = x.shape[1:]
     n_blocks = kernels.shape[0]
     wq = width + 2
-    planes = np.empty((channels, (height + 2) * wq + 2), dtype=x.dtype)
-    acc = np.empty(_BLOCK * _ACCUMULATOR, dtype=x.dtype)
+    planes = np.empty((channels, _plane_size(height, wq)), dtype=x.dtype)
+    acc = np.empty(_BLOCK * _accumulator_stride(wq), dtype=x.dtype)
     for task in range(first, last):
         n, part = task // parts, task % parts
         if task == first or part == 0:
@@ -397,15 +424,15 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
     n_out, oh, ow = dy.shape[1:]
     n_blocks = -(-n_out // _BLOCK)
     wq = width + 2
-    size = (height + 2) * wq + 2
-    length = (oh - 1) * wq + ow
+    size = _plane_size(height, wq)
+    length = _lanes((oh - 1) * wq + ow)
     start = (2 - ph) * wq + 2 - pw  # g0: where output (0, 0) sits in dYq
     no_bias = np.zeros(channels, dtype=x.dtype)
     zero = no_bias[0]
     grad = np.zeros(n_blocks * _BLOCK * size, dtype=x.dtype)  # the rows past O stay 0
     grad_planes = grad[:n_out * size].reshape(n_out, size)
     planes = np.empty((channels, size), dtype=x.dtype)
-    acc = np.empty(_BLOCK * _ACCUMULATOR, dtype=x.dtype)
+    acc = np.empty(_BLOCK * _accumulator_stride(wq), dtype=x.dtype)
     dweight, dbias = dweight_parts[share], dbias_parts[share]
     for n in range(first, last):
         _fill_planes(dy[n], 2 - ph, 2 - pw, wq, grad_planes)
