@@ -281,7 +281,7 @@ def run_backward(root, gradient, retain_graph=False, capture=None):
             grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
         if not retain_graph:
             node.ctx = None
-            node.inputs = tuple(None for _ in node.inputs)  # frees activations nothing else holds
+            node.inputs = ()  # frees the activations nothing else holds
 
 
 def _check_versions(node):

@@ -419,21 +419,15 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
         return direct_conv.conv3x3_forward(x, weight, bias, padding)
     n_batch, channels = x.shape[:2]
     n_out, kernel = weight.shape[0], weight.shape[2:]
+    if not _image_major(out_size):  # one GEMM over the whole batch: the shared path with one class
+        return shared_conv_forward(x, weight.reshape(1, n_out, -1), full_bias(bias, n_out, out_size, x.dtype),
+                                   kernel, stride, padding, dilation, out_size, (1, 1), groups)
     n_rows = channels * kernel[0] * kernel[1]
-    image_major = _image_major(out_size)
-    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=image_major, rows=n_rows)
+    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=True, rows=n_rows)
     geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
-    cols = unfolded(x, n_rows, layout, geometry, reuse=False)
-    weight_2d = weight.reshape(n_out, -1)
-    if not image_major:  # Y' = K' X' over the whole batch, then reordered to NCHW with the bias
-        y_cols = workspace("out", n_out * layout.total, x.dtype).reshape(n_out, -1)
-        for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
-            np.matmul(weight_2d[out_rows], cols.reshape(n_rows, -1)[in_rows], out=y_cols[out_rows])
-        y = np.empty((n_batch, n_out) + tuple(out_size), dtype=x.dtype)
-        scatter_output(y_cols.reshape(-1), full_bias(bias, n_out, out_size, x.dtype), y, *geometry[10:15])
-        return y
-    cols = cols.reshape(n_batch, n_rows, -1)
+    cols = unfolded(x, n_rows, layout, geometry, reuse=False).reshape(n_batch, n_rows, -1)
     y = np.empty((n_batch, n_out, cols.shape[2]), dtype=x.dtype)
+    weight_2d = weight.reshape(n_out, -1)
     for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
         np.matmul(weight_2d[out_rows], cols[:, in_rows], out=y[:, out_rows])
     if bias is not None:
@@ -453,35 +447,28 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
         return direct_conv.conv2d_backward(x, weight, dy, padding, dilation, need_dx, need_dw)
     if algorithm == "direct 3x3":
         return direct_conv.conv3x3_backward(x, weight, dy, padding, need_dx, need_dw)
-    n_rows = channels * kernel[0] * kernel[1]
-    image_major = _image_major(out_size)
-    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=image_major, rows=n_rows)
-    geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
     dbias = _bias_grad(dy.reshape(n_batch, n_out, -1))
-    if image_major:
-        dy = dy.reshape(n_batch, n_out, -1)
-        col_shape = (n_batch, n_rows, -1)
-    else:  # dY' (O, N oh ow) for GEMMs over the whole batch
-        dy_cols = workspace("out", n_out * layout.total, x.dtype)
-        gather_grad(dy, dy_cols, np.empty(dy.shape[1:], dtype=x.dtype), *geometry[10:15])
-        dy = dy_cols.reshape(n_out, -1)
-        col_shape = (n_rows, -1)
+    if not _image_major(out_size):
+        dx, dweight, _ = shared_conv_backward(x, weight.reshape(1, n_out, -1), dy, kernel, stride, padding,
+                                              dilation, (1, 1), groups, need_dx, need_dw)
+        return dx, (None if dweight is None else dweight.reshape(weight.shape)), dbias
+    n_rows = channels * kernel[0] * kernel[1]
+    layout = Layout(n_batch, out_size[0], out_size[1], 1, 1, image_major=True, rows=n_rows)
+    geometry = _geometry(kernel, stride, padding, dilation, out_size, layout)
+    dy = dy.reshape(n_batch, n_out, -1)
     dweight = dx = None
     weight_2d = weight.reshape(n_out, -1)
     if need_dw:
-        cols = unfolded(x, n_rows, layout, geometry, reuse=True).reshape(col_shape)
+        cols = unfolded(x, n_rows, layout, geometry, reuse=True).reshape(n_batch, n_rows, -1)
         dweight = np.empty_like(weight_2d)
         for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
-            if image_major:
-                per_image = np.matmul(dy[:, out_rows], np.swapaxes(cols[:, in_rows], 1, 2))
-                np.sum(per_image, axis=0, out=dweight[out_rows])
-            else:
-                np.matmul(dy[out_rows], cols[in_rows].T, out=dweight[out_rows])
+            per_image = np.matmul(dy[:, out_rows], np.swapaxes(cols[:, in_rows], 1, 2))
+            np.sum(per_image, axis=0, out=dweight[out_rows])
         dweight = dweight.reshape(weight.shape)
     if need_dx:
-        cols = columns_to_overwrite(n_rows * layout.total, x.dtype).reshape(col_shape)
+        cols = columns_to_overwrite(n_rows * layout.total, x.dtype).reshape(n_batch, n_rows, -1)
         for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
-            np.matmul(weight_2d[out_rows].T, dy[..., out_rows, :], out=cols[..., in_rows, :])
+            np.matmul(weight_2d[out_rows].T, dy[:, out_rows], out=cols[:, in_rows])
         dx = folded(cols.reshape(-1), x, geometry)
     return dx, dweight, dbias
 
