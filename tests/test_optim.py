@@ -395,6 +395,24 @@ def test_decaying_state_is_flushed_to_zero_not_left_subnormal(opt_cls, kwargs, k
         assert state[0] == 0 and np.isnan(state[2])
 
 
+@pytest.mark.parametrize("opt_name, kwargs", [
+    ("Adam", {"eps": 0.0}), ("Adagrad", {"eps": 0.0}), ("RMSprop", {"eps": 0.0}),
+])
+@pytest.mark.parametrize("size", [10, 1 << 19])  # the serial and the parallel kernel
+def test_zero_over_zero_gives_nan_as_torch_at_every_size(opt_name, kwargs, size):
+    """eps = 0 and a zero gradient divide 0 by 0: NaN in PyTorch, and in both of minidl's
+    builds of the update (the serial one used to raise ZeroDivisionError)."""
+    torch = pytest.importorskip("torch")
+    param = nn.Parameter(np.ones(size, dtype=np.float32))
+    param.grad = minidl.zeros(size)
+    getattr(optim, opt_name)([param], **kwargs).step()
+    reference = torch.ones(3, requires_grad=True)
+    reference.grad = torch.zeros(3)
+    getattr(torch.optim, opt_name)([reference], **kwargs).step()
+    assert np.isnan(reference.detach().numpy()).all()
+    assert np.isnan(param.detach().numpy()).all()
+
+
 @pytest.mark.parametrize("opt_cls, kwargs, argument", [
     (optim.Adam, dict(lr=float("nan")), "lr"),
     (optim.Adam, dict(lr=-0.1), "lr"),

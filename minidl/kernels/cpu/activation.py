@@ -8,9 +8,14 @@ import numpy as np
 from . import size_dispatched
 
 _CHUNK = 1 << 14  # elements per parallel task
+# ReLU is one load and store per element, bound by memory: two threads win only past about 4
+# million elements (2 cores, 2^20 elements: 0.10 ms serial, 0.14 ms parallel; 2^22: 0.70 / 0.64).
+# GELU's erf costs 7 ns an element serially, so it splits from 2^16.
+_RELU_PARALLEL_FROM = 1 << 22
+_GELU_PARALLEL_FROM = 1 << 16
 
 
-@size_dispatched
+@size_dispatched(parallel_from=_RELU_PARALLEL_FROM)
 def relu_forward(loop):
     def kernel(x):
         flat = x.reshape(-1)
@@ -24,7 +29,7 @@ def relu_forward(loop):
     return kernel
 
 
-@size_dispatched
+@size_dispatched(parallel_from=_RELU_PARALLEL_FROM)
 def relu_backward(loop):
     def kernel(grad, y):
         flat_grad, flat_y = grad.reshape(-1), y.reshape(-1)
@@ -47,7 +52,7 @@ _SQRT_2_OVER_PI = 0.7978845608028654
 _GELU_CUBIC = 0.044715
 
 
-@size_dispatched
+@size_dispatched(parallel_from=_GELU_PARALLEL_FROM)
 def gelu_forward(loop):
     def kernel(x, approximate_tanh):
         flat = x.reshape(-1)
@@ -64,7 +69,7 @@ def gelu_forward(loop):
     return kernel
 
 
-@size_dispatched
+@size_dispatched(parallel_from=_GELU_PARALLEL_FROM)
 def gelu_backward(loop):
     def kernel(grad, x, approximate_tanh):
         flat_grad, flat_x = grad.reshape(-1), x.reshape(-1)
