@@ -25,6 +25,14 @@ def test_every_task_runs_once_in_contiguous_shares(n_tasks):
     assert owner[-1] == tasks.shares(n_tasks) - 1
 
 
+@pytest.mark.parametrize("work, split", [(tasks.PARALLEL_MIN_WORK - 1, False), (tasks.PARALLEL_MIN_WORK, True)])
+def test_light_work_runs_in_one_share_on_the_calling_thread(work, split):
+    owner, calls = np.full(64, -1), np.zeros(64, dtype=np.int64)
+    tasks.run(_mark, 64, owner, calls, work=work)
+    assert (calls == 1).all()
+    assert owner[-1] == (tasks.shares(64) - 1 if split else 0)
+
+
 def test_shares_follow_the_numba_thread_count():
     import numba
     assert tasks.shares(1) == 1

@@ -88,7 +88,7 @@ def padded(x, ph, pw):
 
 
 def _pad(x, xp, ph, pw):
-    tasks.run(_pad_tasks, x.shape[0] * x.shape[1], x, xp, ph, pw)
+    tasks.run(_pad_tasks, x.shape[0] * x.shape[1], x, xp, ph, pw, work=x.size + xp.size)
 
 
 @njit(cache=True, nogil=True)
@@ -110,7 +110,7 @@ def _pad_tasks(share, first, last, x, xp, ph, pw):
 
 def _crop(xp, x, ph, pw):
     """The adjoint's last step: x = Xp without its padding."""
-    tasks.run(_crop_tasks, x.shape[0] * x.shape[1], xp, x, ph, pw)
+    tasks.run(_crop_tasks, x.shape[0] * x.shape[1], xp, x, ph, pw, work=x.size * 2)
 
 
 @njit(cache=True, nogil=True)
@@ -161,7 +161,7 @@ def unfold(xp, out, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_cla
     """im2col: out[block k][(c, u, v), (n, i // th, j // tw)] = Xp[n, c, i sh + u dh, j sw + v dw]
     (blocks placed as ``Layout`` says). One task per (row (c, u, v), image n)."""
     tasks.run(_unfold_tasks, xp.shape[0] * xp.shape[1] * kh * kw, xp, out, kh, kw, sh, sw, dh, dw, th, tw,
-              rows_per_class, cols_per_class, starts, row_step, image_step)
+              rows_per_class, cols_per_class, starts, row_step, image_step, work=xp.size + out.size)
 
 
 @njit(cache=True, nogil=True)
@@ -196,7 +196,7 @@ def fold(cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class, cols_per_cla
     """col2im, the adjoint of ``unfold``: dXp[n, c, h, w] = sum of the column entries copied
     from (h, w). One task per (n, c) plane, so no two tasks write the same element."""
     tasks.run(_fold_tasks, dxp.shape[0] * dxp.shape[1], cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, rows_per_class,
-              cols_per_class, starts, row_step, image_step)
+              cols_per_class, starts, row_step, image_step, work=cols.size + dxp.size)
 
 
 @njit(cache=True, nogil=True)
@@ -233,7 +233,7 @@ def _fold_tasks(share, first, last, cols, dxp, kh, kw, sh, sw, dh, dw, th, tw, r
 def scatter_output(y_cols, bias, y, th, tw, rows_per_class, cols_per_class, starts):
     """y[n, o, i, j] = Y_k[o, (n, i // th, j // tw)] + bias[o, i, j] (class-ordered to NCHW)."""
     tasks.run(_scatter_output_tasks, y.shape[0] * y.shape[1], y_cols, bias, y, th, tw, rows_per_class,
-              cols_per_class, starts)
+              cols_per_class, starts, work=y.size * 2)
 
 
 @njit(cache=True, nogil=True)
@@ -261,7 +261,7 @@ def gather_grad(dy, dy_cols, dbias, th, tw, rows_per_class, cols_per_class, star
     """The adjoint of ``scatter_output``: dY_k in class order, and dbias[o, i, j] = sum_n dy.
     One task per output channel o: it alone writes dY_k[o] and dbias[o]."""
     tasks.run(_gather_grad_tasks, dy.shape[1], dy, dy_cols, dbias, th, tw, rows_per_class, cols_per_class,
-              starts)
+              starts, work=dy.size * 2)
 
 
 @njit(cache=True, nogil=True)
@@ -487,7 +487,7 @@ def _image_major(out_size):
 
 def _add_channel_bias(y, bias):
     """y[n, o, :] += b[o] for y of shape (N, O, L)."""
-    tasks.run(_add_channel_bias_tasks, y.shape[0] * y.shape[1], y, bias)
+    tasks.run(_add_channel_bias_tasks, y.shape[0] * y.shape[1], y, bias, work=y.size * 2)
 
 
 @njit(cache=True, nogil=True)
@@ -502,7 +502,7 @@ def _add_channel_bias_tasks(share, first, last, y, bias):
 def _bias_grad(dy):
     """db[o] = sum_(n, l) dy[n, o, l] for dy of shape (N, O, L), added in float64."""
     sums = np.empty(dy.shape[1], dtype=dy.dtype)
-    tasks.run(_bias_grad_tasks, dy.shape[1], dy, sums)
+    tasks.run(_bias_grad_tasks, dy.shape[1], dy, sums, work=dy.size)
     return sums
 
 

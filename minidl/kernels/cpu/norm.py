@@ -35,7 +35,8 @@ def batch_norm_forward(x, mean, var, weight, bias, eps, use_batch_stats):
     """y = g (x - mu) / sqrt(var + eps) + b. With ``use_batch_stats`` mu and var are the batch's,
     written into ``mean`` and ``var`` (float64, shape (C,)); otherwise they are read from them."""
     y = np.empty_like(x)
-    tasks.run(_batch_norm_forward_channels, x.shape[1], x, mean, var, weight, bias, eps, use_batch_stats, y)
+    tasks.run(_batch_norm_forward_channels, x.shape[1], x, mean, var, weight, bias, eps, use_batch_stats, y,
+              work=3 * x.size)  # two reads of x, one write
     return y
 
 
@@ -66,7 +67,7 @@ def batch_norm_backward(x, dy, mean, var, weight, eps, use_batch_stats):
     dweight = np.empty(channels, dtype=x.dtype)
     dbias = np.empty(channels, dtype=x.dtype)
     tasks.run(_batch_norm_backward_channels, channels, x, dy, mean, var, weight, eps, use_batch_stats,
-              dx, dweight, dbias)
+              dx, dweight, dbias, work=5 * x.size)  # x and dy read twice, dx written
     return dx, dweight, dbias
 
 

@@ -38,7 +38,8 @@ def _max_pool_2x2(x, oh, ow):
     y = np.empty((n_batch, channels, oh, ow), dtype=x.dtype)
     argmax = np.empty((n_batch, channels, oh, ow), dtype=np.int32)
     tasks.run(_max_pool_2x2_planes, n_batch * channels, x.reshape(n_batch * channels, -1), x.shape[3],
-              y.reshape(n_batch * channels, -1), argmax.reshape(n_batch * channels, -1), oh, ow)
+              y.reshape(n_batch * channels, -1), argmax.reshape(n_batch * channels, -1), oh, ow,
+              work=x.size + 2 * y.size)
     return y, argmax
 
 
@@ -93,7 +94,7 @@ def max_pool2d_backward(dy, argmax, height, width):
     dx = np.empty((n_batch, channels, height, width), dtype=dy.dtype)
     planes = n_batch * channels
     tasks.run(_max_pool_backward_planes, planes, dy.reshape(planes, -1), argmax.reshape(planes, -1),
-              dx.reshape(planes, -1))
+              dx.reshape(planes, -1), work=2 * dy.size + dx.size)
     return dx
 
 
