@@ -18,8 +18,15 @@ re-read their environment and stop their thread pools (``blas_thread_shutdown_``
 own fork handler does), and the next BLAS call starts a pool again with the short spin.
 ``import minidl`` calls it unless ``OPENBLAS_THREAD_TIMEOUT`` is set or
 ``MINIDL_SHORT_BLAS_SPIN=0``.
+
+``serial_kernel_blas()`` makes the OpenBLAS that SciPy ships for itself single-threaded: only
+Numba's compiled ``np.dot`` calls it in minidl (the recurrent kernels' step products), and
+those kernels split the batch between minidl's own threads instead, each running the whole
+time loop on its rows. A step's (64 x 128) x (128 x 512) product is too small for OpenBLAS to
+split without waking its thread each time.
 """
 import ctypes
+import functools
 import os
 
 TIMEOUT = "17"
@@ -60,3 +67,26 @@ def loaded_openblas():
         except OSError:
             continue
     return libraries
+
+
+@functools.cache
+def serial_kernel_blas():
+    """Returns True when the OpenBLAS behind scipy.linalg.cython_blas (which Numba's ``np.dot``
+    calls) is SciPy's own copy (its ``scipy.libs``), now set to one thread; False, changing
+    nothing, when there is none such (a BLAS shared with numpy, or not OpenBLAS)."""
+    try:
+        import scipy
+        from scipy.linalg import cython_blas  # noqa: F401 (loads SciPy's BLAS)
+    except ImportError:
+        return False
+    own = os.path.dirname(os.path.abspath(scipy.__file__)) + ".libs" + os.sep
+    for library in loaded_openblas():
+        if not library._name.startswith(own):
+            continue
+        for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+            if hasattr(library, name):
+                set_threads = getattr(library, name)
+                set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
+                set_threads(1)
+                return True
+    return False

@@ -53,3 +53,39 @@ def test_wanted_unless_the_user_chose(monkeypatch, environment, expected):
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert blas_threads.wanted() is expected
+
+
+SERIAL_KERNEL_BLAS = """
+import ctypes, json
+from minidl import blas_threads
+made = blas_threads.serial_kernel_blas()
+threads = {}
+for library in blas_threads.loaded_openblas():
+    for name in ("scipy_openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+                 "openblas_get_num_threads", "openblas_get_num_threads64_"):
+        if hasattr(library, name):
+            threads[library._name] = getattr(library, name)()
+            break
+print(json.dumps({"made": made, "threads": threads}))
+"""
+
+
+def test_scipys_blas_is_made_single_threaded_and_numpys_is_left_alone():
+    """Numba's np.dot calls SciPy's own OpenBLAS; the recurrent kernels need it on one thread
+    (they split the batch themselves). numpy's BLAS keeps its threads for the GEMMs."""
+    import json
+    scipy = pytest.importorskip("scipy")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("OpenBLAS runs one thread here")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", SERIAL_KERNEL_BLAS], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    own = os.path.dirname(os.path.abspath(scipy.__file__)) + ".libs"
+    scipys = {path: n for path, n in report["threads"].items() if path.startswith(own)}
+    if not scipys:
+        assert report["made"] is False
+        pytest.skip("this SciPy has no OpenBLAS of its own")
+    assert report["made"] is True and set(scipys.values()) == {1}
+    others = [n for path, n in report["threads"].items() if path not in scipys]
+    assert all(n > 1 for n in others)

@@ -209,3 +209,31 @@ def test_dtype_mismatch_is_explained():
 def test_embedding_index_out_of_range():
     with pytest.raises(IndexError, match=r"index 9 is out of range for 5 embeddings"):
         nn.Embedding(5, 2)(minidl.tensor(np.array([1, 9])))
+
+
+@pytest.mark.parametrize("mode", ["rnn_tanh", "lstm", "gru"])
+def test_time_loop_split_over_rows_equals_one_share(mode, rng, monkeypatch):
+    """The kernels run shares of the batch's rows at once (each its own products); all rows in
+    one share, as without a single-threaded BLAS, give the same numbers."""
+    from minidl.kernels.cpu import rnn
+    steps, batch, hidden = 5, 7, 6
+    gates = {"rnn_tanh": 1, "lstm": 4, "gru": 3}[mode]
+    xw = rng.standard_normal((steps, batch, gates * hidden))
+    h0, c0 = rng.standard_normal((batch, hidden)), rng.standard_normal((batch, hidden))
+    w_hh = rng.standard_normal((gates * hidden, hidden)) * 0.5
+    w_hh_t = np.ascontiguousarray(w_hh.T)
+
+    def forward_and_backward():
+        if mode == "rnn_tanh":
+            h_seq = rnn.rnn_forward(xw, h0, w_hh_t, False)
+            return (h_seq,) + rnn.rnn_backward(np.cos(h_seq), h_seq, w_hh, False)
+        if mode == "lstm":
+            out, c_seq, act, tanh_c = rnn.lstm_forward(xw, h0, c0, w_hh_t)
+            return (out,) + rnn.lstm_backward(np.cos(out), act, c_seq, tanh_c, c0, w_hh)
+        h_seq, saved = rnn.gru_forward(xw, h0, w_hh_t, np.zeros(gates * hidden))
+        return (h_seq,) + rnn.gru_backward(np.cos(h_seq), saved, h_seq, h0, w_hh)
+
+    split = forward_and_backward()
+    monkeypatch.setattr(rnn, "serial_kernel_blas", lambda: False)
+    for a, b in zip(split, forward_and_backward()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
