@@ -277,9 +277,9 @@ def count_launches(step):
     count = [0]
     run = tasks.run
 
-    def counted_run(kernel, n_tasks, *args):
-        count[0] += tasks.shares(n_tasks) > 1
-        return run(kernel, n_tasks, *args)
+    def counted_run(kernel, n_tasks, *args, work=None):
+        count[0] += tasks.shares(n_tasks, work) > 1
+        return run(kernel, n_tasks, *args, work=work)
 
     tasks.run = counted_run
 

@@ -26,16 +26,19 @@ _pool = None
 _pool_pid = None
 
 
-def shares(n_tasks):
+def shares(n_tasks, work=None):
     """How many shares ``run`` splits ``n_tasks`` tasks into: one per Numba thread, at most one
-    per task (the size of per-share scratch arrays such as partial sums)."""
+    per task (the size of per-share scratch arrays such as partial sums); one when ``work``
+    (elements read and written) is below PARALLEL_MIN_WORK."""
+    if work is not None and work < PARALLEL_MIN_WORK:
+        return 1
     return max(1, min(numba.get_num_threads(), n_tasks))
 
 
 def run(kernel, n_tasks, *args, work=None):
     """kernel(share, first, last, *args) for every share of range(n_tasks), concurrently; in one
     share on this thread when ``work`` (elements read and written) is below PARALLEL_MIN_WORK."""
-    count = 1 if work is not None and work < PARALLEL_MIN_WORK else shares(n_tasks)
+    count = shares(n_tasks, work)
     bounds = [share * n_tasks // count for share in range(count + 1)]
     futures = [_thread_pool().submit(kernel, share, bounds[share], bounds[share + 1], *args)
                for share in range(1, count)]
