@@ -257,8 +257,24 @@ def _lanes(length):
 
 @njit(inline="always")
 def _plane_size(height, wq):
-    """Floats per (height + 2) x wq plane and its trailing zeros."""
-    return (height + 2) * wq + _SLACK
+    """Floats per (height + 2) x wq plane and its trailing zeros, rounded up to a whole number
+    of cache lines (so that every plane of a ``_cache_aligned`` stack starts on one)."""
+    return _lanes((height + 2) * wq + _SLACK)
+
+
+# Vector loads and stores that start on a 64-byte line split none: with the planes and the
+# accumulator on line boundaries (Numba's np.empty gives 32 bytes) the sweep over 16 channels
+# of (4, 1024) accumulators measured 95 GFLOP/s on one core, against 64-72 with the planes off
+# by 16 bytes.
+_ALIGN = 64
+
+
+@njit(inline="always")
+def _cache_aligned(size, dtype):
+    """An uninitialised array of ``size`` elements whose data starts on a 64-byte boundary."""
+    raw = np.empty(size + _ALIGN, dtype=dtype)
+    skip = (-raw.ctypes.data % _ALIGN) // raw.itemsize
+    return raw[skip:skip + size]
 
 
 @njit(inline="always")
@@ -385,8 +401,9 @@ def _forward_3x3(share, first, last, x, kernels, bias, ph, pw, parts, y):
     channels, height, width = x.shape[1:]
     n_blocks = kernels.shape[0]
     wq = width + 2
-    planes = np.empty((channels, _plane_size(height, wq)), dtype=x.dtype)
-    acc = np.empty(_BLOCK * _accumulator_stride(wq), dtype=x.dtype)
+    size = _plane_size(height, wq)
+    planes = _cache_aligned(channels * size, x.dtype).reshape(channels, size)
+    acc = _cache_aligned(_BLOCK * _accumulator_stride(wq), x.dtype)
     for task in range(first, last):
         n, part = task // parts, task % parts
         if task == first or part == 0:
@@ -429,10 +446,11 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
     start = (2 - ph) * wq + 2 - pw  # g0: where output (0, 0) sits in dYq
     no_bias = np.zeros(channels, dtype=x.dtype)
     zero = no_bias[0]
-    grad = np.zeros(n_blocks * _BLOCK * size, dtype=x.dtype)  # the rows past O stay 0
+    grad = _cache_aligned(n_blocks * _BLOCK * size, x.dtype)
+    grad[:] = 0.0  # the rows past O stay 0
     grad_planes = grad[:n_out * size].reshape(n_out, size)
-    planes = np.empty((channels, size), dtype=x.dtype)
-    acc = np.empty(_BLOCK * _accumulator_stride(wq), dtype=x.dtype)
+    planes = _cache_aligned(channels * size, x.dtype).reshape(channels, size)
+    acc = _cache_aligned(_BLOCK * _accumulator_stride(wq), x.dtype)
     dweight, dbias = dweight_parts[share], dbias_parts[share]
     for n in range(first, last):
         _fill_planes(dy[n], 2 - ph, 2 - pw, wq, grad_planes)
