@@ -371,13 +371,26 @@ def _grouped_matmul(weight_k, col_blocks, y_blocks, groups):
             np.matmul(weight_k[k][..., out_rows, :], cols[..., in_rows, :], out=y[..., out_rows, :])
 
 
+def weight_grad_product(grad, cols, out=None):
+    """grad cols^T over the last two axes (dK' = dY X'^T: O x R from O x P and R x P). OpenBLAS
+    runs it up to 2x faster with the longer of O and R as the rows of its output, so for O < R
+    it computes (X' dY^T)^T (2 cores: 16 x 150 over 25,600 positions 2.7 -> 1.3 ms, 64 images
+    of 32 x 144 over 1,024 9.5 -> 5.7 ms; 64 x 32 the other way round lost 2.2 -> 4.2 ms)."""
+    if grad.shape[-2] >= cols.shape[-2]:
+        return np.matmul(grad, np.swapaxes(cols, -1, -2), out=out)
+    product = np.swapaxes(np.matmul(cols, np.swapaxes(grad, -1, -2)), -1, -2)
+    if out is None:
+        return product
+    out[...] = product
+    return out
+
+
 def _grouped_weight_grad(dy_blocks, col_blocks, dweight_k, groups):
     """dK'_k[group] = dY_k[group rows] X'_k[group rows]^T."""
     n_out, n_rows = dweight_k.shape[1], dweight_k.shape[2] * groups
     for k, dy, cols in _pairs(dweight_k, dy_blocks, col_blocks):
         for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
-            np.matmul(dy[..., out_rows, :], np.swapaxes(cols[..., in_rows, :], -1, -2),
-                      out=dweight_k[k][..., out_rows, :])
+            weight_grad_product(dy[..., out_rows, :], cols[..., in_rows, :], out=dweight_k[k][..., out_rows, :])
 
 
 def _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups):
@@ -462,7 +475,7 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
         cols = unfolded(x, n_rows, layout, geometry, reuse=True).reshape(n_batch, n_rows, -1)
         dweight = np.empty_like(weight_2d)
         for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
-            per_image = np.matmul(dy[:, out_rows], np.swapaxes(cols[:, in_rows], 1, 2))
+            per_image = weight_grad_product(dy[:, out_rows], cols[:, in_rows])
             np.sum(per_image, axis=0, out=dweight[out_rows])
         dweight = dweight.reshape(weight.shape)
     if need_dx:

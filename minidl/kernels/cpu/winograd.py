@@ -32,7 +32,7 @@ import os
 import numpy as np
 from numba import njit, prange
 
-from .conv import _contents, workspace
+from .conv import _contents, weight_grad_product, workspace
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -511,7 +511,7 @@ def conv2d_backward(x, weight, dy, padding, need_dx=True, need_dw=True, tile=Non
         if need_dw:
             if not kept:
                 transform_input(x[n0:n1], v, padding[0], padding[1], tiles_h, tiles_w)
-            np.matmul(m, np.swapaxes(v, 1, 2), out=part)
+            weight_grad_product(m, v, out=part)
             du += part
         if need_dx:
             np.matmul(np.swapaxes(u, 1, 2), m, out=v)
