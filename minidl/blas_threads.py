@@ -19,12 +19,13 @@ own fork handler does), and the next BLAS call starts a pool again with the shor
 ``import minidl`` calls it unless ``OPENBLAS_THREAD_TIMEOUT`` is set or
 ``MINIDL_SHORT_BLAS_SPIN=0``.
 
-``serial_kernel_blas()`` makes the OpenBLAS that SciPy ships for itself single-threaded: only
-Numba's compiled ``np.dot`` calls it in minidl (the recurrent kernels' step products), and
-those kernels split the batch between minidl's own threads instead, each running the whole
-time loop on its rows. A step's (64 x 128) x (128 x 512) product is too small for OpenBLAS to
-split without waking its thread each time.
+``with serial_kernel_blas():`` makes the OpenBLAS that SciPy ships for itself single-threaded
+for a while: only Numba's compiled ``np.dot`` calls it in minidl (the recurrent kernels' step
+products), and those kernels split the batch between minidl's own threads instead, each
+running the whole time loop on its rows. A step's (64 x 128) x (128 x 512) product is too
+small for OpenBLAS to split without waking its thread each time.
 """
+import contextlib
 import ctypes
 import functools
 import os
@@ -69,24 +70,44 @@ def loaded_openblas():
     return libraries
 
 
-@functools.cache
+@contextlib.contextmanager
 def serial_kernel_blas():
-    """Returns True when the OpenBLAS behind scipy.linalg.cython_blas (which Numba's ``np.dot``
-    calls) is SciPy's own copy (its ``scipy.libs``), now set to one thread; False, changing
-    nothing, when there is none such (a BLAS shared with numpy, or not OpenBLAS)."""
+    """Inside it, the OpenBLAS that SciPy ships for itself (its ``scipy.libs``; Numba's np.dot
+    calls it through scipy.linalg.cython_blas) runs on one thread; its thread count is restored
+    on the way out. Yields False, changing nothing, when there is no such copy (SciPy on a BLAS
+    it shares with numpy, or not on OpenBLAS)."""
+    controls = _kernel_blas_threads()
+    if controls is None:
+        yield False
+        return
+    get_threads, set_threads = controls
+    before = get_threads()
+    set_threads(1)
+    try:
+        yield True
+    finally:
+        set_threads(before)
+
+
+@functools.cache
+def _kernel_blas_threads():
+    """(get, set) of SciPy's own OpenBLAS's thread count, or None."""
     try:
         import scipy
         from scipy.linalg import cython_blas  # noqa: F401 (loads SciPy's BLAS)
     except ImportError:
-        return False
+        return None
     own = os.path.dirname(os.path.abspath(scipy.__file__)) + ".libs" + os.sep
     for library in loaded_openblas():
         if not library._name.startswith(own):
             continue
-        for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-            if hasattr(library, name):
-                set_threads = getattr(library, name)
-                set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
-                set_threads(1)
-                return True
-    return False
+        for prefix in ("scipy_openblas", "openblas"):
+            try:
+                get_threads = getattr(library, prefix + "_get_num_threads")
+                set_threads = getattr(library, prefix + "_set_num_threads")
+            except AttributeError:
+                continue
+            get_threads.argtypes, get_threads.restype = [], ctypes.c_int
+            set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
+            return get_threads, set_threads
+    return None

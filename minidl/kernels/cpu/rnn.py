@@ -34,10 +34,11 @@ from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
 def _over_rows(kernel, batch, *args):
     """kernel(share, first, last, *args) for shares of the batch's rows, concurrently when the
     BLAS the kernels call can be made single-threaded."""
-    if serial_kernel_blas():
-        tasks.run(kernel, batch, *args)
-    else:
-        kernel(0, 0, batch, *args)
+    with serial_kernel_blas() as serial:
+        if serial:
+            tasks.run(kernel, batch, *args)
+        else:
+            kernel(0, 0, batch, *args)
 
 
 def rnn_forward(xw, h0, w_hh_t, relu):
