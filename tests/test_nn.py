@@ -255,6 +255,41 @@ def test_sequential_indexing_and_identity():
     np.testing.assert_array_equal(model(x).data, np.maximum(model[0](x).data, 0))
 
 
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1)])
+def test_sequential_pools_before_relu_with_the_same_bits(pool):
+    """Sequential runs ReLU -> MaxPool2d as pool -> ReLU: outputs and gradients must be the
+    same bits as the modules one by one, also for windows of negatives, zeros and ties."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(-3, 4, size=(2, 3, 7, 7)).astype(np.float32)  # ties, zeros, negatives
+    data[0, 0, :2, :2] = -1.0  # a window with no positive value
+    upstream = rng.standard_normal((2, 3) + (3, 3) if pool.kernel_size == 2 else (2, 3, 4, 4)).astype(np.float32)
+    relu = nn.ReLU()
+    results = []
+    for run in (lambda t: nn.Sequential(relu, pool)(t), lambda t: pool(relu(t))):
+        x = minidl.tensor(data, requires_grad=True)
+        y = run(x)
+        y.backward(minidl.tensor(upstream.reshape(y.shape)))
+        results.append((y.detach().numpy(), x.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_sequential_gives_the_relu_the_pooled_tensor_unless_hooked(monkeypatch):
+    sizes = []
+    relu_forward = nn.ReLU.forward
+    monkeypatch.setattr(nn.ReLU, "forward", lambda self, t: sizes.append(t.shape) or relu_forward(self, t))
+    relu = nn.ReLU()
+    nn.Sequential(relu, nn.MaxPool2d(2))(minidl.randn(1, 2, 4, 4))
+    assert sizes == [(1, 2, 2, 2)]
+    relu.register_forward_hook(lambda module, inputs, output: None)
+    nn.Sequential(relu, nn.MaxPool2d(2))(minidl.randn(1, 2, 4, 4))
+    assert sizes[-1] == (1, 2, 4, 4)  # hooked: as written
+    pooled = nn.MaxPool2d(2)
+    pooled.register_forward_pre_hook(lambda module, inputs: None)
+    nn.Sequential(nn.ReLU(), pooled)(minidl.randn(1, 2, 4, 4))
+    assert sizes[-1] == (1, 2, 4, 4)
+
+
 def test_get_submodule_follows_dotted_paths():
     inner = nn.Linear(2, 2)
     model = nn.Sequential(nn.ReLU(), nn.Sequential(inner))
