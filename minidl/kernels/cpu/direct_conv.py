@@ -445,6 +445,7 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
     length = _lanes((oh - 1) * wq + ow)
     start = (2 - ph) * wq + 2 - pw  # g0: where output (0, 0) sits in dYq
     no_bias = np.zeros(channels, dtype=x.dtype)
+    first_block = np.int64(0)  # not the literal 0: that would compile _correlate_blocks a second time
     zero = no_bias[0]
     grad = _cache_aligned(n_blocks * _BLOCK * size, x.dtype)
     grad[:] = 0.0  # the rows past O stay 0
@@ -470,4 +471,5 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
                     _add_block_dots(rows, size, length, planes[c], wq,
                                     dweight[block * _BLOCK:block * _BLOCK + _BLOCK, c], zero)
         if need_dx:
-            _correlate_blocks(grad_planes, wq, flipped_kernels, no_bias, 0, flipped_kernels.shape[0], dx[n], acc)
+            _correlate_blocks(grad_planes, wq, flipped_kernels, no_bias, first_block, flipped_kernels.shape[0],
+                              dx[n], acc)
