@@ -28,6 +28,7 @@ small for OpenBLAS to split without waking its thread each time.
 import contextlib
 import ctypes
 import functools
+import importlib
 import os
 
 TIMEOUT = "17"
@@ -94,7 +95,7 @@ def _kernel_blas_threads():
     """(get, set) of SciPy's own OpenBLAS's thread count, or None."""
     try:
         import scipy
-        from scipy.linalg import cython_blas  # noqa: F401 (loads SciPy's BLAS)
+        importlib.import_module("scipy.linalg.cython_blas")  # loads SciPy's BLAS
     except ImportError:
         return None
     own = os.path.dirname(os.path.abspath(scipy.__file__)) + ".libs" + os.sep
