@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from . import tasks
+from .elementary import row_sum
 
 _MULTIPLY_ADD = {"reassoc", "contract"}
 
@@ -191,13 +192,11 @@ def _backward_images(share, first, last, x, weight, flipped, dy, ph, pw, dh, dw,
     dweight, dbias = dweight_parts[share], dbias_parts[share]
     for n in range(first, last):
         for o in range(n_out):
-            total = 0.0
             for i in range(oh):
                 row, src = dyw[o, margin + i * wp:], dy[n, o, i]
                 for j in range(ow):
                     row[j] = src[j]
-                    total += src[j]
-            dbias[o] += total
+            dbias[o] += row_sum(dy[n, o].reshape(-1))
         if need_dw and not _fill_planes(x[n], ph, pw, wp, xp):
             nonfinite[n] = True
         elif need_dw:
@@ -456,12 +455,7 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
     for n in range(first, last):
         _fill_planes(dy[n], 2 - ph, 2 - pw, wq, grad_planes)
         for o in range(n_out):
-            total = 0.0
-            for i in range(oh):
-                src = dy[n, o, i]
-                for j in range(ow):
-                    total += src[j]
-            dbias[o] += total
+            dbias[o] += row_sum(dy[n, o].reshape(-1))
         if need_dw and not _fill_planes(x[n], ph, pw, wq, planes):
             nonfinite[n] = True
         elif need_dw:
