@@ -9,14 +9,17 @@ The matrix products around it (S = Q K^T, O = P V and their gradients) go throug
 (``np.matmul`` in the caller). For 128 heads of (128 x 64) @ (64 x 128) in float32 on 2 cores
 (2026-11-30) it took 11 ms, against 16 ms for Numba prange loops (dot products with fastmath,
 axpy and 4-row-blocked forms alike) and 8 ms for torch.bmm; prange over the heads calling
-np.dot was 5x slower than np.matmul. One parallel task per row; float64 sums; no fastmath
-(exp, -inf and NaN must stay exact).
+np.dot was 5x slower than np.matmul. One parallel task per row; the row's max, exponentials
+and float64 sums through ``elementary`` (SIMD in float32, as the cross-entropy's; libm's
+scalar exp took most of the softmax's time); no fastmath elsewhere (-inf and NaN stay exact).
 """
 import numpy as np
 from numba import njit, prange
 
+from .elementary import NO_ZERO_DIVISION_CHECK, exp, row_dot, row_max, row_sum
 
-@njit(cache=True, parallel=True)
+
+@njit(cache=True, parallel=True, **NO_ZERO_DIVISION_CHECK)
 def softmax_rows(scores, causal):
     """Overwrite ``scores`` (B, L, S) with its row softmax P; see the module docstring."""
     batch, queries, keys = scores.shape
@@ -24,20 +27,20 @@ def softmax_rows(scores, causal):
         i = task % queries
         row = scores[task // queries, i]
         width = min(i + 1, keys) if causal else keys
-        top = -np.inf
-        for j in range(width):
-            top = max(top, row[j])
-        if top == -np.inf:  # every key masked (or the row is empty)
+        if width == 0:
+            continue
+        kept = row[:width]
+        top = row_max(kept)
+        if top == -np.inf:  # every key masked
             row[:] = 0
             continue
-        total = 0.0
         for j in range(width):
-            e = np.exp(row[j] - top)
-            row[j] = e
-            total += e
-        inv = 1.0 / total
+            kept[j] = exp(kept[j] - top)
+        inverse = np.empty(1, dtype=row.dtype)  # 1 / total in the scores' dtype (a store casts)
+        inverse[0] = 1.0 / row_sum(kept)
+        scale = inverse[0]
         for j in range(width):
-            row[j] *= inv
+            kept[j] *= scale
         row[width:] = 0
     return scores
 
@@ -48,9 +51,7 @@ def softmax_rows_backward(probs, grad):
     batch, queries, keys = probs.shape
     for task in prange(batch * queries):
         p, g = probs[task // queries, task % queries], grad[task // queries, task % queries]
-        dot = 0.0
-        for j in range(keys):
-            dot += np.float64(g[j]) * p[j]
+        dot = row_dot(g, p)
         for j in range(keys):
             g[j] = p[j] * (g[j] - dot)
     return grad

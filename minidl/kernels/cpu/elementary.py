@@ -134,3 +134,12 @@ def row_sum(row):
     for k in range(row.size):
         total += row[k]
     return total
+
+
+@njit(cache=True, fastmath={"reassoc"}, **NO_ZERO_DIVISION_CHECK)
+def row_dot(a, b):
+    """sum_k a[k] b[k] in float64 (the same reassociation as ``row_sum``)."""
+    total = 0.0
+    for k in range(a.size):
+        total += np.float64(a[k]) * b[k]
+    return total
