@@ -44,27 +44,35 @@ def chosen(weight_shape, stride, groups):
     return tuple(stride) == (1, 1) and groups == 1 and n_out <= 32 and channels * kh * kw <= 75
 
 
+# acc[f] += sum_v k[v] src[f + v dw] over all f of acc: a row of taps per pass over acc (one
+# load and store of acc per row instead of per tap; 3 and 5 taps written out). The taps are
+# views indexed from 0, so that Numba drops its negative-index checks and the loop vectorises.
+# Each row length is its own function, and the image kernels are compiled around the one a
+# shape needs (``_image_kernels``): the first call with a cold cache compiles 0.5 s less than
+# with all three rows in one function.
+
 @njit(cache=True, fastmath=_MULTIPLY_ADD)
-def _add_taps(acc, src, k, dw):
-    """acc[f] += sum_v k[v] src[f + v dw] over all f of acc: a row of taps per pass over acc
-    (one load and store of acc per row instead of per tap; 3 and 5 taps written out). The taps
-    are views indexed from 0, so that Numba drops its negative-index checks and the loop
-    vectorises."""
-    if len(k) == 3:
-        k0, k1, k2 = k[0], k[1], k[2]
-        s0, s1, s2 = src, src[dw:], src[2 * dw:]
+def _add_3_taps(acc, src, k, dw):
+    k0, k1, k2 = k[0], k[1], k[2]
+    s0, s1, s2 = src, src[dw:], src[2 * dw:]
+    for f in range(len(acc)):
+        acc[f] += k0 * s0[f] + k1 * s1[f] + k2 * s2[f]
+
+
+@njit(cache=True, fastmath=_MULTIPLY_ADD)
+def _add_5_taps(acc, src, k, dw):
+    k0, k1, k2, k3, k4 = k[0], k[1], k[2], k[3], k[4]
+    s0, s1, s2, s3, s4 = src, src[dw:], src[2 * dw:], src[3 * dw:], src[4 * dw:]
+    for f in range(len(acc)):
+        acc[f] += k0 * s0[f] + k1 * s1[f] + k2 * s2[f] + k3 * s3[f] + k4 * s4[f]
+
+
+@njit(cache=True, fastmath=_MULTIPLY_ADD)
+def _add_any_taps(acc, src, k, dw):
+    for v in range(len(k)):
+        kv, sv = k[v], src[v * dw:]
         for f in range(len(acc)):
-            acc[f] += k0 * s0[f] + k1 * s1[f] + k2 * s2[f]
-    elif len(k) == 5:
-        k0, k1, k2, k3, k4 = k[0], k[1], k[2], k[3], k[4]
-        s0, s1, s2, s3, s4 = src, src[dw:], src[2 * dw:], src[3 * dw:], src[4 * dw:]
-        for f in range(len(acc)):
-            acc[f] += k0 * s0[f] + k1 * s1[f] + k2 * s2[f] + k3 * s3[f] + k4 * s4[f]
-    else:
-        for v in range(len(k)):
-            kv, sv = k[v], src[v * dw:]
-            for f in range(len(acc)):
-                acc[f] += kv * sv[f]
+            acc[f] += kv * sv[f]
 
 
 @njit(cache=True, fastmath=_MULTIPLY_ADD)
@@ -128,7 +136,8 @@ def conv2d_forward(x, weight, bias, padding, dilation, out_size):
     """Y = K * X + b for stride 1; bias (O,) or None."""
     shift = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
     y = np.empty((x.shape[0], weight.shape[0]) + tuple(out_size), dtype=x.dtype)
-    tasks.run(_forward_images, x.shape[0], x, weight, shift, *padding, *dilation, y)
+    forward_images = _KERNELS.get(weight.shape[3], _ANY_ROW)[0]
+    tasks.run(forward_images, x.shape[0], x, weight, shift, *padding, *dilation, y)
     return y
 
 
@@ -140,7 +149,8 @@ def conv2d_backward(x, weight, dy, padding, dilation, need_dx=True, need_dw=True
     dweight_parts = np.zeros((shares,) + weight.shape)
     dbias_parts = np.zeros((shares, weight.shape[0]))
     nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
-    tasks.run(_backward_images, x.shape[0], x, weight, flipped, dy, *padding, *dilation, need_dx, need_dw,
+    backward_images = _KERNELS.get(weight.shape[3], _ANY_ROW)[1]
+    tasks.run(backward_images, x.shape[0], x, weight, flipped, dy, *padding, *dilation, need_dx, need_dw,
               dx, dweight_parts, dbias_parts, nonfinite)
     dweight = None
     if need_dw:
@@ -150,71 +160,91 @@ def conv2d_backward(x, weight, dy, padding, dilation, need_dx=True, need_dw=True
     return (dx if need_dx else None), dweight, dbias_parts.sum(axis=0).astype(x.dtype)
 
 
-@njit(cache=True, nogil=True, fastmath=_MULTIPLY_ADD)
-def _forward_images(share, first, last, x, weight, bias, ph, pw, dh, dw, y):
-    """y[n] for the images first <= n < last."""
-    channels, height, width = x.shape[1:]
-    n_out, _, kh, kw = weight.shape
-    oh, ow = y.shape[2:]
-    hp, wp = height + 2 * ph, width + 2 * pw
-    length = (oh - 1) * wp + ow
-    xp = np.empty((channels, hp * wp), dtype=x.dtype)
-    wide = np.empty(length, dtype=x.dtype)
-    for n in range(first, last):
-        _fill_planes(x[n], ph, pw, wp, xp)
-        for o in range(n_out):
-            wide[:] = bias[o]
-            for c in range(channels):
-                for u in range(kh):
-                    _add_taps(wide, xp[c, u * dh * wp:], weight[o, c, u], dw)
-            out = y[n, o]
-            for i in range(oh):
-                row, src = out[i], wide[i * wp:]
-                for j in range(ow):
-                    row[j] = src[j]
-
-
-@njit(cache=True, nogil=True, fastmath=_MULTIPLY_ADD)
-def _backward_images(share, first, last, x, weight, flipped, dy, ph, pw, dh, dw, need_dx, need_dw, dx,
-                     dweight_parts, dbias_parts, nonfinite):
-    """dx[n] (when need_dx) for the images first <= n < last, and their dK and db added to this
-    share's part (an image holding a NaN or inf is flagged in ``nonfinite`` instead)."""
-    channels, height, width = x.shape[1:]
-    n_out, _, kh, kw = weight.shape
-    oh, ow = dy.shape[2:]
-    hp, wp = height + 2 * ph, width + 2 * pw
-    length = (oh - 1) * wp + ow
-    margin = (kh - 1) * dh * wp + (kw - 1) * dw
-    xp = np.empty((channels, hp * wp), dtype=x.dtype)
-    dxp = np.empty((channels, hp * wp), dtype=x.dtype)
-    dyw = np.zeros((n_out, margin + length + margin), dtype=x.dtype)  # gaps and margins stay 0
-    zero = np.zeros(1, dtype=x.dtype)[0]
-    dweight, dbias = dweight_parts[share], dbias_parts[share]
-    for n in range(first, last):
-        for o in range(n_out):
-            for i in range(oh):
-                row, src = dyw[o, margin + i * wp:], dy[n, o, i]
-                for j in range(ow):
-                    row[j] = src[j]
-            dbias[o] += row_sum(dy[n, o].reshape(-1))
-        if need_dw and not _fill_planes(x[n], ph, pw, wp, xp):
-            nonfinite[n] = True
-        elif need_dw:
+def _image_kernels(taps):
+    """(forward_images, backward_images) for rows of ``taps`` taps (0: any number). ``taps`` is a
+    constant of the closure, so Numba prunes the branches for other rows and compiles one."""
+    @njit(cache=True, nogil=True, fastmath=_MULTIPLY_ADD)
+    def forward_images(share, first, last, x, weight, bias, ph, pw, dh, dw, y):
+        """y[n] for the images first <= n < last."""
+        channels, height, width = x.shape[1:]
+        n_out, _, kh, kw = weight.shape
+        oh, ow = y.shape[2:]
+        hp, wp = height + 2 * ph, width + 2 * pw
+        length = (oh - 1) * wp + ow
+        xp = np.empty((channels, hp * wp), dtype=x.dtype)
+        wide = np.empty(length, dtype=x.dtype)
+        for n in range(first, last):
+            _fill_planes(x[n], ph, pw, wp, xp)
             for o in range(n_out):
-                grad = dyw[o, margin:margin + length]
+                wide[:] = bias[o]
                 for c in range(channels):
                     for u in range(kh):
-                        _tap_dots(grad, xp[c, u * dh * wp:], dw, dweight[o, c, u], zero)
-        if need_dx:
-            dxp[:] = 0.0
-            for c in range(channels):
+                        row_source = xp[c, u * dh * wp:]
+                        if taps == 3:
+                            _add_3_taps(wide, row_source, weight[o, c, u], dw)
+                        elif taps == 5:
+                            _add_5_taps(wide, row_source, weight[o, c, u], dw)
+                        else:
+                            _add_any_taps(wide, row_source, weight[o, c, u], dw)
+                out = y[n, o]
+                for i in range(oh):
+                    row, src = out[i], wide[i * wp:]
+                    for j in range(ow):
+                        row[j] = src[j]
+
+    @njit(cache=True, nogil=True, fastmath=_MULTIPLY_ADD)
+    def backward_images(share, first, last, x, weight, flipped, dy, ph, pw, dh, dw, need_dx, need_dw, dx,
+                         dweight_parts, dbias_parts, nonfinite):
+        """dx[n] (when need_dx) for the images first <= n < last, and their dK and db added to this
+        share's part (an image holding a NaN or inf is flagged in ``nonfinite`` instead)."""
+        channels, height, width = x.shape[1:]
+        n_out, _, kh, kw = weight.shape
+        oh, ow = dy.shape[2:]
+        hp, wp = height + 2 * ph, width + 2 * pw
+        length = (oh - 1) * wp + ow
+        margin = (kh - 1) * dh * wp + (kw - 1) * dw
+        xp = np.empty((channels, hp * wp), dtype=x.dtype)
+        dxp = np.empty((channels, hp * wp), dtype=x.dtype)
+        dyw = np.zeros((n_out, margin + length + margin), dtype=x.dtype)  # gaps and margins stay 0
+        zero = np.zeros(1, dtype=x.dtype)[0]
+        dweight, dbias = dweight_parts[share], dbias_parts[share]
+        for n in range(first, last):
+            for o in range(n_out):
+                for i in range(oh):
+                    row, src = dyw[o, margin + i * wp:], dy[n, o, i]
+                    for j in range(ow):
+                        row[j] = src[j]
+                dbias[o] += row_sum(dy[n, o].reshape(-1))
+            if need_dw and not _fill_planes(x[n], ph, pw, wp, xp):
+                nonfinite[n] = True
+            elif need_dw:
                 for o in range(n_out):
-                    for u in range(kh):
-                        _add_taps(dxp[c], dyw[o, margin - u * dh * wp - (kw - 1) * dw:], flipped[o, c, u], dw)
-                for h in range(height):
-                    row, src = dx[n, c, h], dxp[c, (h + ph) * wp + pw:]
-                    for w in range(width):
-                        row[w] = src[w]
+                    grad = dyw[o, margin:margin + length]
+                    for c in range(channels):
+                        for u in range(kh):
+                            _tap_dots(grad, xp[c, u * dh * wp:], dw, dweight[o, c, u], zero)
+            if need_dx:
+                dxp[:] = 0.0
+                for c in range(channels):
+                    for o in range(n_out):
+                        for u in range(kh):
+                            grad_row = dyw[o, margin - u * dh * wp - (kw - 1) * dw:]
+                            if taps == 3:
+                                _add_3_taps(dxp[c], grad_row, flipped[o, c, u], dw)
+                            elif taps == 5:
+                                _add_5_taps(dxp[c], grad_row, flipped[o, c, u], dw)
+                            else:
+                                _add_any_taps(dxp[c], grad_row, flipped[o, c, u], dw)
+                    for h in range(height):
+                        row, src = dx[n, c, h], dxp[c, (h + ph) * wp + pw:]
+                        for w in range(width):
+                            row[w] = src[w]
+
+    return forward_images, backward_images
+
+
+_KERNELS = {3: _image_kernels(3), 5: _image_kernels(5)}
+_ANY_ROW = _image_kernels(0)
 
 
 # ---------------------------------------------------------------- 3x3, padding 0 or 1, in blocks
