@@ -17,7 +17,10 @@ Row convention (rows are samples): a step computes ``h_(t-1) W_hh^T``; backward 
 ``da_t W_hh`` to h_(t-1). ``w_hh_t`` is W_hh^T made contiguous.
 
 Activations: ``elementary.tanh`` and ``sigmoid``, which LLVM vectorises in float32 (libm's
-scalar tanhf costs ~15 ns an element, more than the step's matrix product).
+scalar tanhf costs ~15 ns an element, more than the step's matrix product). The LSTM's four
+gates run as one loop, a + b tanh(b v) with (a, b) = (1/2, 1/2) (sigmoid) or (0, 1) (tanh),
+the same bits: as three loops (sigmoid, tanh, sigmoid) one of them stayed scalar, and the
+forward kernel measured 4.5 -> 3.9 ms (backward, its five loops in one: 3.8 -> 3.7 ms).
 """
 import numpy as np
 from numba import njit
@@ -115,17 +118,18 @@ def lstm_forward(xw, h0, c0, w_hh_t):
 def _lstm_forward_rows(share, first, last, xw, h0, c0, w_hh_t, out, c_seq, gates, tanh_c):
     steps, batch, width = xw.shape
     hidden = width // 4
+    one, half, zero = xw.dtype.type(1), xw.dtype.type(0.5), xw.dtype.type(0)
     h, c = h0[first:last], c0[first:last]
     for t in range(steps):
         np.dot(h, w_hh_t, gates[t, first:last])
         for n in range(first, last):
             a, x = gates[t, n], xw[t, n]
-            for j in range(2 * hidden):
-                a[j] = sigmoid(a[j] + x[j])
-            for j in range(2 * hidden, 3 * hidden):
-                a[j] = tanh(a[j] + x[j])
-            for j in range(3 * hidden, width):
-                a[j] = sigmoid(a[j] + x[j])
+            for gate in range(4):  # i, f, o: sigmoid(v) = 1/2 + 1/2 tanh(v / 2);  g: tanh(v)
+                scale = one if gate == 2 else half
+                shift = zero if gate == 2 else half
+                a_gate, x_gate = a[gate * hidden:(gate + 1) * hidden], x[gate * hidden:(gate + 1) * hidden]
+                for j in range(hidden):
+                    a_gate[j] = shift + scale * tanh(scale * (a_gate[j] + x_gate[j]))
             c_new, c_old = c_seq[t, n], c[n - first]
             for j in range(hidden):
                 c_new[j] = a[hidden + j] * c_old[j] + a[j] * a[2 * hidden + j]
@@ -165,20 +169,14 @@ def _lstm_backward_rows(share, first, last, grad_out, gates, c_seq, tanh_c, c0, 
             a, tc, d, dh_t, dc_t = gates[t, n], tanh_c[t, n], da[t, n], dh[n], dc[n]
             gh, c_old = grad_out[t, n], c_prev[n]
             for j in range(hidden):
-                dh_t[j] += gh[j]
-            for j in range(hidden):
-                o, squashed = a[3 * hidden + j], tc[j]
-                dc_t[j] += dh_t[j] * o * (one - squashed * squashed)
-            for j in range(hidden):
-                o = a[3 * hidden + j]
-                d[3 * hidden + j] = dh_t[j] * tc[j] * o * (one - o)
-            for j in range(hidden):
-                i, f, g = a[j], a[hidden + j], a[2 * hidden + j]
-                d[j] = dc_t[j] * g * i * (one - i)
-                d[hidden + j] = dc_t[j] * c_old[j] * f * (one - f)
-                d[2 * hidden + j] = dc_t[j] * i * (one - g * g)
-            for j in range(hidden):
-                dc_t[j] *= a[hidden + j]
+                i, f, g, o, squashed = a[j], a[hidden + j], a[2 * hidden + j], a[3 * hidden + j], tc[j]
+                dh_j = dh_t[j] + gh[j]  # dh_t itself is overwritten by the product below
+                dc_j = dc_t[j] + dh_j * o * (one - squashed * squashed)
+                d[3 * hidden + j] = dh_j * squashed * o * (one - o)
+                d[j] = dc_j * g * i * (one - i)
+                d[hidden + j] = dc_j * c_old[j] * f * (one - f)
+                d[2 * hidden + j] = dc_j * i * (one - g * g)
+                dc_t[j] = dc_j * f
         np.dot(da[t, first:last], w_hh, dh[first:last])
 
 
