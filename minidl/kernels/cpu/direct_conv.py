@@ -205,8 +205,13 @@ def _image_kernels(taps):
         margin = (kh - 1) * dh * wp + (kw - 1) * dw
         xp = np.empty((channels, hp * wp), dtype=x.dtype)
         dxp = np.empty((channels, hp * wp), dtype=x.dtype)
-        dyw = np.zeros((n_out, margin + length + margin), dtype=x.dtype)  # gaps and margins stay 0
-        zero = np.zeros(1, dtype=x.dtype)[0]
+        # np.empty and x.dtype.type, not np.zeros: each np.zeros signature compiled for 0.1-0.2 s
+        # with a cold cache, in the first step of every model with a small convolution
+        dyw = np.empty((n_out, margin + length + margin), dtype=x.dtype)
+        zero = x.dtype.type(0)
+        for o in range(n_out):  # gaps and margins stay 0
+            for k in range(dyw.shape[1]):
+                dyw[o, k] = zero
         dweight, dbias = dweight_parts[share], dbias_parts[share]
         for n in range(first, last):
             for o in range(n_out):
