@@ -277,9 +277,9 @@ def count_launches(step):
     count = [0]
     run = tasks.run
 
-    def counted_run(kernel, n_tasks, *args, work=None):
+    def counted_run(kernel, n_tasks, *args, work=None, balance=False):
         count[0] += tasks.shares(n_tasks, work) > 1
-        return run(kernel, n_tasks, *args, work=work)
+        return run(kernel, n_tasks, *args, work=work, balance=balance)
 
     tasks.run = counted_run
 

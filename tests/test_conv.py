@@ -469,3 +469,35 @@ def test_a_nonfinite_input_spreads_to_the_same_weight_gradients_as_im2col(rng, v
         _, reference, _ = conv.conv2d_backward(x, weight, dy, *args)
     assert np.isfinite(reference).any() and not np.isfinite(reference).all()
     assert_close(dw, reference, what="dweight", rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("w_shape, algorithm", [((5, 2, 3, 3), "direct"), ((6, 10, 3, 3), "direct 3x3")])
+def test_balanced_direct_passes_give_the_same_bits_in_any_order(rng, monkeypatch, w_shape, algorithm):
+    """With balance (more shares than threads, taken by whichever thread is free), each share's
+    partial dK and db cover the same images whatever thread runs it and whenever: the result of
+    shares run backwards on one thread equals the concurrent one, and matches PyTorch."""
+    from minidl.kernels.cpu import conv, direct_conv, tasks
+    assert conv._algorithm(w_shape, (1, 1), (1, 1), (1, 1), 1) == algorithm
+    monkeypatch.setattr(direct_conv, "_BALANCE_MIN_FLOPS", 0)
+    x = rng.standard_normal((13, w_shape[1], 6, 7)).astype(np.float32)
+    weight = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal((13, w_shape[0], 6, 7)).astype(np.float32)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    y = conv.conv2d_forward(x, weight, None, *args, (6, 7))
+    grads = conv.conv2d_backward(x, weight, dy, *args)
+    assert tasks.shares(13, balance=True) > tasks.shares(13)
+
+    def backwards(kernel, n_tasks, *rest, work=None, balance=False):
+        count = tasks.shares(n_tasks, work, balance)
+        for share in reversed(range(count)):
+            kernel(share, share * n_tasks // count, (share + 1) * n_tasks // count, *rest)
+
+    monkeypatch.setattr(tasks, "run", backwards)
+    assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (6, 7)), y)
+    for reordered, first in zip(conv.conv2d_backward(x, weight, dy, *args), grads):
+        assert np.array_equal(reordered, first)
+    torch = pytest.importorskip("torch")
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
+    torch.nn.functional.conv2d(tx, tw, padding=1).backward(torch.tensor(dy))
+    for ours, theirs in zip(grads[:2], (tx.grad, tw.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-4)

@@ -70,3 +70,34 @@ def test_a_forked_child_runs_tasks_on_a_pool_of_its_own():
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("n_tasks", [3, 64])
+def test_balanced_runs_take_more_contiguous_shares(n_tasks):
+    import numba
+    owner, calls = np.full(n_tasks, -1), np.zeros(n_tasks, dtype=np.int64)
+    tasks.run(_mark, n_tasks, owner, calls, balance=True)
+    count = tasks.shares(n_tasks, balance=True)
+    assert count == min(n_tasks, numba.get_num_threads() * tasks.SHARES_PER_THREAD) or numba.get_num_threads() == 1
+    assert (calls == 1).all()
+    assert (np.diff(owner) >= 0).all() and owner[0] == 0 and owner[-1] == count - 1
+    assert len(np.unique(owner)) == count
+
+
+def test_a_slow_thread_leaves_its_later_shares_to_the_others():
+    """Whichever thread is free takes the next share: the one held up on share 0 takes no other."""
+    import threading
+    import time
+    import numba
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread")
+    runner = {}
+
+    def kernel(share, first, last):
+        if share == 0:
+            time.sleep(0.5)
+        runner[share] = threading.get_ident()
+
+    tasks.run(kernel, 64, balance=True)
+    assert sorted(runner) == list(range(tasks.shares(64, balance=True)))
+    assert [share for share, ident in runner.items() if ident == runner[0]] == [0]

@@ -34,6 +34,17 @@ from .elementary import row_sum
 _MULTIPLY_ADD = {"reassoc", "contract"}
 
 
+_BALANCE_MIN_FLOPS = 2 * 10 ** 8  # one pass of 2 N O C kh kw oh ow: about 3 ms on one core
+
+
+def _balanced(x_shape, weight_shape, out_size):
+    """Whether a pass is long enough (_BALANCE_MIN_FLOPS) to run in several shares per thread
+    (``tasks.run(balance=True)``): FashionCNN's second convolution and the bench's conv2d are,
+    LeNet's and FashionCNN's first are not (more shares would cost more than they balance)."""
+    n_out, channels, kh, kw = weight_shape
+    return 2 * x_shape[0] * n_out * channels * kh * kw * out_size[0] * out_size[1] >= _BALANCE_MIN_FLOPS
+
+
 def chosen(weight_shape, stride, groups):
     """Whether conv2d takes the direct path: stride 1, one group, at most 32 output channels and
     75 taps (C kh kw). Measured on a shared 2-core Zen4, F.conv2d fwd+bwd (ms, direct / im2col),
@@ -137,7 +148,8 @@ def conv2d_forward(x, weight, bias, padding, dilation, out_size):
     shift = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
     y = np.empty((x.shape[0], weight.shape[0]) + tuple(out_size), dtype=x.dtype)
     forward_images = _KERNELS.get(weight.shape[3], _ANY_ROW)[0]
-    tasks.run(forward_images, x.shape[0], x, weight, shift, *padding, *dilation, y)
+    tasks.run(forward_images, x.shape[0], x, weight, shift, *padding, *dilation, y,
+              balance=_balanced(x.shape, weight.shape, out_size))
     return y
 
 
@@ -145,13 +157,14 @@ def conv2d_backward(x, weight, dy, padding, dilation, need_dx=True, need_dw=True
     """(dx, dweight, dbias), dx / dweight None when not needed."""
     flipped = np.ascontiguousarray(weight[:, :, :, ::-1])  # taps v = kw - 1 ... 0, for dX
     dx = np.empty_like(x)
-    shares = tasks.shares(x.shape[0])
+    balance = _balanced(x.shape, weight.shape, dy.shape[2:])
+    shares = tasks.shares(x.shape[0], balance=balance)
     dweight_parts = np.zeros((shares,) + weight.shape)
     dbias_parts = np.zeros((shares, weight.shape[0]))
     nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
     backward_images = _KERNELS.get(weight.shape[3], _ANY_ROW)[1]
     tasks.run(backward_images, x.shape[0], x, weight, flipped, dy, *padding, *dilation, need_dx, need_dw,
-              dx, dweight_parts, dbias_parts, nonfinite)
+              dx, dweight_parts, dbias_parts, nonfinite, balance=balance)
     dweight = None
     if need_dw:
         dweight = dweight_parts.sum(axis=0)
@@ -432,7 +445,8 @@ def conv3x3_forward(x, weight, bias, padding):
     n_blocks = -(-n_out // _BLOCK)
     parts = min(n_blocks, -(-2 * numba.get_num_threads() // n_batch))  # tasks enough for the threads
     y = np.empty((n_batch, n_out, height + 2 * padding[0] - 2, width + 2 * padding[1] - 2), dtype=x.dtype)
-    tasks.run(_forward_3x3, n_batch * parts, x, _blocked(weight), shift, padding[0], padding[1], parts, y)
+    tasks.run(_forward_3x3, n_batch * parts, x, _blocked(weight), shift, padding[0], padding[1], parts, y,
+              balance=_balanced(x.shape, weight.shape, y.shape[2:]))
     return y
 
 
@@ -458,12 +472,13 @@ def conv3x3_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # K[o, c, 2-u, 2-v] as (C, O)
     n_out, channels = weight.shape[:2]
     dx = np.empty_like(x)
-    shares = tasks.shares(x.shape[0])
+    balance = _balanced(x.shape, weight.shape, dy.shape[2:])
+    shares = tasks.shares(x.shape[0], balance=balance)
     dweight_parts = np.zeros((shares, -(-n_out // _BLOCK) * _BLOCK, channels, 3, 3))
     dbias_parts = np.zeros((shares, n_out))
     nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
     tasks.run(_backward_3x3, x.shape[0], x, _blocked(flipped), dy, padding[0], padding[1], need_dx, need_dw,
-              dx, dweight_parts, dbias_parts, nonfinite)
+              dx, dweight_parts, dbias_parts, nonfinite, balance=balance)
     dweight = None
     if need_dw:
         dweight = dweight_parts.sum(axis=0)[:n_out]

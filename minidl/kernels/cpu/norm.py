@@ -45,8 +45,9 @@ def batch_norm_forward(x, mean, var, weight, bias, eps, use_batch_stats):
     """y = g (x - mu) / sqrt(var + eps) + b. With ``use_batch_stats`` mu and var are the batch's,
     written into ``mean`` and ``var`` (float64, shape (C,)); otherwise they are read from them."""
     y = np.empty_like(x)
+    work = 3 * x.size  # two reads of x, one write
     tasks.run(_batch_norm_forward_channels, x.shape[1], x, mean, var, weight, bias, eps, use_batch_stats, y,
-              work=3 * x.size)  # two reads of x, one write
+              work=work, balance=work >= tasks.BALANCE_MIN_WORK)
     return y
 
 
@@ -76,8 +77,9 @@ def batch_norm_backward(x, dy, mean, var, weight, eps, use_batch_stats):
     dx = np.empty_like(x)
     dweight = np.empty(channels, dtype=x.dtype)
     dbias = np.empty(channels, dtype=x.dtype)
+    work = 5 * x.size  # x and dy read twice, dx written
     tasks.run(_batch_norm_backward_channels, channels, x, dy, mean, var, weight, eps, use_batch_stats,
-              dx, dweight, dbias, work=5 * x.size)  # x and dy read twice, dx written
+              dx, dweight, dbias, work=work, balance=work >= tasks.BALANCE_MIN_WORK)
     return dx, dweight, dbias
 
 

@@ -5,45 +5,69 @@ calls once more inside it: the direct convolution's backward pass took 7.5 s to 
 way and 2.7 s as a serial function (first call, cold cache, 2 cores). So such a kernel is a
 serial ``@njit(nogil=True)`` function of a share of its tasks, ``kernel(share, first, last,
 *args)`` for tasks first <= t < last, and ``run`` splits the tasks into ``shares(n_tasks)``
-contiguous shares (as Numba's own scheduler does), runs the first on the calling thread and
-the others on a pool of threads that call the kernel without the GIL. A forked child makes
-its own pool.
+contiguous shares (as Numba's own scheduler does), run by the calling thread and a pool of
+threads that call the kernel without the GIL. A forked child makes its own pool.
 
 Waking the pool costs 70-140 us a call on 2 cores (the other core is asleep and must be woken
 twice, to start and to report), which is more than a kernel that only moves data saves by
 splitting: the 2x2 max pool of LeNet's (64, 16, 10, 10) took 122 us on two threads and 67 us on
 one. Such kernels pass ``work`` (elements read and written) and run on the calling thread alone
 below PARALLEL_MIN_WORK; compute-bound ones (the convolutions) always split.
+
+The threads take the shares in turn, whichever thread is free taking the next one. With one
+share per thread that changes nothing; a long kernel passes ``balance=True`` and is cut into
+SHARES_PER_THREAD shares per thread, so that a thread slowed by another process on its core
+(or by PyTorch's OpenMP workers, which spin for milliseconds after each of its ops) leaves
+its later shares to the others instead of holding up the call: the bench's conv2d,
+interleaved with PyTorch, measured 23.5 ms a call in two shares and 17.7-19.6 ms in eight (16.5
+ms when PyTorch's workers are left to fall asleep first); alone, 13.8 and 13.9 ms. A share's tasks are
+the same whichever thread runs it, so per-share partial sums (indexed by ``share``) are added
+up in the same order every time: results do not depend on the timing.
 """
 import concurrent.futures
+import itertools
 import os
 
 import numba
 
 PARALLEL_MIN_WORK = 1 << 19  # elements: about 0.2-0.3 ms of copying on one core
+SHARES_PER_THREAD = 4  # with balance=True
+BALANCE_MIN_WORK = 8 * PARALLEL_MIN_WORK  # elements: data-moving kernels balance from here (~2 ms)
 
 _pool = None
 _pool_pid = None
 
 
-def shares(n_tasks, work=None):
-    """How many shares ``run`` splits ``n_tasks`` tasks into: one per Numba thread, at most one
-    per task (the size of per-share scratch arrays such as partial sums); one when ``work``
-    (elements read and written) is below PARALLEL_MIN_WORK."""
-    if work is not None and work < PARALLEL_MIN_WORK:
+def shares(n_tasks, work=None, balance=False):
+    """How many shares ``run`` splits ``n_tasks`` tasks into: one per Numba thread
+    (SHARES_PER_THREAD with ``balance``), at most one per task (the size of per-share scratch
+    arrays such as partial sums); one when ``work`` (elements read and written) is below
+    PARALLEL_MIN_WORK."""
+    threads = numba.get_num_threads()
+    if (work is not None and work < PARALLEL_MIN_WORK) or threads == 1:
         return 1
-    return max(1, min(numba.get_num_threads(), n_tasks))
+    return max(1, min(threads * (SHARES_PER_THREAD if balance else 1), n_tasks))
 
 
-def run(kernel, n_tasks, *args, work=None):
-    """kernel(share, first, last, *args) for every share of range(n_tasks), concurrently; in one
-    share on this thread when ``work`` (elements read and written) is below PARALLEL_MIN_WORK."""
-    count = shares(n_tasks, work)
+def run(kernel, n_tasks, *args, work=None, balance=False):
+    """kernel(share, first, last, *args) for every share of range(n_tasks) (contiguous tasks,
+    ``shares(n_tasks, work, balance)`` of them), concurrently: this thread and the pool's take
+    the shares in turn. In one share on this thread when ``work`` (elements read and written)
+    is below PARALLEL_MIN_WORK."""
+    count = shares(n_tasks, work, balance)
     bounds = [share * n_tasks // count for share in range(count + 1)]
-    futures = [_thread_pool().submit(kernel, share, bounds[share], bounds[share + 1], *args)
-               for share in range(1, count)]
+    next_share = itertools.count()  # next() is atomic: each share is taken once
+
+    def take_shares():
+        share = next(next_share)
+        while share < count:
+            kernel(share, bounds[share], bounds[share + 1], *args)
+            share = next(next_share)
+
+    helpers = min(count, numba.get_num_threads()) - 1
+    futures = [_thread_pool().submit(take_shares) for _ in range(helpers)]
     try:
-        kernel(0, bounds[0], bounds[1], *args)
+        take_shares()
     finally:
         for future in futures:
             future.result()
