@@ -9,8 +9,12 @@ checks) keeps libm's np.exp and np.tanh. Call them inside ``@njit`` code only.
     exp(x)     = 2^n p(r),  n = round(x log2 e),  r = x - n ln 2 (two-part ln 2, Cody-Waite),
                  p Cephes' degree-7 expf polynomial (about 1 ulp); 0 below -87.3 as expf, and
                  +inf above 88.37 (expf overflows only at 88.72): meant for softmax's x <= 0
-    tanh(x)    = x P(x^2) / Q(x^2), Eigen's rational fit (within 6 ulp), +-1 outside +-7.99
+    tanh(x)    = x P(x^2) / Q(x^2), Eigen's rational fit (within 5 ulp), +-1 outside +-7.99
     sigmoid(x) = 1/2 + 1/2 tanh(x / 2), as in the notes (absolute error below 3e-7)
+
+Their polynomials are evaluated with fused multiply-adds (fastmath "contract" only, nothing
+that changes NaN or inf): half the instructions, exp over 256k floats 139 -> 87 us and tanh
+78 -> 66 us on one Zen4 core; exp's worst error stays 1.0 ulp, tanh's goes 6.5 -> 4.4 ulp.
 
 Reductions over a row, which LLVM keeps scalar when written plainly (it may not reorder float
 additions, and a float max must keep NaN's semantics):
@@ -26,6 +30,7 @@ from numba.extending import intrinsic, overload
 
 # Python's ZeroDivisionError check on every division stops LLVM from vectorising the loops.
 NO_ZERO_DIVISION_CHECK = {"error_model": "numpy"}
+_POLYNOMIAL = {**NO_ZERO_DIVISION_CHECK, "fastmath": {"contract"}}  # exp and tanh: FMA, see above
 _F = np.float32
 _HALF = _F(0.5)
 _TANH_CLAMP = _F(7.99881172180175781)
@@ -62,7 +67,7 @@ def _float_from_bits(typingctx, bits):
     return float_type(bits), codegen
 
 
-@overload(exp, jit_options=NO_ZERO_DIVISION_CHECK)
+@overload(exp, jit_options=_POLYNOMIAL)
 def _exp_typed(x):
     if x != types.float32:
         return lambda x: np.exp(x)
@@ -79,7 +84,7 @@ def _exp_typed(x):
     return polynomial
 
 
-@overload(tanh, jit_options=NO_ZERO_DIVISION_CHECK)
+@overload(tanh, jit_options=_POLYNOMIAL)
 def _tanh_typed(x):
     if x != types.float32:
         return lambda x: np.tanh(x)
