@@ -23,7 +23,7 @@ def _set_affine(rng, ours, theirs, torch):
 @pytest.mark.parametrize("x_shape, normalized_shape, options", [
     ((4, 7, 6), 6, {}),
     ((3, 5, 2, 4), (2, 4), {"eps": 1e-3}),
-    ((70, 13), 13, {"bias": False}),            # more rows than one backward task (64): partial sums
+    ((1100, 160), 160, {"bias": False}),        # past tasks.PARALLEL_MIN_WORK: rows in shares, partial sums
     ((3, 2, 523), 523, {}),                     # rows of two 256-blocks and a tail of 11 (8 chains)
     ((2, 3, 4), (4,), {"elementwise_affine": False}),
 ])

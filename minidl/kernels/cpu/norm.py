@@ -117,9 +117,10 @@ def _batch_norm_backward_channels(share, first, last, x, dy, mean, var, weight, 
 # NaN and inf keep their meaning), so LLVM runs them in SIMD lanes: the statistics of 4,096
 # rows of 256 took 0.25 ms on one core, against 0.65 ms with eight float32 chains read through
 # 8-long slices of the row. The order depends only on the row's length: results are repeatable.
-
-_ROWS = 64  # rows per parallel task of the layer norm (one partial sum per feature each)
-
+#
+# Layer norm runs its rows in shares (tasks.run, one thread below PARALLEL_MIN_WORK), as batch
+# norm its channels: as two prange loops, the workqueue's launches made a LayerNorm(256) step on
+# (32, 128, 256) 2.0-2.25 ms; in shares, 1.3-1.7 ms (same process, alternating).
 
 @njit(cache=True, fastmath={"reassoc"})
 def _row_squares(row, c):
@@ -154,61 +155,56 @@ def _row_gradient_sums(x_row, dy_row, weight, mu, inv):
     return sum_g, sum_g_x * inv
 
 
-@njit(cache=True, parallel=True)
 def layer_norm_forward(x, weight, bias, eps):
-    """x (R, D), weight and bias (D,): (y, mean, rstd), the statistics (R,) in float64. One
-    parallel task per _ROWS rows; y = (x - mu) r g + b in x's dtype."""
-    rows, features = x.shape
+    """x (R, D), weight and bias (D,): (y, mean, rstd), the statistics (R,) in float64;
+    y = (x - mu) r g + b in x's dtype. Rows in shares (tasks.run)."""
     y = np.empty_like(x)
-    mean, rstd = np.empty(rows), np.empty(rows)
-    for task in prange((rows + _ROWS - 1) // _ROWS):
-        for r in range(task * _ROWS, min(rows, (task + 1) * _ROWS)):
-            source, target = x[r], y[r]
-            mu, inv = _row_statistics(source, eps)
-            mean[r], rstd[r] = mu, inv
-            centre, scale = x.dtype.type(mu), x.dtype.type(inv)
-            for k in range(features):
-                target[k] = (source[k] - centre) * scale * weight[k] + bias[k]
+    mean, rstd = np.empty(x.shape[0]), np.empty(x.shape[0])
+    work = 2 * x.size  # x read (the row stays in cache for its second pass), y written
+    tasks.run(_layer_norm_forward_rows, x.shape[0], x, weight, bias, eps, y, mean, rstd, work=work)
     return y, mean, rstd
 
 
-@njit(cache=True)
-def _add_partials(partial):
-    """sum over the first axis of ``partial`` (tasks, 2, features): a plain loop."""
-    totals = np.zeros(partial.shape[1:])
-    for task in range(partial.shape[0]):
-        totals += partial[task]
-    return totals
+@njit(cache=True, nogil=True)
+def _layer_norm_forward_rows(share, first, last, x, weight, bias, eps, y, mean, rstd):
+    for r in range(first, last):
+        source, target = x[r], y[r]
+        mu, inv = _row_statistics(source, eps)
+        mean[r], rstd[r] = mu, inv
+        centre, scale = x.dtype.type(mu), x.dtype.type(inv)
+        for k in range(x.shape[1]):
+            target[k] = (source[k] - centre) * scale * weight[k] + bias[k]
 
 
-@njit(cache=True, parallel=True)
 def layer_norm_backward(x, dy, mean, rstd, weight):
-    """(dx, dweight, dbias) by the closed form above, in one pass over x and dy: each parallel
-    task takes _ROWS rows, writes their dx and its own float64 partial sums of dy and dy xh per
-    feature (no two tasks write one sum); the partial sums are added at the end. One parallel
-    launch in all (a launch costs ~0.2 ms on the workqueue layer: the zeroing and the final
-    sum are plain loops)."""
-    rows, features = x.shape
+    """(dx, dweight, dbias) by the closed form above, in one pass over x and dy: each share of
+    rows writes their dx and its own float64 partial sums of dy and dy xh per feature, added up
+    in share order at the end."""
     dx = np.empty_like(x)
-    tasks = (rows + _ROWS - 1) // _ROWS
-    partial = np.empty((tasks, 2, features))
-    for task in prange(tasks):
-        sum_dy, sum_dy_xh = partial[task, 0], partial[task, 1]
-        for k in range(features):
-            sum_dy[k] = 0.0
-            sum_dy_xh[k] = 0.0
-        for r in range(task * _ROWS, min(rows, (task + 1) * _ROWS)):
-            source, grad, target = x[r], dy[r], dx[r]
-            sum_g, sum_g_xh = _row_gradient_sums(source, grad, weight, mean[r], rstd[r])
-            centre, inv = x.dtype.type(mean[r]), x.dtype.type(rstd[r])
-            a, b = x.dtype.type(sum_g / features), x.dtype.type(sum_g_xh / features)
-            for k in range(features):
-                xh = (source[k] - centre) * inv
-                target[k] = inv * (grad[k] * weight[k] - a - xh * b)
-                sum_dy[k] += grad[k]
-                sum_dy_xh[k] += grad[k] * xh
-    totals = _add_partials(partial)
+    work = 3 * x.size  # x and dy read, dx written
+    partial = np.empty((tasks.shares(x.shape[0], work), 2, x.shape[1]))
+    tasks.run(_layer_norm_backward_rows, x.shape[0], x, dy, mean, rstd, weight, dx, partial, work=work)
+    totals = partial.sum(axis=0)
     return dx, totals[1].astype(x.dtype), totals[0].astype(x.dtype)
+
+
+@njit(cache=True, nogil=True)
+def _layer_norm_backward_rows(share, first, last, x, dy, mean, rstd, weight, dx, partial):
+    features = x.shape[1]
+    sum_dy, sum_dy_xh = partial[share, 0], partial[share, 1]
+    for k in range(features):
+        sum_dy[k] = 0.0
+        sum_dy_xh[k] = 0.0
+    for r in range(first, last):
+        source, grad, target = x[r], dy[r], dx[r]
+        sum_g, sum_g_xh = _row_gradient_sums(source, grad, weight, mean[r], rstd[r])
+        centre, inv = x.dtype.type(mean[r]), x.dtype.type(rstd[r])
+        a, b = x.dtype.type(sum_g / features), x.dtype.type(sum_g_xh / features)
+        for k in range(features):
+            xh = (source[k] - centre) * inv
+            target[k] = inv * (grad[k] * weight[k] - a - xh * b)
+            sum_dy[k] += grad[k]
+            sum_dy_xh[k] += grad[k] * xh
 
 
 @njit(cache=True, parallel=True)
