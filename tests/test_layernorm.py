@@ -50,6 +50,7 @@ def test_layer_norm_matches_torch(rng, x_shape, normalized_shape, options):
     ((2, 4, 3, 3), 2, {"eps": 1e-3}),
     ((2, 4, 3), 4, {"affine": False}),
     ((2, 6), 1, {}),
+    ((16, 8, 48, 48), 4, {}),                  # past tasks.PARALLEL_MIN_WORK: groups in shares, partial sums
 ])
 def test_group_norm_matches_torch(rng, x_shape, groups, options):
     torch = pytest.importorskip("torch")

@@ -9,7 +9,7 @@ One task per channel (tasks.run); sums in float64 (see ``_channel_sums``), no fa
 views indexed from 0, which lets the elementwise loops vectorise.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import tasks
 from .elementary import row_sum
@@ -118,9 +118,11 @@ def _batch_norm_backward_channels(share, first, last, x, dy, mean, var, weight, 
 # rows of 256 took 0.25 ms on one core, against 0.65 ms with eight float32 chains read through
 # 8-long slices of the row. The order depends only on the row's length: results are repeatable.
 #
-# Layer norm runs its rows in shares (tasks.run, one thread below PARALLEL_MIN_WORK), as batch
-# norm its channels: as two prange loops, the workqueue's launches made a LayerNorm(256) step on
-# (32, 128, 256) 2.0-2.25 ms; in shares, 1.3-1.7 ms (same process, alternating).
+# Layer norm runs its rows in shares (tasks.run, one thread below PARALLEL_MIN_WORK), group norm
+# its (sample, group) pairs, as batch norm its channels: as prange loops, the workqueue's
+# launches made a LayerNorm(256) step on (32, 128, 256) 2.0-2.25 ms, in shares 1.3-1.7 ms; a
+# GroupNorm(8, 32) step on (64, 32, 32, 32), whose backward took a second pass per channel for
+# dweight and dbias, 6.1-6.8 ms, in shares with per-share partial sums 2.95-3.1 ms (PyTorch 1.6).
 
 @njit(cache=True, fastmath={"reassoc"})
 def _row_squares(row, c):
@@ -207,14 +209,21 @@ def _layer_norm_backward_rows(share, first, last, x, dy, mean, rstd, weight, dx,
             sum_dy_xh[k] += grad[k] * xh
 
 
-@njit(cache=True, parallel=True)
 def group_norm_forward(x, weight, bias, eps):
     """x (N, G, K, L) (K = C / G channels per group), weight and bias (G K,):
-    (y, mean, rstd), the statistics (N, G) in float64."""
-    n_batch, groups, per_group, length = x.shape
+    (y, mean, rstd), the statistics (N, G) in float64. One task per (sample, group)."""
+    n_batch, groups = x.shape[:2]
     y = np.empty_like(x)
     mean, rstd = np.empty((n_batch, groups)), np.empty((n_batch, groups))
-    for task in prange(n_batch * groups):
+    tasks.run(_group_norm_forward_groups, n_batch * groups, x, weight, bias, eps, y, mean, rstd,
+              work=2 * x.size)
+    return y, mean, rstd
+
+
+@njit(cache=True, nogil=True)
+def _group_norm_forward_groups(share, first, last, x, weight, bias, eps, y, mean, rstd):
+    groups, per_group, length = x.shape[1:]
+    for task in range(first, last):
         n, g = task // groups, task % groups
         mu, inv = _row_statistics(x[n, g].reshape(-1), eps)
         mean[n, g], rstd[n, g] = mu, inv
@@ -224,17 +233,28 @@ def group_norm_forward(x, weight, bias, eps):
             source, target = x[n, g, k], y[n, g, k]
             for p in range(length):
                 target[p] = source[p] * scale + offset
-    return y, mean, rstd
 
 
-@njit(cache=True, parallel=True)
 def group_norm_backward(x, dy, mean, rstd, weight):
-    """(dx, dweight, dbias) by the closed form above: one task per (sample, group) for dx, one
-    per channel for dweight and dbias."""
-    n_batch, groups, per_group, length = x.shape
-    count = per_group * length
+    """(dx, dweight, dbias) by the closed form above: one task per (sample, group) writes its dx
+    and adds its channels' sums of dy and dy xh to its share's float64 partial sums, added up in
+    share order at the end."""
+    n_batch, groups, per_group = x.shape[:3]
     dx = np.empty_like(x)
-    for task in prange(n_batch * groups):
+    work = 3 * x.size  # x and dy read (twice, from cache the second time), dx written
+    partial = np.zeros((tasks.shares(n_batch * groups, work), 2, groups * per_group))
+    tasks.run(_group_norm_backward_groups, n_batch * groups, x, dy, mean, rstd, weight, dx, partial,
+              work=work)
+    totals = partial.sum(axis=0)
+    return dx, totals[1].astype(x.dtype), totals[0].astype(x.dtype)
+
+
+@njit(cache=True, nogil=True)
+def _group_norm_backward_groups(share, first, last, x, dy, mean, rstd, weight, dx, partial):
+    groups, per_group, length = x.shape[1:]
+    count = per_group * length
+    sum_dy, sum_dy_xh = partial[share, 0], partial[share, 1]
+    for task in range(first, last):
         n, g = task // groups, task % groups
         mu, inv = mean[n, g], rstd[n, g]
         sum_g = 0.0
@@ -242,27 +262,19 @@ def group_norm_backward(x, dy, mean, rstd, weight):
         for k in range(per_group):
             w = weight[g * per_group + k]
             source, grad = x[n, g, k], dy[n, g, k]
+            channel_dy = 0.0
+            channel_dy_xh = 0.0
             for p in range(length):
-                value = np.float64(grad[p]) * w
-                sum_g += value
-                sum_g_xh += value * (source[p] - mu) * inv
+                xh = (source[p] - mu) * inv
+                channel_dy += grad[p]
+                channel_dy_xh += grad[p] * xh
+            sum_g += channel_dy * w
+            sum_g_xh += channel_dy_xh * w
+            sum_dy[g * per_group + k] += channel_dy
+            sum_dy_xh[g * per_group + k] += channel_dy_xh
         a, b = sum_g / count, sum_g_xh / count
         for k in range(per_group):
             w = weight[g * per_group + k]
             source, grad, target = x[n, g, k], dy[n, g, k], dx[n, g, k]
             for p in range(length):
                 target[p] = inv * (grad[p] * w - a - (source[p] - mu) * inv * b)
-    dweight = np.empty(groups * per_group, dtype=x.dtype)
-    dbias = np.empty(groups * per_group, dtype=x.dtype)
-    for channel in prange(groups * per_group):
-        g, k = channel // per_group, channel % per_group
-        sum_dy = 0.0
-        sum_dy_xh = 0.0
-        for n in range(n_batch):
-            mu, inv = mean[n, g], rstd[n, g]
-            source, grad = x[n, g, k], dy[n, g, k]
-            for p in range(length):
-                sum_dy += grad[p]
-                sum_dy_xh += grad[p] * (source[p] - mu) * inv
-        dweight[channel], dbias[channel] = sum_dy_xh, sum_dy
-    return dx, dweight, dbias
