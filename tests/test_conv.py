@@ -335,7 +335,7 @@ def _blocked_3x3_cases(count, seed=1):
 @pytest.mark.parametrize("n, c, h, w, o, padding", _blocked_3x3_cases(10))
 def test_blocked_3x3_path_matches_torch(rng, dtype, n, c, h, w, o, padding):
     from minidl.kernels.cpu import conv
-    assert conv._algorithm((o, c, 3, 3), (1, 1), padding, (1, 1), 1) == "direct 3x3"
+    assert conv._algorithm((o, c, 3, 3), (1, 1), padding, (1, 1), 1, (h, w)) == "direct 3x3"
     tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-11)
     _conv2d_matches_torch(rng, dtype, (n, c, h, w), (o, c, 3, 3), padding, 1, tolerance)
 
@@ -346,25 +346,28 @@ def test_blocked_3x3_path_matches_torch(rng, dtype, n, c, h, w, o, padding):
 ])
 def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
     from minidl.kernels.cpu import conv
-    assert conv._algorithm(w_shape, (1, 1), padding, (1, 1), 1) == "direct 3x3"
+    assert conv._algorithm(w_shape, (1, 1), padding, (1, 1), 1, x_shape[2:]) == "direct 3x3"
     inputs = [leaf(rng.standard_normal(s)) for s in (x_shape, w_shape, w_shape[:1])]
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=padding), inputs)
 
 
-@pytest.mark.parametrize("w_shape, stride, padding, dilation, groups, algorithm", [
-    ((32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, "direct"),        # FashionCNN's first layer
-    ((64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, "direct 3x3"),   # its second
-    ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, "direct 3x3"),   # the bench's conv2d row
-    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, "winograd"),
-    ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, "im2col"),       # padding 2
-    ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, "im2col"),       # strided
-    ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, "im2col"),       # dilated
-    ((32, 8, 3, 3), (1, 1), (1, 1), (1, 1), 2, "im2col"),        # grouped
-    ((16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1, "im2col"),        # LeNet's second layer
+@pytest.mark.parametrize("w_shape, stride, padding, dilation, groups, out_size, algorithm", [
+    ((32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, (28, 28), "direct"),        # FashionCNN's first layer
+    ((64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "direct 3x3"),   # its second
+    ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (32, 32), "direct 3x3"),   # the bench's conv2d row
+    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "winograd"),
+    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (12, 12), "im2col"),       # wide, small planes
+    ((256, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "im2col"),
+    ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "direct 3x3"),     # few channels: any plane
+    ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, (32, 32), "im2col"),       # padding 2
+    ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16), "im2col"),       # strided
+    ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, (30, 30), "im2col"),       # dilated
+    ((32, 8, 3, 3), (1, 1), (1, 1), (1, 1), 2, (32, 32), "im2col"),        # grouped
+    ((16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1, (10, 10), "im2col"),        # LeNet's second layer
 ])
-def test_which_algorithm_computes_a_shape(w_shape, stride, padding, dilation, groups, algorithm):
+def test_which_algorithm_computes_a_shape(w_shape, stride, padding, dilation, groups, out_size, algorithm):
     from minidl.kernels.cpu import conv
-    assert conv._algorithm(w_shape, stride, padding, dilation, groups) == algorithm
+    assert conv._algorithm(w_shape, stride, padding, dilation, groups, out_size) == algorithm
 
 
 @pytest.mark.parametrize("padding", [(1, 1), (2, 2), (1, 0)])
@@ -425,7 +428,7 @@ def test_im2col_column_layouts_match_torch(rng, monkeypatch, image_major_positio
     from minidl.kernels.cpu import conv
     monkeypatch.setattr(conv, "IMAGE_MAJOR_POSITIONS", image_major_positions)
     assert conv._algorithm(w_shape, options.get("stride", (1, 1)), _pair(options.get("padding", 0)),
-                           _pair(options.get("dilation", 1)), options.get("groups", 1)) == "im2col"
+                           _pair(options.get("dilation", 1)), options.get("groups", 1), x_shape[2:]) == "im2col"
     arrays = [rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, w_shape[:1])]
     tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
     expected = torch.nn.functional.conv2d(*tensors, **options)
@@ -456,7 +459,7 @@ def test_a_nonfinite_input_spreads_to_the_same_weight_gradients_as_im2col(rng, v
     """A NaN or inf in an image's last column: the direct paths' sums over wide positions would
     also multiply it by the zeros past ow (0 x inf = NaN); that image's dK is summed exactly."""
     from minidl.kernels.cpu import conv, winograd
-    assert conv._algorithm(w_shape, (1, 1), padding, (1, 1), 1) == algorithm
+    assert conv._algorithm(w_shape, (1, 1), padding, (1, 1), 1, (6, 7)) == algorithm
     x = rng.standard_normal((3, w_shape[1], 6, 7)).astype(np.float32)
     x[1, 1, 2, 6] = value
     out_size = (6 + 2 * padding[0] - 2, 7 + 2 * padding[1] - 2)
@@ -477,7 +480,7 @@ def test_balanced_direct_passes_give_the_same_bits_in_any_order(rng, monkeypatch
     partial dK and db cover the same images whatever thread runs it and whenever: the result of
     shares run backwards on one thread equals the concurrent one, and matches PyTorch."""
     from minidl.kernels.cpu import conv, direct_conv, tasks
-    assert conv._algorithm(w_shape, (1, 1), (1, 1), (1, 1), 1) == algorithm
+    assert conv._algorithm(w_shape, (1, 1), (1, 1), (1, 1), 1, (6, 7)) == algorithm
     monkeypatch.setattr(direct_conv, "_BALANCE_MIN_FLOPS", 0)
     x = rng.standard_normal((13, w_shape[1], 6, 7)).astype(np.float32)
     weight = rng.standard_normal(w_shape).astype(np.float32)

@@ -404,15 +404,17 @@ def _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups):
 
 # ---------------------------------------------------------------- convolution (one class)
 
-def _algorithm(weight_shape, stride, padding, dilation, groups):
-    """How conv2d computes this shape: 3x3 stride-1 convolutions with >= 64 channels by Winograd
-    F(2x2 or 4x4, 3x3) ("winograd", winograd.chosen), stride-1 ones with few channels by the
-    per-row loops of direct_conv ("direct", direct_conv.chosen), the other 3x3 stride-1 ones
-    with padding 0 or 1 by its blocked loops ("direct 3x3", direct_conv.chosen_3x3), and every
-    other shape, or all of them under MINIDL_CONV_ALGORITHM=im2col, by the reference im2col."""
-    if winograd.chosen(weight_shape, stride, padding, dilation, groups):
+def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
+    """How conv2d computes this shape: 3x3 stride-1 convolutions with >= 64 channels and outputs
+    of 14x14 or more by Winograd F(2x2 or 4x4, 3x3) ("winograd", winograd.chosen), other layers
+    with >= 64 channels by im2col (on small planes its GEMMs beat both other paths), stride-1
+    ones with few channels by the per-row loops of direct_conv ("direct", direct_conv.chosen),
+    the other 3x3 stride-1 ones with padding 0 or 1 by its blocked loops ("direct 3x3",
+    direct_conv.chosen_3x3), and every other shape, or all of them under
+    MINIDL_CONV_ALGORITHM=im2col, by the reference im2col."""
+    if winograd.chosen(weight_shape, stride, padding, dilation, groups, out_size):
         return "winograd"
-    if winograd.ALGORITHM == "im2col":
+    if winograd.ALGORITHM == "im2col" or winograd.wide(weight_shape):
         return "im2col"
     if direct_conv.chosen(weight_shape, stride, groups):
         return "direct"
@@ -423,7 +425,7 @@ def _algorithm(weight_shape, stride, padding, dilation, groups):
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
     """Y_n = K' X'_n + b per group and image n; weight (O, C / groups, kh, kw), bias (O,) or None."""
-    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups)
+    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups, out_size)
     if algorithm == "winograd":
         return winograd.conv2d_forward(x, weight, bias, padding, out_size)
     if algorithm == "direct":
@@ -452,7 +454,7 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     """(dx, dweight, dbias): dK' = sum_n dY_n X'_n^T, dX = fold(K'^T dY_n), db = sum_(n,i,j) dY."""
     n_batch, channels = x.shape[:2]
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
-    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups)
+    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups, out_size)
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, _bias_grad(dy.reshape(n_batch, n_out, -1))

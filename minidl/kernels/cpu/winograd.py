@@ -59,6 +59,14 @@ ALGORITHM = os.environ.get("MINIDL_CONV_ALGORITHM", "auto")
 #: FashionCNN and LeNet take the direct paths; MINIDL_CONV_ALGORITHM=winograd takes Winograd wherever supported.
 MIN_CHANNELS = 64
 
+#: fewest output positions (oh ow) for which "auto" takes Winograd. Measured as above, fwd+bwd
+#: ms, Winograd / im2col / PyTorch: 64->64 batch 64 at 16x16: 25-28 / 34 / 18, at 12x12: 20 / 20 / 10,
+#: at 10x10: 14.5 / 13.3 / 7, at 8x8: 9-11 / 9 / 4; 128->128 batch 32 at 8x8: 18.4 / 13.4 / 7.8;
+#: 256->256 at 8x8: 61-64 / 46-47 / 30, at 4x4 (batch 16): 33 / 8 / 4. On small planes most
+#: tiles hang over the edge; such layers (and the direct 3x3 loops, slower still there: 64->64 at 8x8
+#: 14 ms) go to im2col.
+MIN_POSITIONS = 14 * 14
+
 
 def supported(weight_shape, stride, padding, dilation, groups):
     """Whether the Winograd path computes this convolution: 3x3 kernel, stride 1, dilation 1,
@@ -67,11 +75,16 @@ def supported(weight_shape, stride, padding, dilation, groups):
             and groups == 1 and max(padding) <= 2)
 
 
-def chosen(weight_shape, stride, padding, dilation, groups):
-    """Whether conv2d takes the Winograd path for this shape (see ``ALGORITHM``)."""
+def chosen(weight_shape, stride, padding, dilation, groups, out_size):
+    """Whether conv2d takes the Winograd path for this shape and output size (see ``ALGORITHM``)."""
     if ALGORITHM == "im2col" or not supported(weight_shape, stride, padding, dilation, groups):
         return False
-    return ALGORITHM == "winograd" or min(weight_shape[:2]) >= MIN_CHANNELS
+    return ALGORITHM == "winograd" or (wide(weight_shape) and out_size[0] * out_size[1] >= MIN_POSITIONS)
+
+
+def wide(weight_shape):
+    """Whether a layer has MIN_CHANNELS input and output channels or more."""
+    return min(weight_shape[:2]) >= MIN_CHANNELS
 
 
 @njit(inline="always")
