@@ -90,6 +90,11 @@ def serial_kernel_blas():
         set_threads(before)
 
 
+def kernel_blas_can_be_serial():
+    """Whether ``serial_kernel_blas`` can make the kernels' BLAS single-threaded."""
+    return _kernel_blas_threads() is not None
+
+
 @functools.cache
 def _kernel_blas_threads():
     """(get, set) of SciPy's own OpenBLAS's thread count, or None."""

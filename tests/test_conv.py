@@ -356,14 +356,14 @@ def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
     ((64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "direct 3x3"),   # its second
     ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (32, 32), "direct 3x3"),   # the bench's conv2d row
     ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "winograd"),
-    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (12, 12), "im2col"),       # wide, small planes
-    ((256, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "im2col"),
+    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (12, 12), "im2col chunks"),  # wide, small planes
+    ((256, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "im2col"),       # past CHUNKED_MAX_WEIGHTS
     ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "direct 3x3"),     # few channels: any plane
-    ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, (32, 32), "im2col"),       # padding 2
-    ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16), "im2col"),       # strided
-    ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, (30, 30), "im2col"),       # dilated
+    ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, (32, 32), "im2col chunks"),  # padding 2
+    ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16), "im2col chunks"),  # strided
+    ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, (30, 30), "im2col chunks"),  # dilated
     ((32, 8, 3, 3), (1, 1), (1, 1), (1, 1), 2, (32, 32), "im2col"),        # grouped
-    ((16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1, (10, 10), "im2col"),        # LeNet's second layer
+    ((16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1, (10, 10), "im2col chunks"),  # LeNet's second layer
 ])
 def test_which_algorithm_computes_a_shape(w_shape, stride, padding, dilation, groups, out_size, algorithm):
     from minidl.kernels.cpu import conv
@@ -426,7 +426,9 @@ def test_direct_path_equals_the_im2col_path_and_skips_unneeded_grads(rng, monkey
 def test_im2col_column_layouts_match_torch(rng, monkeypatch, image_major_positions, x_shape, w_shape, options):
     torch = pytest.importorskip("torch")
     from minidl.kernels.cpu import conv
+    from minidl.kernels.cpu import winograd
     monkeypatch.setattr(conv, "IMAGE_MAJOR_POSITIONS", image_major_positions)
+    monkeypatch.setattr(winograd, "ALGORITHM", "im2col")  # the whole-batch columns
     assert conv._algorithm(w_shape, options.get("stride", (1, 1)), _pair(options.get("padding", 0)),
                            _pair(options.get("dilation", 1)), options.get("groups", 1), x_shape[2:]) == "im2col"
     arrays = [rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, w_shape[:1])]
@@ -504,3 +506,89 @@ def test_balanced_direct_passes_give_the_same_bits_in_any_order(rng, monkeypatch
     torch.nn.functional.conv2d(tx, tw, padding=1).backward(torch.tensor(dy))
     for ours, theirs in zip(grads[:2], (tx.grad, tw.grad)):
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _chunked_cases(count, seed=3):
+    """Random strided, padded, dilated shapes, with odd sizes, for the chunked im2col path."""
+    rng = np.random.default_rng(seed)
+    cases = [((7, 6, 14, 14), (16, 6, 5, 5), dict()),                             # LeNet's second
+             ((5, 3, 9, 8), (4, 3, 3, 3), dict(stride=2, padding=2, dilation=2))]
+    for _ in range(count - len(cases)):
+        kh, kw = (int(k) for k in rng.integers(1, 5, 2))
+        options = dict(stride=(int(rng.integers(2, 4)), int(rng.integers(1, 4))),  # strided: not direct
+                       padding=tuple(int(v) for v in rng.integers(0, 3, 2)),
+                       dilation=tuple(int(v) for v in rng.integers(1, 3, 2)))
+        h, w = (int(v) + 2 * max(kh, kw) for v in rng.integers(1, 8, 2))
+        c = int(rng.integers(1, 6))
+        cases.append(((int(rng.integers(1, 9)), c, h, w), (int(rng.integers(1, 7)), c, kh, kw), options))
+    return cases
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, options", _chunked_cases(10))
+def test_chunked_im2col_matches_torch(rng, monkeypatch, dtype, x_shape, w_shape, options):
+    """Chunks of 1-3 images (a small CHUNK_FLOATS), the last one of a share shorter."""
+    torch = pytest.importorskip("torch")
+    from minidl.kernels.cpu import conv
+    monkeypatch.setattr(conv, "CHUNK_FLOATS", 2 * w_shape[1] * w_shape[2] * w_shape[3] * 25)
+    stride, padding, dilation = (options.get(k, d) for k, d in (("stride", 1), ("padding", 0), ("dilation", 1)))
+    arrays = [rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1])]
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = torch.nn.functional.conv2d(*tensors, **options)
+    assert conv._algorithm(w_shape, _pair(stride), _pair(padding), _pair(dilation), 1,
+                           tuple(expected.shape[2:])) == "im2col chunks"
+    upstream = rng.standard_normal(tuple(expected.shape)).astype(dtype)
+    expected.backward(torch.tensor(upstream))
+    out, grads = run(lambda *a: F.conv2d(*a, **options), arrays, upstream)
+    tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-11)
+    assert out.dtype == dtype
+    assert_close(out, expected, what="y", **tolerance)
+    for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
+        assert grad.dtype == dtype
+        assert_close(grad, t.grad, what=name, **tolerance)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, options", [
+    ((3, 2, 7, 6), (3, 2, 3, 2), dict(stride=2, padding=1)),
+    ((2, 3, 8, 7), (2, 3, 2, 3), dict(stride=(1, 2), dilation=(2, 1))),
+])
+def test_chunked_im2col_gradcheck(rng, monkeypatch, x_shape, w_shape, options):
+    from minidl.kernels.cpu import conv
+    monkeypatch.setattr(conv, "CHUNK_FLOATS", 1)  # one image a chunk
+    inputs = [leaf(rng.standard_normal(s)) for s in (x_shape, w_shape, w_shape[:1])]
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **options), inputs)
+
+
+def test_chunked_im2col_gives_the_same_bits_in_any_share_order_and_in_one_share(rng, monkeypatch):
+    """Each share's partial dK' covers the same images whichever thread runs it: shares run
+    backwards give the same bits; one share (no single-threaded BLAS to split over) the same
+    numbers; the first layer's input needs no dx, and then none is computed."""
+    from minidl.kernels.cpu import conv, direct_conv, tasks
+    monkeypatch.setattr(direct_conv, "_BALANCE_MIN_FLOPS", 0)
+    monkeypatch.setattr(conv, "CHUNK_FLOATS", 300)
+    x = rng.standard_normal((13, 6, 14, 14)).astype(np.float32)
+    weight = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal((13, 16, 10, 10)).astype(np.float32)
+    args = ((1, 1), (0, 0), (1, 1), 1)
+    assert conv._algorithm(weight.shape, *args, (10, 10)) == "im2col chunks"
+    assert tasks.shares_calling_blas(13, balance=True) > 2
+    y, grads = conv.conv2d_forward(x, weight, None, *args, (10, 10)), conv.conv2d_backward(x, weight, dy, *args)
+    dx_free = conv.conv2d_backward(x, weight, dy, *args, need_dx=False)
+    assert dx_free[0] is None and np.array_equal(dx_free[1], grads[1])
+    run = tasks.run
+
+    def backwards(kernel, n_tasks, *rest, work=None, balance=False):
+        count = tasks.shares(n_tasks, work, balance)
+        for share in reversed(range(count)):
+            kernel(share, share * n_tasks // count, (share + 1) * n_tasks // count, *rest)
+
+    monkeypatch.setattr(tasks, "run", backwards)
+    assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (10, 10)), y)
+    for reordered, first in zip(conv.conv2d_backward(x, weight, dy, *args), grads):
+        assert np.array_equal(reordered, first)
+    monkeypatch.setattr(tasks, "run", run)
+    monkeypatch.setattr(tasks, "kernel_blas_can_be_serial", lambda: False)
+    monkeypatch.setattr(tasks, "serial_kernel_blas", lambda: __import__("contextlib").nullcontext(False))
+    assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (10, 10)), y)
+    for single, first in zip(conv.conv2d_backward(x, weight, dy, *args), grads):
+        np.testing.assert_allclose(single, first, rtol=1e-6, atol=1e-5)

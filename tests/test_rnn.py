@@ -217,7 +217,7 @@ def test_embedding_index_out_of_range():
 def test_time_loop_split_over_rows_equals_one_share(mode, rng, monkeypatch):
     """The kernels run shares of the batch's rows at once (each its own products); all rows in
     one share, as without a single-threaded BLAS, give the same numbers."""
-    from minidl.kernels.cpu import rnn
+    from minidl.kernels.cpu import rnn, tasks
     steps, batch, hidden = 5, 7, 6
     gates = {"rnn_tanh": 1, "lstm": 4, "gru": 3}[mode]
     xw = rng.standard_normal((steps, batch, gates * hidden))
@@ -236,6 +236,7 @@ def test_time_loop_split_over_rows_equals_one_share(mode, rng, monkeypatch):
         return (h_seq,) + rnn.gru_backward(np.cos(h_seq), saved, h_seq, h0, w_hh)
 
     split = forward_and_backward()
-    monkeypatch.setattr(rnn, "serial_kernel_blas", lambda: contextlib.nullcontext(False))
+    monkeypatch.setattr(tasks, "serial_kernel_blas", lambda: contextlib.nullcontext(False))
+    monkeypatch.setattr(tasks, "kernel_blas_can_be_serial", lambda: False)
     for a, b in zip(split, forward_and_backward()):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

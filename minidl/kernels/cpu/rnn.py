@@ -26,7 +26,6 @@ import numpy as np
 from numba import njit
 
 from . import tasks
-from ...blas_threads import serial_kernel_blas
 from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
 
 
@@ -34,20 +33,10 @@ from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
 # Inner loops run over one row and touch few arrays: LLVM vectorises a loop only when it can
 # rule out overlap between the arrays it writes and reads, and gives up past a few pairs.
 
-def _over_rows(kernel, batch, *args):
-    """kernel(share, first, last, *args) for shares of the batch's rows, concurrently when the
-    BLAS the kernels call can be made single-threaded."""
-    with serial_kernel_blas() as serial:
-        if serial:
-            tasks.run(kernel, batch, *args)
-        else:
-            kernel(0, 0, batch, *args)
-
-
 def rnn_forward(xw, h0, w_hh_t, relu):
     """h_t = f(xw_t + h_(t-1) W_hh^T), f = tanh or relu.  Returns h (T, N, H)."""
     h_seq = np.empty_like(xw)
-    _over_rows(_rnn_forward_rows, xw.shape[1], xw, h0, w_hh_t, relu, h_seq)
+    tasks.run_calling_blas(_rnn_forward_rows, xw.shape[1], xw, h0, w_hh_t, relu, h_seq)
     return h_seq
 
 
@@ -76,7 +65,7 @@ def rnn_backward(grad_h, h_seq, w_hh, relu):
     Returns da (T, N, H) and dL/dh_0 = da_0 W_hh (for the initial state)."""
     da = np.empty_like(grad_h)
     carry = np.zeros(grad_h.shape[1:], dtype=grad_h.dtype)
-    _over_rows(_rnn_backward_rows, grad_h.shape[1], grad_h, h_seq, w_hh, relu, da, carry)
+    tasks.run_calling_blas(_rnn_backward_rows, grad_h.shape[1], grad_h, h_seq, w_hh, relu, da, carry)
     return da, carry
 
 
@@ -110,7 +99,7 @@ def lstm_forward(xw, h0, c0, w_hh_t):
     c_seq = np.empty((steps, batch, width // 4), dtype=xw.dtype)
     gates = np.empty_like(xw)
     tanh_c = np.empty_like(c_seq)
-    _over_rows(_lstm_forward_rows, batch, xw, h0, c0, w_hh_t, out, c_seq, gates, tanh_c)
+    tasks.run_calling_blas(_lstm_forward_rows, batch, xw, h0, c0, w_hh_t, out, c_seq, gates, tanh_c)
     return out, c_seq, gates, tanh_c
 
 
@@ -154,7 +143,7 @@ def lstm_backward(grad_out, gates, c_seq, tanh_c, c0, w_hh):
     da = np.empty_like(gates)
     dh = np.zeros((batch, width // 4), dtype=gates.dtype)
     dc = grad_out[steps].copy()
-    _over_rows(_lstm_backward_rows, batch, grad_out, gates, c_seq, tanh_c, c0, w_hh, da, dh, dc)
+    tasks.run_calling_blas(_lstm_backward_rows, batch, grad_out, gates, c_seq, tanh_c, c0, w_hh, da, dh, dc)
     return da, dh, dc
 
 
@@ -191,7 +180,7 @@ def gru_forward(xw, h0, w_hh_t, b_hh):
     h_seq = np.empty((steps, batch, width // 3), dtype=xw.dtype)
     saved = np.empty((steps, batch, 4 * (width // 3)), dtype=xw.dtype)
     hw = np.empty((batch, width), dtype=xw.dtype)
-    _over_rows(_gru_forward_rows, batch, xw, h0, w_hh_t, b_hh, h_seq, saved, hw)
+    tasks.run_calling_blas(_gru_forward_rows, batch, xw, h0, w_hh_t, b_hh, h_seq, saved, hw)
     return h_seq, saved
 
 
@@ -228,7 +217,7 @@ def gru_backward(grad_h, saved, h_seq, h0, w_hh):
     dhw = np.empty_like(dxw)
     dh = np.zeros((batch, hidden), dtype=grad_h.dtype)
     through_z = np.empty_like(dh)
-    _over_rows(_gru_backward_rows, batch, grad_h, saved, h_seq, h0, w_hh, dxw, dhw, dh, through_z)
+    tasks.run_calling_blas(_gru_backward_rows, batch, grad_h, saved, h_seq, h0, w_hh, dxw, dhw, dh, through_z)
     return dxw, dhw, dh
 
 

@@ -30,6 +30,8 @@ import os
 
 import numba
 
+from ...blas_threads import kernel_blas_can_be_serial, serial_kernel_blas
+
 PARALLEL_MIN_WORK = 1 << 19  # elements: about 0.2-0.3 ms of copying on one core
 SHARES_PER_THREAD = 4  # with balance=True
 BALANCE_MIN_WORK = 8 * PARALLEL_MIN_WORK  # elements: data-moving kernels balance from here (~2 ms)
@@ -71,6 +73,22 @@ def run(kernel, n_tasks, *args, work=None, balance=False):
     finally:
         for future in futures:
             future.result()
+
+
+def shares_calling_blas(n_tasks, balance=False):
+    """How many shares ``run_calling_blas`` splits ``n_tasks`` tasks into."""
+    return shares(n_tasks, balance=balance) if kernel_blas_can_be_serial() else 1
+
+
+def run_calling_blas(kernel, n_tasks, *args, balance=False):
+    """``run`` for kernels that call BLAS themselves (np.dot compiled by Numba): the shares run
+    concurrently on a single-threaded BLAS (``blas_threads.serial_kernel_blas``), or, when the
+    kernels' BLAS cannot be made single-threaded, in one share on this thread."""
+    with serial_kernel_blas() as serial:
+        if serial:
+            run(kernel, n_tasks, *args, balance=balance)
+        else:
+            kernel(0, 0, n_tasks, *args)
 
 
 def _thread_pool():
