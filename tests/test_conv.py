@@ -476,6 +476,14 @@ def test_a_nonfinite_input_spreads_to_the_same_weight_gradients_as_im2col(rng, v
     assert_close(dw, reference, what="dweight", rtol=1e-4, atol=1e-4)
 
 
+def _shares_backwards(kernel, n_tasks, *rest, work=None, balance=False):
+    """tasks.run with its shares run on this thread, last share first."""
+    from minidl.kernels.cpu import tasks
+    count = tasks.shares(n_tasks, work, balance)
+    for share in reversed(range(count)):
+        kernel(share, share * n_tasks // count, (share + 1) * n_tasks // count, *rest)
+
+
 @pytest.mark.parametrize("w_shape, algorithm", [((5, 2, 3, 3), "direct"), ((6, 10, 3, 3), "direct 3x3")])
 def test_balanced_direct_passes_give_the_same_bits_in_any_order(rng, monkeypatch, w_shape, algorithm):
     """With balance (more shares than threads, taken by whichever thread is free), each share's
@@ -491,13 +499,7 @@ def test_balanced_direct_passes_give_the_same_bits_in_any_order(rng, monkeypatch
     y = conv.conv2d_forward(x, weight, None, *args, (6, 7))
     grads = conv.conv2d_backward(x, weight, dy, *args)
     assert tasks.shares(13, balance=True) > tasks.shares(13)
-
-    def backwards(kernel, n_tasks, *rest, work=None, balance=False):
-        count = tasks.shares(n_tasks, work, balance)
-        for share in reversed(range(count)):
-            kernel(share, share * n_tasks // count, (share + 1) * n_tasks // count, *rest)
-
-    monkeypatch.setattr(tasks, "run", backwards)
+    monkeypatch.setattr(tasks, "run", _shares_backwards)
     assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (6, 7)), y)
     for reordered, first in zip(conv.conv2d_backward(x, weight, dy, *args), grads):
         assert np.array_equal(reordered, first)
@@ -576,13 +578,7 @@ def test_chunked_im2col_gives_the_same_bits_in_any_share_order_and_in_one_share(
     dx_free = conv.conv2d_backward(x, weight, dy, *args, need_dx=False)
     assert dx_free[0] is None and np.array_equal(dx_free[1], grads[1])
     run = tasks.run
-
-    def backwards(kernel, n_tasks, *rest, work=None, balance=False):
-        count = tasks.shares(n_tasks, work, balance)
-        for share in reversed(range(count)):
-            kernel(share, share * n_tasks // count, (share + 1) * n_tasks // count, *rest)
-
-    monkeypatch.setattr(tasks, "run", backwards)
+    monkeypatch.setattr(tasks, "run", _shares_backwards)
     assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (10, 10)), y)
     for reordered, first in zip(conv.conv2d_backward(x, weight, dy, *args), grads):
         assert np.array_equal(reordered, first)
