@@ -272,16 +272,16 @@ def test_direct_path_matches_torch(rng, dtype, n, c, h, w, o, kernel, padding, d
     _conv2d_matches_torch(rng, dtype, (n, c, h, w), (o, c) + kernel, padding, dilation, tolerance)
 
 
-def _conv2d_matches_torch(rng, dtype, x_shape, w_shape, padding, dilation, tolerance):
-    """F.conv2d (stride 1, with bias) forward and backward against PyTorch on the same inputs,
-    outputs and gradients in ``dtype``."""
+def _conv2d_matches_torch(rng, dtype, x_shape, w_shape, padding, dilation, tolerance, stride=1):
+    """F.conv2d (with bias) forward and backward against PyTorch on the same inputs, outputs
+    and gradients in ``dtype``."""
     torch = pytest.importorskip("torch")
     arrays = [rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1])]
     tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
-    expected = torch.nn.functional.conv2d(*tensors, 1, padding, dilation)
+    expected = torch.nn.functional.conv2d(*tensors, stride, padding, dilation)
     upstream = rng.standard_normal(tuple(expected.shape)).astype(dtype)
     expected.backward(torch.tensor(upstream))
-    out, grads = run(lambda *a: F.conv2d(*a, 1, padding, dilation), arrays, upstream)
+    out, grads = run(lambda *a: F.conv2d(*a, stride, padding, dilation), arrays, upstream)
     assert out.dtype == dtype
     assert_close(out, expected, what="y", **tolerance)
     for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
@@ -530,24 +530,14 @@ def _chunked_cases(count, seed=3):
 @pytest.mark.parametrize("x_shape, w_shape, options", _chunked_cases(10))
 def test_chunked_im2col_matches_torch(rng, monkeypatch, dtype, x_shape, w_shape, options):
     """Chunks of 1-3 images (a small CHUNK_FLOATS), the last one of a share shorter."""
-    torch = pytest.importorskip("torch")
     from minidl.kernels.cpu import conv
     monkeypatch.setattr(conv, "CHUNK_FLOATS", 2 * w_shape[1] * w_shape[2] * w_shape[3] * 25)
-    stride, padding, dilation = (options.get(k, d) for k, d in (("stride", 1), ("padding", 0), ("dilation", 1)))
-    arrays = [rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1])]
-    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
-    expected = torch.nn.functional.conv2d(*tensors, **options)
-    assert conv._algorithm(w_shape, _pair(stride), _pair(padding), _pair(dilation), 1,
-                           tuple(expected.shape[2:])) == "im2col chunks"
-    upstream = rng.standard_normal(tuple(expected.shape)).astype(dtype)
-    expected.backward(torch.tensor(upstream))
-    out, grads = run(lambda *a: F.conv2d(*a, **options), arrays, upstream)
+    stride, padding, dilation = (_pair(options.get(k, d)) for k, d in (("stride", 1), ("padding", 0), ("dilation", 1)))
+    out_size = tuple((x_shape[2 + a] + 2 * padding[a] - dilation[a] * (w_shape[2 + a] - 1) - 1) // stride[a] + 1
+                     for a in range(2))
+    assert conv._algorithm(w_shape, stride, padding, dilation, 1, out_size) == "im2col chunks"
     tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-11)
-    assert out.dtype == dtype
-    assert_close(out, expected, what="y", **tolerance)
-    for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
-        assert grad.dtype == dtype
-        assert_close(grad, t.grad, what=name, **tolerance)
+    _conv2d_matches_torch(rng, dtype, x_shape, w_shape, padding, dilation, tolerance, stride)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, options", [
