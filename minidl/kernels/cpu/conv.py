@@ -581,7 +581,7 @@ def chunked_conv_forward(x, weight, bias, stride, padding, dilation, out_size):
     shift = np.zeros(n_out, dtype=x.dtype) if bias is None else bias
     tasks.run_calling_blas(_forward_chunks, x.shape[0], padded(x, *padding), weight.reshape(n_out, -1), shift,
                            *kernel, *stride, *dilation, _chunk(weight, out_size), y,
-                           balance=direct_conv._balanced(x.shape, weight.shape, out_size))
+                           balance=direct_conv.balanced(x.shape, weight.shape, out_size))
     return y
 
 
@@ -590,7 +590,7 @@ def chunked_conv_backward(x, weight, dy, stride, padding, dilation, need_dx=True
     dK' = sum_n dY_n X'_n^T (float64 partial sums per share, added in share order) and
     dX_n = fold(K'^T dY_n)."""
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
-    balance = direct_conv._balanced(x.shape, weight.shape, out_size)
+    balance = direct_conv.balanced(x.shape, weight.shape, out_size)
     parts = (n_out, weight[0].size) if need_dw else (0, 0)
     dweight_parts = np.zeros((tasks.shares_calling_blas(x.shape[0], balance),) + parts)
     dx = np.empty_like(x)
@@ -668,49 +668,28 @@ def _backward_chunks(share, first, last, x, xp, weight_t, dy, kh, kw, sh, sw, ph
 
 
 @njit(cache=True)
+def _one_class(oh, ow):
+    """Layout arrays (rows_per_class, cols_per_class, starts) of a plain convolution."""
+    return np.full(1, oh, dtype=np.int64), np.full(1, ow, dtype=np.int64), np.zeros(1, dtype=np.int64)
+
+
+@njit(cache=True)
 def _unfold_chunk(xp, start, stop, kh, kw, sh, sw, dh, dw, oh, ow, cols):
-    """cols[(c, u, v), (n - start, i, j)] = Xp[n, c, i sh + u dh, j sw + v dw] for start <= n < stop."""
-    width = xp.shape[3]
-    positions = oh * ow
-    span = (stop - start) * positions
-    for c in range(xp.shape[1]):
-        for u in range(kh):
-            for v in range(kw):
-                row = cols[((c * kh + u) * kw + v) * span:]
-                for n in range(start, stop):
-                    plane, block = xp[n, c].reshape(-1), row[(n - start) * positions:]
-                    for i in range(oh):
-                        source, target = plane[(i * sh + u * dh) * width + v * dw:], block[i * ow:]
-                        if sw == 1:
-                            for j in range(ow):
-                                target[j] = source[j]
-                        else:
-                            for j in range(ow):
-                                target[j] = source[j * sw]
+    """cols[(c, u, v), (n - start, i, j)] = Xp[n, c, i sh + u dh, j sw + v dw] for start <= n < stop:
+    ``unfold``'s task loop on the chunk, its columns in class order (one class)."""
+    rows_per_class, cols_per_class, starts = _one_class(oh, ow)
+    count = stop - start
+    _unfold_tasks(0, 0, xp.shape[1] * kh * kw * count, xp[start:stop], cols, kh, kw, sh, sw, dh, dw, 1, 1,
+                  rows_per_class, cols_per_class, starts, count, 1)
 
 
 @njit(cache=True)
 def _fold_chunk(cols, count, kh, kw, sh, sw, dh, dw, oh, ow, dxp):
-    """The adjoint of _unfold_chunk: dXp[m] = the sum of the column entries copied from each of
-    its positions, for the chunk's images m < count (their planes zeroed first)."""
-    width = dxp.shape[3]
-    positions = oh * ow
-    span = count * positions
-    for m in range(count):
-        for c in range(dxp.shape[1]):
-            plane = dxp[m, c].reshape(-1)
-            plane[:] = 0.0
-            for u in range(kh):
-                for v in range(kw):
-                    block = cols[((c * kh + u) * kw + v) * span + m * positions:]
-                    for i in range(oh):
-                        source, target = block[i * ow:], plane[(i * sh + u * dh) * width + v * dw:]
-                        if sw == 1:
-                            for j in range(ow):
-                                target[j] += source[j]
-                        else:
-                            for j in range(ow):
-                                target[j * sw] += source[j]
+    """The adjoint of _unfold_chunk into dXp[m] for the chunk's images m < count: ``fold``'s
+    task loop on the chunk."""
+    rows_per_class, cols_per_class, starts = _one_class(oh, ow)
+    _fold_tasks(0, 0, count * dxp.shape[1], cols, dxp[:count], kh, kw, sh, sw, dh, dw, 1, 1,
+                rows_per_class, cols_per_class, starts, count, 1)
 
 
 from . import direct_conv, winograd  # noqa: E402  (at the end: winograd takes this module's workspaces)

@@ -37,7 +37,7 @@ _MULTIPLY_ADD = {"reassoc", "contract"}
 _BALANCE_MIN_FLOPS = 2 * 10 ** 8  # one pass of 2 N O C kh kw oh ow: about 3 ms on one core
 
 
-def _balanced(x_shape, weight_shape, out_size):
+def balanced(x_shape, weight_shape, out_size):
     """Whether a pass is long enough (_BALANCE_MIN_FLOPS) to run in several shares per thread
     (``tasks.run(balance=True)``): FashionCNN's second convolution and the bench's conv2d are,
     LeNet's and FashionCNN's first are not (more shares would cost more than they balance)."""
@@ -149,7 +149,7 @@ def conv2d_forward(x, weight, bias, padding, dilation, out_size):
     y = np.empty((x.shape[0], weight.shape[0]) + tuple(out_size), dtype=x.dtype)
     forward_images = _KERNELS.get(weight.shape[3], _ANY_ROW)[0]
     tasks.run(forward_images, x.shape[0], x, weight, shift, *padding, *dilation, y,
-              balance=_balanced(x.shape, weight.shape, out_size))
+              balance=balanced(x.shape, weight.shape, out_size))
     return y
 
 
@@ -157,7 +157,7 @@ def conv2d_backward(x, weight, dy, padding, dilation, need_dx=True, need_dw=True
     """(dx, dweight, dbias), dx / dweight None when not needed."""
     flipped = np.ascontiguousarray(weight[:, :, :, ::-1])  # taps v = kw - 1 ... 0, for dX
     dx = np.empty_like(x)
-    balance = _balanced(x.shape, weight.shape, dy.shape[2:])
+    balance = balanced(x.shape, weight.shape, dy.shape[2:])
     shares = tasks.shares(x.shape[0], balance=balance)
     dweight_parts = np.zeros((shares,) + weight.shape)
     dbias_parts = np.zeros((shares, weight.shape[0]))
@@ -446,7 +446,7 @@ def conv3x3_forward(x, weight, bias, padding):
     parts = min(n_blocks, -(-2 * numba.get_num_threads() // n_batch))  # tasks enough for the threads
     y = np.empty((n_batch, n_out, height + 2 * padding[0] - 2, width + 2 * padding[1] - 2), dtype=x.dtype)
     tasks.run(_forward_3x3, n_batch * parts, x, _blocked(weight), shift, padding[0], padding[1], parts, y,
-              balance=_balanced(x.shape, weight.shape, y.shape[2:]))
+              balance=balanced(x.shape, weight.shape, y.shape[2:]))
     return y
 
 
@@ -472,7 +472,7 @@ def conv3x3_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # K[o, c, 2-u, 2-v] as (C, O)
     n_out, channels = weight.shape[:2]
     dx = np.empty_like(x)
-    balance = _balanced(x.shape, weight.shape, dy.shape[2:])
+    balance = balanced(x.shape, weight.shape, dy.shape[2:])
     shares = tasks.shares(x.shape[0], balance=balance)
     dweight_parts = np.zeros((shares, -(-n_out // _BLOCK) * _BLOCK, channels, 3, 3))
     dbias_parts = np.zeros((shares, n_out))
