@@ -64,6 +64,37 @@ def test_sdpa_float32_and_mask_gradient(rng):
         assert_close(ours_t.grad, their_t.grad, what="grad", atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_batched_matmul_in_shares_matches_numpy(rng, dtype, transpose_a, transpose_b):
+    """40 heads of 96 x 80 by 80 x 72: past 2^19 elements, so the heads run in shares."""
+    from minidl.kernels.cpu import attention, tasks
+    heads, m, k, n = 40, 96, 80, 72
+    a = rng.standard_normal((heads, k, m) if transpose_a else (heads, m, k)).astype(dtype)
+    b = rng.standard_normal((heads, n, k) if transpose_b else (heads, k, n)).astype(dtype)
+    assert a.size + b.size + heads * m * n >= tasks.PARALLEL_MIN_WORK
+    out = attention.batched_matmul(a, b, transpose_a, transpose_b)
+    expected = np.matmul(np.swapaxes(a, 1, 2) if transpose_a else a, np.swapaxes(b, 1, 2) if transpose_b else b)
+    assert out.shape == (heads, m, n) and out.dtype == dtype
+    np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def test_sdpa_in_shares_matches_torch(rng):
+    """32 heads of 128 queries and keys: every product and the scores past 2^19 elements."""
+    torch = pytest.importorskip("torch")
+    (mq, tq), (mk, tk), (mv, tv) = (_pair(rng, (4, 8, 128, 32), torch) for _ in range(3))
+    out = F.scaled_dot_product_attention(mq, mk, mv, is_causal=True)
+    expected = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True)
+    upstream = rng.standard_normal(tuple(expected.shape))
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    assert_close(out, expected, what="out", **TOL64)
+    for name, ours, their in (("dq", mq, tq), ("dk", mk, tk), ("dv", mv, tv)):
+        assert_close(ours.grad, their.grad, what=name, **TOL64)
+
+
 def test_sdpa_gradcheck(rng):
     q, k, v = (minidl.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True) for _ in range(3))
     mask = minidl.tensor(rng.standard_normal((3, 3)), requires_grad=True)

@@ -80,13 +80,13 @@ def shares_calling_blas(n_tasks, balance=False):
     return shares(n_tasks, balance=balance) if kernel_blas_can_be_serial() else 1
 
 
-def run_calling_blas(kernel, n_tasks, *args, balance=False):
+def run_calling_blas(kernel, n_tasks, *args, work=None, balance=False):
     """``run`` for kernels that call BLAS themselves (np.dot compiled by Numba): the shares run
     concurrently on a single-threaded BLAS (``blas_threads.serial_kernel_blas``), or, when the
     kernels' BLAS cannot be made single-threaded, in one share on this thread."""
     with serial_kernel_blas() as serial:
         if serial:
-            run(kernel, n_tasks, *args, balance=balance)
+            run(kernel, n_tasks, *args, work=work, balance=balance)
         else:
             kernel(0, 0, n_tasks, *args)
 

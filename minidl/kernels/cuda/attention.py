@@ -5,10 +5,13 @@ with the formulas of ``kernels.cpu.attention``:
               ``causal``); a row whose every key is masked gives P = 0
     backward: dS_ij = P_ij (dP_ij - sum_k dP_ik P_ik)
 
-One thread per row, in place, sums in float64. The matrix products around it are the cuda
-array's matmul (``kernels/cuda/matmul.py``).
+One thread per row, in place, sums in float64. The matrix products around it
+(``batched_matmul``) are the cuda array's matmul (``kernels/cuda/matmul.py``), which reads a
+transposed operand through its strides.
 """
 import math
+
+import numpy as np
 
 from ._runtime import kernel_builder
 from .array import as_cuda
@@ -56,6 +59,12 @@ def _softmax_rows_backward():
                 grad[start + j] = probs[start + j] * (grad[start + j] - dot)
             r += step
     return kernel
+
+
+def batched_matmul(a, b, transpose_a=False, transpose_b=False):
+    """C[h] = op(A[h]) op(B[h]) over the leading axis of the stacks A and B (3-d), op = transpose
+    where asked."""
+    return np.matmul(np.swapaxes(a, 1, 2) if transpose_a else a, np.swapaxes(b, 1, 2) if transpose_b else b)
 
 
 def softmax_rows(scores, causal):

@@ -11,8 +11,8 @@ With dropout, P' = P * m / (1 - p) replaces P in O = P' V and dV, and dP is mult
 m / (1 - p) before the softmax backward. The forward keeps P (B, L, S) for the backward: it
 costs one (L, S) matrix per head, and recomputing it from a stored log-sum-exp would cost a
 third matrix product Q K^T per backward, the most expensive step of the three here.
-The products are BLAS (np.matmul); the softmax and its backward are one fused kernel each
-(``kernels/<device>/attention.py``).
+The products are the device's ``batched_matmul`` (BLAS on the cpu); the softmax and its
+backward are one fused kernel each (``kernels/<device>/attention.py``).
 """
 import math
 
@@ -39,11 +39,11 @@ class ScaledDotProductAttention(Function):
         batch, queries, (keys, value_width) = q.shape[:-2], q.shape[-2], v.shape[-2:]
         q3, k3, v3 = (np.ascontiguousarray(a.reshape(-1, *a.shape[-2:]), dtype=q.dtype, like=like(q))
                       for a in (q, k, v))
-        scores = np.matmul(q3 * q.dtype.type(scale), np.swapaxes(k3, 1, 2))
+        kernels = for_device(ctx.device, "attention")
+        scores = kernels.batched_matmul(q3 * q.dtype.type(scale), k3, transpose_b=True)
         if mask is not None:
             view = scores.reshape(batch + (queries, keys))
             view += mask.astype(q.dtype, copy=False)
-        kernels = for_device(ctx.device, "attention")
         probs = kernels.softmax_rows(scores, causal)
         keep = None
         if dropout_p > 0:
@@ -53,25 +53,27 @@ class ScaledDotProductAttention(Function):
             used = probs
         ctx.save_for_backward(q3, k3, v3, probs, keep)
         ctx.options = (scale, q.shape, k.shape, v.shape, None if mask is None else mask.shape)
-        return np.matmul(used, v3).reshape(batch + (queries, value_width))
+        return kernels.batched_matmul(used, v3).reshape(batch + (queries, value_width))
 
     @staticmethod
     def backward(ctx, grad):
         q3, k3, v3, probs, keep = ctx.saved_arrays
         scale, q_shape, k_shape, v_shape, mask_shape = ctx.options
         grad = np.ascontiguousarray(grad.reshape(-1, *grad.shape[-2:]), dtype=q3.dtype, like=like(q3))
+        kernels = for_device(ctx.device, "attention")
         used = probs if keep is None else probs * keep
-        dv = np.matmul(np.swapaxes(used, 1, 2), grad).reshape(v_shape) if ctx.needs_input_grad[2] else None
-        dp = np.matmul(grad, np.swapaxes(v3, 1, 2))
+        need_dq, need_dk, need_dv = ctx.needs_input_grad[:3]
+        dv = kernels.batched_matmul(used, grad, transpose_a=True).reshape(v_shape) if need_dv else None
+        dp = kernels.batched_matmul(grad, v3, transpose_b=True)
         if keep is not None:
             dp *= keep
-        ds = for_device(ctx.device, "attention").softmax_rows_backward(probs, dp)
+        ds = kernels.softmax_rows_backward(probs, dp)
         dmask = None
         if mask_shape is not None and ctx.needs_input_grad[3]:
             dmask = unbroadcast(ds.reshape(q_shape[:-1] + k_shape[-2:-1]), mask_shape)
         c = q3.dtype.type(scale)
-        dq = (np.matmul(ds, k3) * c).reshape(q_shape) if ctx.needs_input_grad[0] else None
-        dk = (np.matmul(np.swapaxes(ds, 1, 2), q3) * c).reshape(k_shape) if ctx.needs_input_grad[1] else None
+        dq = (kernels.batched_matmul(ds, k3) * c).reshape(q_shape) if need_dq else None
+        dk = (kernels.batched_matmul(ds, q3, transpose_a=True) * c).reshape(k_shape) if need_dk else None
         return dq, dk, dv, dmask
 
 
@@ -127,11 +129,12 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
         return Tensor._from_array(MetaArray(query.shape[:-1] + key.shape[-2:-1], query.dtype), query.device)
     q, k = query.array, key.array
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    scores = np.matmul(q.reshape(-1, *q.shape[-2:]) * q.dtype.type(scale),
-                       np.swapaxes(k.reshape(-1, *k.shape[-2:]), 1, 2))
+    kernels = for_device(query.device, "attention")
+    q3, k3 = (np.ascontiguousarray(a.reshape(-1, *a.shape[-2:]), dtype=q.dtype, like=like(q)) for a in (q, k))
+    scores = kernels.batched_matmul(q3 * q.dtype.type(scale), k3, transpose_b=True)
     mask = additive_mask(attn_mask, q.dtype, allowed=True)
     if mask is not None:
         view = scores.reshape(q.shape[:-1] + k.shape[-2:-1])
         view += mask.array if isinstance(mask, Tensor) else mask
-    probs = for_device(query.device, "attention").softmax_rows(np.ascontiguousarray(scores), bool(is_causal))
+    probs = kernels.softmax_rows(scores, bool(is_causal))
     return Tensor._from_array(probs.reshape(q.shape[:-1] + k.shape[-2:-1]), query.device)
