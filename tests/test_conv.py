@@ -514,7 +514,8 @@ def _chunked_cases(count, seed=3):
     """Random strided, padded, dilated shapes, with odd sizes, for the chunked im2col path."""
     rng = np.random.default_rng(seed)
     cases = [((7, 6, 14, 14), (16, 6, 5, 5), dict()),                             # LeNet's second
-             ((5, 3, 9, 8), (4, 3, 3, 3), dict(stride=2, padding=2, dilation=2))]
+             ((5, 3, 9, 8), (4, 3, 3, 3), dict(stride=2, padding=2, dilation=2)),
+             ((3, 4, 9, 11), (5, 4, 3, 3), dict(stride=2, padding=1))]             # odd width, stride 2
     for _ in range(count - len(cases)):
         kh, kw = (int(k) for k in rng.integers(1, 5, 2))
         options = dict(stride=(int(rng.integers(2, 4)), int(rng.integers(1, 4))),  # strided: not direct
@@ -527,7 +528,7 @@ def _chunked_cases(count, seed=3):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, options", _chunked_cases(10))
+@pytest.mark.parametrize("x_shape, w_shape, options", _chunked_cases(11))
 def test_chunked_im2col_matches_torch(rng, monkeypatch, dtype, x_shape, w_shape, options):
     """Chunks of 1-3 images (a small CHUNK_FLOATS), the last one of a share shorter."""
     from minidl.kernels.cpu import conv

@@ -562,6 +562,15 @@ def full_bias(bias, n_out, out_size, dtype):
 # 13.4-16 -> 11 ms (2 cores). Strided 32->16 3x3 at batch 64: 1.7 -> 1.1 and 3.0 -> 2.2 ms; 64->64
 # 3x3 on 8x8 planes: 3.3 -> 2.9 and 6.6 -> 5.4 ms; 1x1 16->32 on 32x32: 1.5 -> 1.0 and 3.2 -> 2.3 ms.
 
+# A strided convolution reads every sw-th column of the padded input: as a gather, the stride-2
+# unfold of a 16-wide output row took 3.5 times as long per element as a stride-1 one (32 against
+# 9 us for one image of a 16 -> 32 3x3 layer at 16x16). So the chunked path keeps the padded
+# input's columns in sw phases (``padded_phases``): padded column w at (w % sw) P + w // sw,
+# P = ceil(Wp / sw) columns per phase. Column j sw + v dw of a tap v is then
+#     (v dw % sw) P + v dw // sw + j,
+# contiguous in j: the unfold copies and the fold adds whole runs, and only the padding pass
+# (and the fold's copy back to dX) moves columns one at a time, once per element.
+
 CHUNK_FLOATS = 1 << 16  # floats of columns per chunk: 256 KB in float32
 #: most weights (O C kh kw) for the chunked path: each share keeps a float64 partial dK' (16 MB
 #: over 8 shares at the limit); bigger layers unfold the whole batch (no partial sums).
@@ -579,7 +588,8 @@ def chunked_conv_forward(x, weight, bias, stride, padding, dilation, out_size):
     n_out, kernel = weight.shape[0], weight.shape[2:]
     y = np.empty((x.shape[0], n_out) + tuple(out_size), dtype=x.dtype)
     shift = np.zeros(n_out, dtype=x.dtype) if bias is None else bias
-    tasks.run_calling_blas(_forward_chunks, x.shape[0], padded(x, *padding), weight.reshape(n_out, -1), shift,
+    xq, phase_width = padded_phases(x, *padding, stride[1])
+    tasks.run_calling_blas(_forward_chunks, x.shape[0], xq, phase_width, weight.reshape(n_out, -1), shift,
                            *kernel, *stride, *dilation, _chunk(weight, out_size), y,
                            balance=direct_conv.balanced(x.shape, weight.shape, out_size))
     return y
@@ -594,12 +604,73 @@ def chunked_conv_backward(x, weight, dy, stride, padding, dilation, need_dx=True
     parts = (n_out, weight[0].size) if need_dw else (0, 0)
     dweight_parts = np.zeros((tasks.shares_calling_blas(x.shape[0], balance),) + parts)
     dx = np.empty_like(x)
-    tasks.run_calling_blas(_backward_chunks, x.shape[0], x, padded(x, *padding) if need_dw else x,
+    xq = padded_phases(x, *padding, stride[1])[0] if need_dw else x  # dK' reads it, dX does not
+    tasks.run_calling_blas(_backward_chunks, x.shape[0], x, xq, _phase_width(x, padding[1], stride[1]),
                            np.ascontiguousarray(weight.reshape(n_out, -1).T), dy, *kernel, *stride, *padding,
                            *dilation, _chunk(weight, out_size), need_dx, need_dw, dx, dweight_parts,
                            balance=balance)
     dweight = dweight_parts.sum(axis=0).astype(x.dtype).reshape(weight.shape) if need_dw else None
     return (dx if need_dx else None), dweight
+
+
+def _phase_width(x, pw, sw):
+    """P: columns per phase of x's padded rows (Wp = W + 2 pw of them) in sw phases."""
+    return -(-(x.shape[3] + 2 * pw) // sw)
+
+
+def padded_phases(x, ph, pw, sw):
+    """(Xq, P): x padded as ``padded`` does, each row's Wp columns in sw phases of P (the
+    comment above; the columns past Wp are 0); for sw = 1 that is ``padded(x, ph, pw)``."""
+    phase_width = _phase_width(x, pw, sw)
+    if sw == 1:
+        return padded(x, ph, pw), phase_width
+    n_batch, channels, height = x.shape[:3]
+    xq = np.empty((n_batch, channels, height + 2 * ph, sw * phase_width), dtype=x.dtype)
+    tasks.run(_pad_phases_tasks, n_batch * channels, x, xq, ph, pw, sw, phase_width, work=x.size + xq.size)
+    return xq, phase_width
+
+
+@njit(cache=True, nogil=True)
+def _pad_phases_tasks(share, first, last, x, xq, ph, pw, sw, phase_width):
+    channels, height = x.shape[1:3]
+    for task in range(first, last):
+        plane, source = xq[task // channels, task % channels], x[task // channels, task % channels]
+        plane[:] = 0.0
+        for h in range(height):
+            _copy_phases(plane[ph + h], source[h], pw, sw, phase_width, True)
+
+
+@njit(cache=True, inline="always")
+def _copy_phases(phases, row, pw, sw, phase_width, into_phases):
+    """phases[(pw + j) % sw P + (pw + j) // sw] = row[j] (``into_phases``: a row padded by pw, in
+    sw phases) or the other way round. Stride 2 in loops of its own: with the constant stride
+    LLVM moves whole vectors (the padding of a (64, 16, 32, 32) batch took 0.3 ms on one core,
+    against 0.95 ms in the general loop)."""
+    width = row.size
+    if sw == 2:
+        even = phases[pw % 2 * phase_width + pw // 2:]  # the columns j = 2 k, then j = 2 k + 1
+        odd = phases[(pw + 1) % 2 * phase_width + (pw + 1) // 2:]
+        if into_phases:
+            for k in range(width // 2):
+                even[k] = row[2 * k]
+                odd[k] = row[2 * k + 1]
+        else:
+            for k in range(width // 2):
+                row[2 * k] = even[k]
+                row[2 * k + 1] = odd[k]
+        if width % 2 and into_phases:
+            even[width // 2] = row[width - 1]
+        elif width % 2:
+            row[width - 1] = even[width // 2]
+        return
+    for phase in range(sw):
+        j0 = (phase - pw) % sw  # the first column j with (pw + j) % sw == phase
+        run = phases[phase * phase_width + (pw + j0) // sw:]
+        for k in range(-(-(width - j0) // sw)):
+            if into_phases:
+                run[k] = row[j0 + k * sw]
+            else:
+                row[j0 + k * sw] = run[k]
 
 
 def _chunk(weight, out_size):
@@ -608,15 +679,16 @@ def _chunk(weight, out_size):
 
 
 @njit(cache=True, nogil=True)
-def _forward_chunks(share, first, last, xp, weight_2d, bias, kh, kw, sh, sw, dh, dw, chunk, y):
+def _forward_chunks(share, first, last, xq, phase_width, weight_2d, bias, kh, kw, sh, sw, dh, dw, chunk, y):
+    """Y of images first <= n < last from ``xq``, the padded input in phases (padded_phases)."""
     n_out, n_rows = weight_2d.shape
     positions = y.shape[2] * y.shape[3]
-    cols_buffer = np.empty(n_rows * chunk * positions, dtype=xp.dtype)
-    out_buffer = np.empty(n_out * chunk * positions, dtype=xp.dtype)
+    cols_buffer = np.empty(n_rows * chunk * positions, dtype=xq.dtype)
+    out_buffer = np.empty(n_out * chunk * positions, dtype=xq.dtype)
     for start in range(first, last, chunk):
         stop = min(start + chunk, last)
         span = (stop - start) * positions
-        _unfold_chunk(xp, start, stop, kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3], cols_buffer)
+        _unfold_chunk(xq, phase_width, start, stop, kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3], cols_buffer)
         out = out_buffer[:n_out * span].reshape(n_out, span)
         np.dot(weight_2d, cols_buffer[:n_rows * span].reshape(n_rows, span), out)
         for n in range(start, stop):
@@ -627,10 +699,11 @@ def _forward_chunks(share, first, last, xp, weight_2d, bias, kh, kw, sh, sw, dh,
 
 
 @njit(cache=True, nogil=True)
-def _backward_chunks(share, first, last, x, xp, weight_t, dy, kh, kw, sh, sw, ph, pw, dh, dw, chunk, need_dx,
-                     need_dw, dx, dweight_parts):
+def _backward_chunks(share, first, last, x, xq, phase_width, weight_t, dy, kh, kw, sh, sw, ph, pw, dh, dw, chunk,
+                     need_dx, need_dw, dx, dweight_parts):
     """dx of images first <= n < last (when need_dx) and their dK' added to this share's part.
-    ``xp`` is the padded input (read only for dK'); dX is folded into a padded scratch chunk."""
+    ``xq`` is the padded input in phases (read only for dK'); dX is folded into a padded scratch
+    chunk in phases, then copied to dx."""
     n_rows, n_out = weight_t.shape
     channels, height, width = x.shape[1:]
     oh, ow = dy.shape[2], dy.shape[3]
@@ -638,7 +711,7 @@ def _backward_chunks(share, first, last, x, xp, weight_t, dy, kh, kw, sh, sw, ph
     cols_buffer = np.empty(n_rows * chunk * positions, dtype=x.dtype)
     grad_buffer = np.empty(n_out * chunk * positions, dtype=x.dtype)
     product = np.empty((n_out, n_rows), dtype=x.dtype)
-    dxp = np.empty((chunk, channels, height + 2 * ph, width + 2 * pw), dtype=x.dtype)
+    dxq = np.empty((chunk, channels, height + 2 * ph, sw * phase_width), dtype=x.dtype)
     dweight = dweight_parts[share]
     for start in range(first, last, chunk):
         stop = min(start + chunk, last)
@@ -651,45 +724,57 @@ def _backward_chunks(share, first, last, x, xp, weight_t, dy, kh, kw, sh, sw, ph
                     target[p] = source[p]
         cols = cols_buffer[:n_rows * span].reshape(n_rows, span)
         if need_dw:
-            _unfold_chunk(xp, start, stop, kh, kw, sh, sw, dh, dw, oh, ow, cols_buffer)
+            _unfold_chunk(xq, phase_width, start, stop, kh, kw, sh, sw, dh, dw, oh, ow, cols_buffer)
             np.dot(grad, cols.T, product)
             for o in range(n_out):
                 for r in range(n_rows):
                     dweight[o, r] += product[o, r]
         if need_dx:
             np.dot(weight_t, grad, cols)
-            _fold_chunk(cols_buffer, stop - start, kh, kw, sh, sw, dh, dw, oh, ow, dxp)
+            _fold_chunk(cols_buffer, phase_width, stop - start, kh, kw, sh, sw, dh, dw, oh, ow, dxq)
             for n in range(start, stop):
                 for c in range(channels):
                     for h in range(height):
-                        source, target = dxp[n - start, c, ph + h, pw:], dx[n, c, h]
-                        for j in range(width):
+                        _copy_phases(dxq[n - start, c, ph + h], dx[n, c, h], pw, sw, phase_width, False)
+
+
+@njit(cache=True)
+def _unfold_chunk(xq, phase_width, start, stop, kh, kw, sh, sw, dh, dw, oh, ow, cols):
+    """cols[(c, u, v), (n - start, i, j)] = Xp[n, c, i sh + u dh, j sw + v dw] for start <= n < stop
+    (``unfold``'s layout with one class), read from Xq, the padded input in phases: runs of ow
+    columns."""
+    count = stop - start
+    positions = oh * ow
+    for c in range(xq.shape[1]):
+        for u in range(kh):
+            for v in range(kw):
+                column = v * dw % sw * phase_width + v * dw // sw
+                r = (c * kh + u) * kw + v
+                for n in range(start, stop):
+                    plane, block = xq[n, c], cols[(r * count + n - start) * positions:]
+                    for i in range(oh):
+                        source, target = plane[i * sh + u * dh, column:], block[i * ow:]
+                        for j in range(ow):
                             target[j] = source[j]
 
 
 @njit(cache=True)
-def _one_class(oh, ow):
-    """Layout arrays (rows_per_class, cols_per_class, starts) of a plain convolution."""
-    return np.full(1, oh, dtype=np.int64), np.full(1, ow, dtype=np.int64), np.zeros(1, dtype=np.int64)
-
-
-@njit(cache=True)
-def _unfold_chunk(xp, start, stop, kh, kw, sh, sw, dh, dw, oh, ow, cols):
-    """cols[(c, u, v), (n - start, i, j)] = Xp[n, c, i sh + u dh, j sw + v dw] for start <= n < stop:
-    ``unfold``'s task loop on the chunk, its columns in class order (one class)."""
-    rows_per_class, cols_per_class, starts = _one_class(oh, ow)
-    count = stop - start
-    _unfold_tasks(0, 0, xp.shape[1] * kh * kw * count, xp[start:stop], cols, kh, kw, sh, sw, dh, dw, 1, 1,
-                  rows_per_class, cols_per_class, starts, count, 1)
-
-
-@njit(cache=True)
-def _fold_chunk(cols, count, kh, kw, sh, sw, dh, dw, oh, ow, dxp):
-    """The adjoint of _unfold_chunk into dXp[m] for the chunk's images m < count: ``fold``'s
-    task loop on the chunk."""
-    rows_per_class, cols_per_class, starts = _one_class(oh, ow)
-    _fold_tasks(0, 0, count * dxp.shape[1], cols, dxp[:count], kh, kw, sh, sw, dh, dw, 1, 1,
-                rows_per_class, cols_per_class, starts, count, 1)
+def _fold_chunk(cols, phase_width, count, kh, kw, sh, sw, dh, dw, oh, ow, dxq):
+    """The adjoint of _unfold_chunk into dXq[m] (the padded gradient in phases) for the chunk's
+    images m < count."""
+    positions = oh * ow
+    for m in range(count):
+        for c in range(dxq.shape[1]):
+            plane = dxq[m, c]
+            plane[:] = 0.0
+            for u in range(kh):
+                for v in range(kw):
+                    column = v * dw % sw * phase_width + v * dw // sw
+                    block = cols[(((c * kh + u) * kw + v) * count + m) * positions:]
+                    for i in range(oh):
+                        source, target = block[i * ow:], plane[i * sh + u * dh, column:]
+                        for j in range(ow):
+                            target[j] += source[j]
 
 
 from . import direct_conv, winograd  # noqa: E402  (at the end: winograd takes this module's workspaces)
