@@ -103,6 +103,19 @@ def test_float32_rows_keep_float32_accuracy(rng):
         np.testing.assert_allclose(single, double, atol=2e-5 * scale, err_msg=name)
 
 
+def test_float32_weight_and_bias_gradients_over_many_rows(rng):
+    """dweight and dbias sum 100,000 rows: blocks of rows in float32, the blocks in float64 keep
+    them within 1e-6 of the float64 sums of the same terms (one float32 running sum drifts ~1e-5)."""
+    x = rng.standard_normal((100_000, 4)).astype(np.float32)
+    upstream = (1 + 0.1 * rng.standard_normal(x.shape)).astype(np.float32)
+    mx = minidl.tensor(x, requires_grad=True)
+    layer = nn.LayerNorm(4)
+    layer(mx).backward(upstream)
+    xh = (x - x.mean(1, keepdims=True, dtype=np.float64)) / np.sqrt(x.var(1, keepdims=True, dtype=np.float64) + 1e-5)
+    np.testing.assert_allclose(layer.bias.grad.data, upstream.sum(0, dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(layer.weight.grad.data, (upstream * xh).sum(0), rtol=1e-6, atol=1e-3)
+
+
 def test_float64_stays_float64_and_large_mean_keeps_digits(rng):
     x = 1e4 + rng.standard_normal((4, 16))
     y = F.layer_norm(minidl.tensor(x, dtype=minidl.float64), 16).data

@@ -178,10 +178,18 @@ def _layer_norm_forward_rows(share, first, last, x, weight, bias, eps, y, mean, 
             target[k] = (source[k] - centre) * scale * weight[k] + bias[k]
 
 
+# Layer norm's dweight and dbias are sums over the rows per feature. Each share adds a block of
+# ROWS_PER_BLOCK rows in the data's dtype, then the block into its float64 partial sums: in
+# float64 row by row, the conversions and half-width adds took a third of the backward's time
+# (4,096 rows of 256 on one core: 0.57 -> 0.38 ms), and a float32 sum over 64 rows errs by
+# at most 64 ulp of its terms' sum of magnitudes.
+ROWS_PER_BLOCK = 64
+
+
 def layer_norm_backward(x, dy, mean, rstd, weight):
     """(dx, dweight, dbias) by the closed form above, in one pass over x and dy: each share of
-    rows writes their dx and its own float64 partial sums of dy and dy xh per feature, added up
-    in share order at the end."""
+    rows writes their dx and its own float64 partial sums of dy and dy xh per feature (from
+    blocks of ROWS_PER_BLOCK rows summed in x's dtype), added up in share order at the end."""
     dx = np.empty_like(x)
     work = 3 * x.size  # x and dy read, dx written
     partial = np.empty((tasks.shares(x.shape[0], work), 2, x.shape[1]))
@@ -194,19 +202,26 @@ def layer_norm_backward(x, dy, mean, rstd, weight):
 def _layer_norm_backward_rows(share, first, last, x, dy, mean, rstd, weight, dx, partial):
     features = x.shape[1]
     sum_dy, sum_dy_xh = partial[share, 0], partial[share, 1]
+    block_dy, block_dy_xh = np.empty(features, dtype=x.dtype), np.empty(features, dtype=x.dtype)
     for k in range(features):
         sum_dy[k] = 0.0
         sum_dy_xh[k] = 0.0
-    for r in range(first, last):
-        source, grad, target = x[r], dy[r], dx[r]
-        sum_g, sum_g_xh = _row_gradient_sums(source, grad, weight, mean[r], rstd[r])
-        centre, inv = x.dtype.type(mean[r]), x.dtype.type(rstd[r])
-        a, b = x.dtype.type(sum_g / features), x.dtype.type(sum_g_xh / features)
+    for start in range(first, last, ROWS_PER_BLOCK):
+        block_dy[:] = 0.0
+        block_dy_xh[:] = 0.0
+        for r in range(start, min(start + ROWS_PER_BLOCK, last)):
+            source, grad, target = x[r], dy[r], dx[r]
+            sum_g, sum_g_xh = _row_gradient_sums(source, grad, weight, mean[r], rstd[r])
+            centre, inv = x.dtype.type(mean[r]), x.dtype.type(rstd[r])
+            a, b = x.dtype.type(sum_g / features), x.dtype.type(sum_g_xh / features)
+            for k in range(features):
+                xh = (source[k] - centre) * inv
+                target[k] = inv * (grad[k] * weight[k] - a - xh * b)
+                block_dy[k] += grad[k]
+                block_dy_xh[k] += grad[k] * xh
         for k in range(features):
-            xh = (source[k] - centre) * inv
-            target[k] = inv * (grad[k] * weight[k] - a - xh * b)
-            sum_dy[k] += grad[k]
-            sum_dy_xh[k] += grad[k] * xh
+            sum_dy[k] += block_dy[k]
+            sum_dy_xh[k] += block_dy_xh[k]
 
 
 def group_norm_forward(x, weight, bias, eps):
