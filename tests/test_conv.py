@@ -263,11 +263,21 @@ def _direct_cases(count, seed=0):
     return cases
 
 
+@pytest.fixture
+def force_algorithm(monkeypatch):
+    """force(name): conv2d computes every shape by that path (the kernel tests' small shapes
+    would otherwise go where the size rules of _algorithm send them)."""
+    from minidl.kernels.cpu import conv
+
+    def force(name):
+        monkeypatch.setattr(conv, "_algorithm", lambda *shape: name)
+    return force
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, c, h, w, o, kernel, padding, dilation", _direct_cases(14))
-def test_direct_path_matches_torch(rng, dtype, n, c, h, w, o, kernel, padding, dilation):
-    from minidl.kernels.cpu import direct_conv
-    assert direct_conv.chosen((o, c) + kernel, (1, 1), 1)
+def test_direct_path_matches_torch(rng, force_algorithm, dtype, n, c, h, w, o, kernel, padding, dilation):
+    force_algorithm("direct")
     tolerance = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     _conv2d_matches_torch(rng, dtype, (n, c, h, w), (o, c) + kernel, padding, dilation, tolerance)
 
@@ -294,19 +304,19 @@ def _conv2d_matches_torch(rng, dtype, x_shape, w_shape, padding, dilation, toler
     ((2, 2, 6, 7), (3, 2, 3, 3), dict(padding=(1, 0), dilation=(1, 2))),
     ((1, 3, 5, 6), (2, 3, 2, 4), dict(padding=(0, 1))),
 ])
-def test_direct_path_gradcheck(rng, x_shape, w_shape, options):
-    from minidl.kernels.cpu import direct_conv
-    assert direct_conv.chosen(w_shape, (1, 1), 1)
+def test_direct_path_gradcheck(rng, force_algorithm, x_shape, w_shape, options):
+    force_algorithm("direct")
     inputs = [leaf(rng.standard_normal(s)) for s in (x_shape, w_shape, w_shape[:1])]
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **options), inputs)
 
 
 @pytest.mark.parametrize("w_shape, stride, groups, direct", [
-    ((6, 1, 5, 5), (1, 1), 1, True),       # LeNet's first layer
-    ((32, 1, 3, 3), (1, 1), 1, True),      # FashionCNN's first layer
-    ((16, 3, 5, 5), (1, 1), 1, True),
-    ((16, 6, 5, 5), (1, 1), 1, False),     # LeNet's second layer: 150 taps
-    ((64, 1, 3, 3), (1, 1), 1, False),     # too many output channels
+    ((6, 1, 5, 5), (1, 1), 1, True),       # LeNet's first layer: 150 weights
+    ((32, 1, 3, 3), (1, 1), 1, True),      # FashionCNN's first layer: 288
+    ((6, 2, 5, 5), (1, 1), 1, True),       # 300
+    ((16, 3, 5, 5), (1, 1), 1, False),     # 1,200: im2col in chunks is faster
+    ((16, 6, 5, 5), (1, 1), 1, False),     # LeNet's second layer
+    ((64, 1, 3, 3), (1, 1), 1, False),
     ((6, 1, 5, 5), (2, 2), 1, False),      # strided
     ((4, 1, 3, 3), (1, 1), 2, False),      # grouped
 ])
@@ -320,7 +330,7 @@ def _blocked_3x3_cases(count, seed=1):
     loops), output channels that do not fill the last block of 4, planes from one output to
     wider than the accumulator."""
     rng = np.random.default_rng(seed)
-    cases = [(2, 16, 8, 8, 32, (1, 1)), (3, 9, 5, 7, 5, (1, 0)), (1, 12, 3, 3, 33, (0, 0)),
+    cases = [(2, 16, 11, 11, 32, (1, 1)), (3, 9, 5, 7, 5, (1, 0)), (1, 12, 3, 3, 33, (0, 0)),
              (2, 1, 4, 6, 40, (0, 1)),
              (1, 9, 70, 30, 5, (1, 1)),   # three row chunks of the accumulator
              (1, 9, 3, 1100, 5, (1, 0))]  # a row wider than the accumulator's 1024 positions
@@ -352,13 +362,18 @@ def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
 
 
 @pytest.mark.parametrize("w_shape, stride, padding, dilation, groups, out_size, algorithm", [
+    ((6, 1, 5, 5), (1, 1), (2, 2), (1, 1), 1, (28, 28), "direct"),         # LeNet's first layer
     ((32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, (28, 28), "direct"),        # FashionCNN's first layer
     ((64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "direct 3x3"),   # its second
     ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (32, 32), "direct 3x3"),   # the bench's conv2d row
     ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "winograd"),
     ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (12, 12), "im2col chunks"),  # wide, small planes
     ((256, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "im2col"),       # past CHUNKED_MAX_WEIGHTS
-    ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "direct 3x3"),     # few channels: any plane
+    ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (10, 10), "im2col chunks"),  # a small plane
+    ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (11, 11), "direct 3x3"),
+    ((16, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "direct 3x3"),       # few channels: any plane
+    ((16, 8, 3, 3), (1, 1), (2, 2), (1, 1), 1, (20, 20), "im2col chunks"),  # padding 2: 1,152 weights
+    ((8, 2, 3, 3), (1, 1), (2, 2), (1, 1), 1, (20, 20), "direct"),
     ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, (32, 32), "im2col chunks"),  # padding 2
     ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16), "im2col chunks"),  # strided
     ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, (30, 30), "im2col chunks"),  # dilated
@@ -485,12 +500,13 @@ def _shares_backwards(kernel, n_tasks, *rest, work=None, balance=False):
 
 
 @pytest.mark.parametrize("w_shape, algorithm", [((5, 2, 3, 3), "direct"), ((6, 10, 3, 3), "direct 3x3")])
-def test_balanced_direct_passes_give_the_same_bits_in_any_order(rng, monkeypatch, w_shape, algorithm):
+def test_balanced_direct_passes_give_the_same_bits_in_any_order(rng, monkeypatch, force_algorithm, w_shape,
+                                                                algorithm):
     """With balance (more shares than threads, taken by whichever thread is free), each share's
     partial dK and db cover the same images whatever thread runs it and whenever: the result of
     shares run backwards on one thread equals the concurrent one, and matches PyTorch."""
     from minidl.kernels.cpu import conv, direct_conv, tasks
-    assert conv._algorithm(w_shape, (1, 1), (1, 1), (1, 1), 1, (6, 7)) == algorithm
+    force_algorithm(algorithm)
     monkeypatch.setattr(direct_conv, "_BALANCE_MIN_FLOPS", 0)
     x = rng.standard_normal((13, w_shape[1], 6, 7)).astype(np.float32)
     weight = rng.standard_normal(w_shape).astype(np.float32)

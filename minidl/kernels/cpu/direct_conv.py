@@ -45,14 +45,20 @@ def balanced(x_shape, weight_shape, out_size):
     return 2 * x_shape[0] * n_out * channels * kh * kw * out_size[0] * out_size[1] >= _BALANCE_MIN_FLOPS
 
 
+#: most weights (O C kh kw) for the per-row loops. Against im2col in chunks of images, fwd+bwd
+#: at batch 64, 2 Zen4 cores (ms, per-row / chunks): 1->6 5x5 at 28x28 (LeNet's first layer)
+#: 1.05 / 1.40 and at 14x14 0.51 / 0.73; 2->6 5x5 1.60 / 1.67; 1->32 3x3 1.79 / 1.84; past it
+#: chunks won: 1->32 5x5 3.8 / 3.2, 1->16 7x7 5.6 / 3.2, 3->16 5x5 at 24x24 5.1 / 3.2, and bigger
+#: 3x3 layers take the blocked loops below (8->16 at 16x16: per-row 3.4, blocked 1.6, chunks 1.6).
+#: Smaller 3x3 layers stay here: the blocked loops are faster on them too (4->8 at 28x28: 2.1 /
+#: 1.2 ms) but compile slower, and a first conv + batch norm + pooling step with a cold cache
+#: took 5.7-6.3 s through them against 3.4 s.
+MAX_WEIGHTS = 300
+
+
 def chosen(weight_shape, stride, groups):
-    """Whether conv2d takes the direct path: stride 1, one group, at most 32 output channels and
-    75 taps (C kh kw). Measured on a shared 2-core Zen4, F.conv2d fwd+bwd (ms, direct / im2col),
-    batch 256: 1->6 5x5 at 28x28 (LeNet) 7.4 / 9.3, 1->32 3x3 at 28x28 (FashionCNN) 10.4 / 12.1;
-    batch 64: 3->16 5x5 at 32x32 11.6 / 15.3. Past the limits im2col won: 6->16 5x5 at 14x14
-    (LeNet) 17.5 / 12.1, 1->64 3x3 32 / 23, 16->32 3x3 at 32x32 48 / 30."""
-    n_out, channels, kh, kw = weight_shape
-    return tuple(stride) == (1, 1) and groups == 1 and n_out <= 32 and channels * kh * kw <= 75
+    """Whether conv2d takes the per-row loops: stride 1, one group, at most MAX_WEIGHTS weights."""
+    return tuple(stride) == (1, 1) and groups == 1 and int(np.prod(weight_shape)) <= MAX_WEIGHTS
 
 
 # acc[f] += sum_v k[v] src[f + v dw] over all f of acc: a row of taps per pass over acc (one
@@ -336,11 +342,21 @@ def _accumulator_stride(wq):
     return max(_ACCUMULATOR, _lanes(wq)) + _LANES
 
 
-def chosen_3x3(weight_shape, stride, padding, dilation, groups):
+#: On planes of at most SMALL_PLANE positions a 3x3 layer with SMALL_PLANE_CHANNELS (C O) or more
+#: goes to im2col in chunks: fwd+bwd at batch 64 (ms, blocked / chunks), 16->32 at 8x8 2.6 / 2.2,
+#: at 10x10 3.3 / 3.2, at 12x12 3.8 / 4.3; 32->32 at 8x8 4.8 / 3.6, at 4x4 3.8 / 1.7; 48->48 at
+#: 8x8 7.6 / 5.2. With fewer channels the blocked loops keep up there (8->16 at 8x8 0.91 / 1.03).
+SMALL_PLANE = 10 * 10
+SMALL_PLANE_CHANNELS = 512
+
+
+def chosen_3x3(weight_shape, stride, padding, dilation, groups, out_size):
     """Whether conv2d takes the blocked 3x3 path: 3x3 kernel, stride 1, dilation 1, one group,
-    padding 0 or 1."""
+    padding 0 or 1, and not a small plane of many channels (SMALL_PLANE)."""
+    small = (out_size[0] * out_size[1] <= SMALL_PLANE
+             and weight_shape[0] * weight_shape[1] >= SMALL_PLANE_CHANNELS)
     return (tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-            and groups == 1 and all(p in (0, 1) for p in padding))
+            and groups == 1 and all(p in (0, 1) for p in padding) and not small)
 
 
 def _blocked(weight):
