@@ -45,6 +45,18 @@ def test_shares_follow_the_numba_thread_count():
         numba.set_num_threads(with_one)
 
 
+def test_shares_of_a_given_size_are_taken_in_turn():
+    """per_share: ceil(n / per_share) contiguous shares, whatever the thread count (one thread:
+    one share), each task run once."""
+    import numba
+    owner, calls = np.full(100, -1), np.zeros(100, dtype=np.int64)
+    tasks.run(_mark, 100, owner, calls, per_share=8)
+    assert (calls == 1).all() and (np.diff(owner) >= 0).all()
+    expected = 1 if numba.get_num_threads() == 1 else 13
+    assert tasks.shares(100, per_share=8) == expected and owner[-1] == expected - 1
+    assert tasks.shares(5, per_share=8) == 1
+
+
 def _fail(share, first, last):
     if share == tasks.shares(8) - 1:
         raise ValueError(f"share {share} failed")

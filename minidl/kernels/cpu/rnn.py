@@ -13,6 +13,16 @@ kernels went from 12.8 to 9.3 ms (its whole layer 20-22 -> 18-19.6 ms) and the b
 to PyTorch from 2.0 to 1.4-1.8 (LSTM), 1.13 to 0.85-1.03 (RNN), 1.11 to 0.88-0.96 (GRU).
 Without a BLAS of its own to make single-threaded, all rows run in one share.
 
+The LSTM and GRU split the batch into shares of ROWS_PER_SHARE rows, taken in turn by whichever
+thread is free, instead of one share per thread: on 2 cores, forward + backward over 50 steps,
+input 64, hidden 128, batch 64 (ms, one share per thread / 8-row shares): LSTM 16.6-17.2 /
+13.9-14.7, GRU 13.1-13.4 / 11.2-11.6, and with PyTorch's OpenMP workers spinning on one core
+after each of its ops (the bench's interleaved runs) LSTM 23.5 / 20.0, GRU 19.1 / 16.5: a
+thread slowed on a shared core leaves its later shares to the other. At batch 256 they tie
+(LSTM 59-62 / 60). Shares of 16 or 32 rows measured slower than either (LSTM at batch 64 with
+16-row shares: 19-21 ms). The Elman RNN, whose step product is a quarter of the LSTM's, keeps
+one share per thread (8-row shares: 3.6 / 3.8 ms at batch 64, 17.7 / 20.5 at 256).
+
 Row convention (rows are samples): a step computes ``h_(t-1) W_hh^T``; backward sends
 ``da_t W_hh`` to h_(t-1). ``w_hh_t`` is W_hh^T made contiguous.
 
@@ -27,6 +37,8 @@ from numba import njit
 
 from . import tasks
 from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
+
+ROWS_PER_SHARE = 8  # LSTM and GRU (module docstring)
 
 
 # ---------------------------------------------------------------- Elman RNN
@@ -99,7 +111,8 @@ def lstm_forward(xw, h0, c0, w_hh_t):
     c_seq = np.empty((steps, batch, width // 4), dtype=xw.dtype)
     gates = np.empty_like(xw)
     tanh_c = np.empty_like(c_seq)
-    tasks.run_calling_blas(_lstm_forward_rows, batch, xw, h0, c0, w_hh_t, out, c_seq, gates, tanh_c)
+    tasks.run_calling_blas(_lstm_forward_rows, batch, xw, h0, c0, w_hh_t, out, c_seq, gates, tanh_c,
+                           per_share=ROWS_PER_SHARE)
     return out, c_seq, gates, tanh_c
 
 
@@ -143,7 +156,8 @@ def lstm_backward(grad_out, gates, c_seq, tanh_c, c0, w_hh):
     da = np.empty_like(gates)
     dh = np.zeros((batch, width // 4), dtype=gates.dtype)
     dc = grad_out[steps].copy()
-    tasks.run_calling_blas(_lstm_backward_rows, batch, grad_out, gates, c_seq, tanh_c, c0, w_hh, da, dh, dc)
+    tasks.run_calling_blas(_lstm_backward_rows, batch, grad_out, gates, c_seq, tanh_c, c0, w_hh, da, dh, dc,
+                           per_share=ROWS_PER_SHARE)
     return da, dh, dc
 
 
@@ -180,7 +194,8 @@ def gru_forward(xw, h0, w_hh_t, b_hh):
     h_seq = np.empty((steps, batch, width // 3), dtype=xw.dtype)
     saved = np.empty((steps, batch, 4 * (width // 3)), dtype=xw.dtype)
     hw = np.empty((batch, width), dtype=xw.dtype)
-    tasks.run_calling_blas(_gru_forward_rows, batch, xw, h0, w_hh_t, b_hh, h_seq, saved, hw)
+    tasks.run_calling_blas(_gru_forward_rows, batch, xw, h0, w_hh_t, b_hh, h_seq, saved, hw,
+                           per_share=ROWS_PER_SHARE)
     return h_seq, saved
 
 
@@ -217,7 +232,8 @@ def gru_backward(grad_h, saved, h_seq, h0, w_hh):
     dhw = np.empty_like(dxw)
     dh = np.zeros((batch, hidden), dtype=grad_h.dtype)
     through_z = np.empty_like(dh)
-    tasks.run_calling_blas(_gru_backward_rows, batch, grad_h, saved, h_seq, h0, w_hh, dxw, dhw, dh, through_z)
+    tasks.run_calling_blas(_gru_backward_rows, batch, grad_h, saved, h_seq, h0, w_hh, dxw, dhw, dh, through_z,
+                           per_share=ROWS_PER_SHARE)
     return dxw, dhw, dh
 
 

@@ -40,23 +40,25 @@ _pool = None
 _pool_pid = None
 
 
-def shares(n_tasks, work=None, balance=False):
+def shares(n_tasks, work=None, balance=False, per_share=None):
     """How many shares ``run`` splits ``n_tasks`` tasks into: one per Numba thread
-    (SHARES_PER_THREAD with ``balance``), at most one per task (the size of per-share scratch
-    arrays such as partial sums); one when ``work`` (elements read and written) is below
-    PARALLEL_MIN_WORK."""
+    (SHARES_PER_THREAD with ``balance``; shares of ``per_share`` tasks when given), at most one
+    per task (the size of per-share scratch arrays such as partial sums); one when ``work``
+    (elements read and written) is below PARALLEL_MIN_WORK."""
     threads = numba.get_num_threads()
     if (work is not None and work < PARALLEL_MIN_WORK) or threads == 1:
         return 1
+    if per_share is not None:
+        return max(1, -(-n_tasks // per_share))
     return max(1, min(threads * (SHARES_PER_THREAD if balance else 1), n_tasks))
 
 
-def run(kernel, n_tasks, *args, work=None, balance=False):
+def run(kernel, n_tasks, *args, work=None, balance=False, per_share=None):
     """kernel(share, first, last, *args) for every share of range(n_tasks) (contiguous tasks,
-    ``shares(n_tasks, work, balance)`` of them), concurrently: this thread and the pool's take
-    the shares in turn. In one share on this thread when ``work`` (elements read and written)
-    is below PARALLEL_MIN_WORK."""
-    count = shares(n_tasks, work, balance)
+    ``shares(n_tasks, work, balance, per_share)`` of them), concurrently: this thread and the
+    pool's take the shares in turn. In one share on this thread when ``work`` (elements read
+    and written) is below PARALLEL_MIN_WORK."""
+    count = shares(n_tasks, work, balance, per_share)
     bounds = [share * n_tasks // count for share in range(count + 1)]
     next_share = itertools.count()  # next() is atomic: each share is taken once
 
@@ -80,13 +82,13 @@ def shares_calling_blas(n_tasks, balance=False):
     return shares(n_tasks, balance=balance) if kernel_blas_can_be_serial() else 1
 
 
-def run_calling_blas(kernel, n_tasks, *args, work=None, balance=False):
+def run_calling_blas(kernel, n_tasks, *args, work=None, balance=False, per_share=None):
     """``run`` for kernels that call BLAS themselves (np.dot compiled by Numba): the shares run
     concurrently on a single-threaded BLAS (``blas_threads.serial_kernel_blas``), or, when the
     kernels' BLAS cannot be made single-threaded, in one share on this thread."""
     with serial_kernel_blas() as serial:
         if serial:
-            run(kernel, n_tasks, *args, work=work, balance=balance)
+            run(kernel, n_tasks, *args, work=work, balance=balance, per_share=per_share)
         else:
             kernel(0, 0, n_tasks, *args)
 
