@@ -277,9 +277,9 @@ def count_launches(step):
     count = [0]
     run = tasks.run
 
-    def counted_run(kernel, n_tasks, *args, work=None, balance=False):
-        count[0] += tasks.shares(n_tasks, work) > 1
-        return run(kernel, n_tasks, *args, work=work, balance=balance)
+    def counted_run(kernel, n_tasks, *args, work=None, balance=False, per_share=None):
+        count[0] += tasks.shares(n_tasks, work, balance, per_share) > 1
+        return run(kernel, n_tasks, *args, work=work, balance=balance, per_share=per_share)
 
     tasks.run = counted_run
 

@@ -310,6 +310,58 @@ def test_direct_path_gradcheck(rng, force_algorithm, x_shape, w_shape, options):
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, **options), inputs)
 
 
+def _grouped_cases(count, seed=5):
+    """(n, groups, in per group, out per group, h, w, kernel, padding, dilation): depthwise (one
+    input channel per group, with and without a channel multiplier) and grouped, odd sizes."""
+    rng = np.random.default_rng(seed)
+    cases = [(2, 6, 1, 1, 7, 6, (3, 3), (1, 1), (1, 1)), (3, 4, 1, 2, 5, 8, (3, 3), (0, 1), (1, 1)),
+             (2, 3, 2, 3, 9, 7, (5, 5), (2, 2), (1, 1))]
+    while len(cases) < count:
+        kernel = tuple(int(k) for k in rng.integers(1, 6, 2))
+        dilation = tuple(int(d) for d in rng.integers(1, 3, 2))
+        h, w = (int(d * (k - 1) + 1 + rng.integers(0, 6)) for k, d in zip(kernel, dilation))
+        cases.append((int(rng.integers(1, 4)), int(rng.integers(2, 6)), int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+                      h, w, kernel, tuple(int(p) for p in rng.integers(0, 3, 2)), dilation))
+    return cases
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, groups, c, o, h, w, kernel, padding, dilation", _grouped_cases(9))
+def test_grouped_direct_path_matches_torch(rng, dtype, n, groups, c, o, h, w, kernel, padding, dilation):
+    from minidl.kernels.cpu import conv
+    w_shape, out_size = (groups * o, c) + kernel, (h, w)  # the size only matters past 64 channels
+    assert conv._algorithm(w_shape, (1, 1), padding, dilation, groups, out_size) == "direct"
+    torch = pytest.importorskip("torch")
+    arrays = [rng.standard_normal(s).astype(dtype) for s in ((n, groups * c, h, w), w_shape, w_shape[:1])]
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = torch.nn.functional.conv2d(*tensors, 1, padding, dilation, groups)
+    upstream = rng.standard_normal(tuple(expected.shape)).astype(dtype)
+    expected.backward(torch.tensor(upstream))
+    out, grads = run(lambda *a: F.conv2d(*a, 1, padding, dilation, groups), arrays, upstream)
+    tolerance = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    assert_close(out, expected, what="y", **tolerance)
+    for name, grad, t in zip(("dx", "dweight", "dbias"), grads, tensors):
+        assert_close(grad, t.grad, what=name, **tolerance)
+
+
+def test_grouped_direct_path_gradcheck_and_a_nan_stays_in_its_group(rng):
+    from minidl.kernels.cpu import conv, winograd
+    inputs = [leaf(rng.standard_normal(s)) for s in ((2, 4, 5, 6), (6, 2, 3, 3), (6,))]
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=2), inputs)
+    x = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    x[1, 3, 2, 5] = np.nan  # group 1 of image 1: the kernels skip that image, the exact sums take it
+    weight = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 6, 5, 6)).astype(np.float32)
+    args = ((1, 1), (1, 1), (1, 1), 2)
+    assert conv._algorithm(weight.shape, *args, (5, 6)) == "direct"
+    _, dw, _ = conv.conv2d_backward(x, weight, dy, *args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winograd, "ALGORITHM", "im2col")
+        _, reference, _ = conv.conv2d_backward(x, weight, dy, *args)
+    assert np.isfinite(dw[:3]).all() and np.isnan(dw[3:]).any()
+    assert_close(dw, reference, what="dweight", rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("w_shape, stride, groups, direct", [
     ((6, 1, 5, 5), (1, 1), 1, True),       # LeNet's first layer: 150 weights
     ((32, 1, 3, 3), (1, 1), 1, True),      # FashionCNN's first layer: 288
@@ -318,7 +370,9 @@ def test_direct_path_gradcheck(rng, force_algorithm, x_shape, w_shape, options):
     ((16, 6, 5, 5), (1, 1), 1, False),     # LeNet's second layer
     ((64, 1, 3, 3), (1, 1), 1, False),
     ((6, 1, 5, 5), (2, 2), 1, False),      # strided
-    ((4, 1, 3, 3), (1, 1), 2, False),      # grouped
+    ((4, 1, 3, 3), (1, 1), 2, True),       # grouped
+    ((64, 1, 3, 3), (1, 1), 64, True),     # depthwise: any size
+    ((64, 1, 3, 3), (2, 2), 64, False),    # strided
 ])
 def test_which_shapes_take_the_direct_path(w_shape, stride, groups, direct):
     from minidl.kernels.cpu import direct_conv
@@ -377,7 +431,9 @@ def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
     ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, (32, 32), "im2col chunks"),  # padding 2
     ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16), "im2col chunks"),  # strided
     ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, (30, 30), "im2col chunks"),  # dilated
-    ((32, 8, 3, 3), (1, 1), (1, 1), (1, 1), 2, (32, 32), "im2col"),        # grouped
+    ((32, 8, 3, 3), (1, 1), (1, 1), (1, 1), 2, (32, 32), "direct"),        # grouped
+    ((64, 1, 3, 3), (1, 1), (1, 1), (1, 1), 64, (16, 16), "direct"),       # depthwise
+    ((64, 1, 3, 3), (2, 2), (1, 1), (1, 1), 64, (8, 8), "im2col"),         # strided depthwise
     ((16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1, (10, 10), "im2col chunks"),  # LeNet's second layer
 ])
 def test_which_algorithm_computes_a_shape(w_shape, stride, padding, dilation, groups, out_size, algorithm):
@@ -491,10 +547,10 @@ def test_a_nonfinite_input_spreads_to_the_same_weight_gradients_as_im2col(rng, v
     assert_close(dw, reference, what="dweight", rtol=1e-4, atol=1e-4)
 
 
-def _shares_backwards(kernel, n_tasks, *rest, work=None, balance=False):
+def _shares_backwards(kernel, n_tasks, *rest, work=None, balance=False, per_share=None):
     """tasks.run with its shares run on this thread, last share first."""
     from minidl.kernels.cpu import tasks
-    count = tasks.shares(n_tasks, work, balance)
+    count = tasks.shares(n_tasks, work, balance, per_share)
     for share in reversed(range(count)):
         kernel(share, share * n_tasks // count, (share + 1) * n_tasks // count, *rest)
 
