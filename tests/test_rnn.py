@@ -171,6 +171,18 @@ def test_embedding_matches_torch(rng):
     assert not layer.weight.grad.array[0].any()
 
 
+def test_embedding_weight_gradient_sums_every_repeat(rng):
+    """float32 rows and int32 indices, many repeats of few rows: dW equals np.add.at's sums."""
+    layer = nn.Embedding(5, 4)
+    index = rng.integers(0, 5, (30, 7)).astype(np.int32)
+    upstream = rng.standard_normal((30, 7, 4)).astype(np.float32)
+    layer(minidl.tensor(index)).backward(upstream)
+    expected = np.zeros((5, 4))
+    np.add.at(expected, index.reshape(-1), upstream.reshape(-1, 4).astype(np.float64))
+    assert layer.weight.grad.dtype == np.float32
+    np.testing.assert_allclose(layer.weight.grad.data, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_fresh_embedding_padding_row_is_zero():
     assert not nn.Embedding(5, 4, padding_idx=-1).weight.array[4].any()
 

@@ -320,8 +320,8 @@ class Embedding(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        dw = np.zeros(ctx.shape, dtype=grad.dtype, like=like(grad))
-        np.add.at(dw, ctx.index.reshape(-1), grad.reshape(-1, ctx.shape[1]))
+        rows = np.ascontiguousarray(grad.reshape(-1, ctx.shape[1]), like=like(grad))
+        dw = for_device(ctx.device, "embedding").embedding_backward(ctx.index.reshape(-1), rows, ctx.shape[0])
         if ctx.padding_idx is not None:
             dw[ctx.padding_idx] = 0
         return None, dw
