@@ -38,6 +38,22 @@ def test_matches_torch(rng, name, options, dtype):
     assert_close(mx.grad, tx.grad, what=f"{name} dx", **tol)
 
 
+@pytest.mark.parametrize("name, options", [("SiLU", {}), ("GELU", {}), ("GELU", {"approximate": "tanh"})])
+def test_large_float32_inputs_match_torch(rng, name, options):
+    """600,000 elements: past the kernels' thresholds, so their parallel builds run. Against
+    PyTorch in float64 (its float32 results carry errors of their own in the tails)."""
+    torch = pytest.importorskip("torch")
+    x = (3 * rng.standard_normal((600, 1000))).astype(np.float32)
+    upstream = rng.standard_normal(x.shape).astype(np.float32)
+    mx, tx = minidl.tensor(x, requires_grad=True), torch.tensor(x.astype(np.float64), requires_grad=True)
+    out, expected = getattr(nn, name)(**options)(mx), getattr(torch.nn, name)(**options)(tx)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream.astype(np.float64)))
+    assert out.dtype == np.float32 and mx.grad.dtype == np.float32
+    assert_close(out, expected, what=f"{name} y", rtol=1e-5, atol=1e-6)
+    assert_close(mx.grad, tx.grad, what=f"{name} dx", rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("fn", [
     lambda x: F.gelu(x), lambda x: F.gelu(x, approximate="tanh"), F.silu, lambda x: F.elu(x, 0.7),
     lambda x: F.softplus(x, beta=1.5, threshold=4.0), F.mish, lambda x: F.hardtanh(x, -0.8, 0.9),

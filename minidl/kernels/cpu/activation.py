@@ -1,11 +1,12 @@
 """ReLU forward and backward in one pass each (NumPy's ``grad * (y > 0)`` takes two and a
 temporary mask): y = x if x > 0 else 0 (NaN stays NaN, as PyTorch);  dx = dy if y > 0 else 0.
-GELU likewise (formulas above its kernels). Arrays are C-contiguous and walked flat."""
+GELU and SiLU likewise (formulas above their kernels). Arrays are C-contiguous and walked flat."""
 import math
 
 import numpy as np
 
 from . import size_dispatched
+from .elementary import exp
 
 _CHUNK = 1 << 14  # elements per parallel task
 # ReLU is one load and store per element, bound by memory: two threads win only past about 4
@@ -86,5 +87,44 @@ def gelu_backward(loop):
                 else:
                     slope = 0.5 * (1.0 + math.erf(v * _SQRT_HALF)) + v * _INV_SQRT_2PI * np.exp(-0.5 * v * v)
                 target[k] = g[k] * slope
+        return dx.reshape(grad.shape)
+    return kernel
+
+
+# SiLU, y = x s(x) with s the logistic 1 / (1 + e^-x) (``elementary.exp``: SIMD in float32;
+# e^-x overflows to inf for x < -88, and s to 0, as it should);  dx = dy (s + x s (1 - s)).
+# The tanh form 1/2 + 1/2 tanh(x / 2) loses the far negative tail (s = 0 from x = -16, where
+# x s(x) is still -1.8e-6). As NumPy expressions (np.tanh and three temporaries a pass)
+# forward + backward over (64, 64, 32, 32) took 20.6 ms, 4.4x PyTorch's time.
+_SILU_PARALLEL_FROM = 1 << 19
+
+
+@size_dispatched(parallel_from=_SILU_PARALLEL_FROM)
+def silu_forward(loop):
+    def kernel(x):
+        flat = x.reshape(-1)
+        y = np.empty_like(flat)
+        for chunk in loop((flat.size + _CHUNK - 1) // _CHUNK):
+            source, target = flat[chunk * _CHUNK:chunk * _CHUNK + _CHUNK], y[chunk * _CHUNK:]
+            one = source.dtype.type(1)
+            for k in range(source.size):
+                target[k] = source[k] * (one / (one + exp(-source[k])))
+        return y.reshape(x.shape)
+    return kernel
+
+
+@size_dispatched(parallel_from=_SILU_PARALLEL_FROM)
+def silu_backward(loop):
+    def kernel(grad, x):
+        flat_grad, flat_x = grad.reshape(-1), x.reshape(-1)
+        dx = np.empty_like(flat_grad)
+        one = flat_x.dtype.type(1)
+        for chunk in loop((flat_grad.size + _CHUNK - 1) // _CHUNK):
+            start = chunk * _CHUNK
+            g, source, target = flat_grad[start:start + _CHUNK], flat_x[start:], dx[start:]
+            for k in range(g.size):
+                v = source[k]
+                s = one / (one + exp(-v))
+                target[k] = g[k] * (s + v * s * (one - s))
         return dx.reshape(grad.shape)
     return kernel

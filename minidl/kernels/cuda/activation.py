@@ -1,4 +1,4 @@
-"""ReLU on cuda arrays, through their NumPy interface (broadcasting elementwise maps); GELU as
+"""ReLU and SiLU on cuda arrays, through their NumPy interface (broadcasting elementwise maps); GELU as
 grid-stride kernels, one thread per element, with the formulas and float64 arithmetic of
 ``kernels.cpu.activation`` (``math.erf`` and ``math.tanh`` run on the device)."""
 import math
@@ -19,6 +19,22 @@ def relu_forward(x):
 
 def relu_backward(grad, y):
     return grad * (y > 0)
+
+
+def _sigmoid(x):
+    half = x.dtype.type(0.5)
+    return half + half * np.tanh(half * x)
+
+
+def silu_forward(x):
+    """y = x s(x), s the logistic as 1/2 + 1/2 tanh(x / 2)."""
+    return x * _sigmoid(x)
+
+
+def silu_backward(grad, x):
+    """dx = dy (s + x s (1 - s))."""
+    s = _sigmoid(x)
+    return grad * (s * (1 + x * (1 - s)))
 
 
 @kernel_builder
