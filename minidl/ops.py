@@ -371,45 +371,61 @@ class Tanh(Function):
         return grad * (1 - y * y)
 
 
+def _rows_along(x, dim):
+    """(rows, shape): x with axis ``dim`` last, as C-contiguous rows (R, C), and that shape."""
+    moved = np.moveaxis(x, dim, -1)
+    return np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]), like=like(x)), moved.shape
+
+
+def _rows_back(rows, shape, dim):
+    """The inverse of ``_rows_along``."""
+    return np.moveaxis(rows.reshape(shape), -1, dim)
+
+
 class Softmax(Function):
-    """y_i = e^(x_i - max) / sum_k e^(x_k - max);  dx = y * (dy - sum_i dy_i y_i)  (J = diag(y) - y y^T)."""
+    """y_i = e^(x_i - max) / sum_k e^(x_k - max);  dx = y * (dy - sum_i dy_i y_i)  (J = diag(y) - y y^T).
+    One kernel pass over the rows along ``dim`` each way (kernels/<device>/softmax_ce.py)."""
 
     float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x, dim=-1):
-        shifted = x - x.max(axis=dim, keepdims=True)
-        e = np.exp(shifted)
-        y = e / e.sum(axis=dim, keepdims=True)
+        rows, ctx.shape = _rows_along(x, dim)
+        y = for_device(ctx.device, "softmax_ce").softmax_forward(rows) if rows.size else rows
         ctx.save_for_backward(y)
         ctx.dim = dim
-        return y
+        return _rows_back(y, ctx.shape, dim)
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_arrays
-        return y * (grad - (grad * y).sum(axis=ctx.dim, keepdims=True))
+        grad_rows = _rows_along(grad.astype(y.dtype, copy=False), ctx.dim)[0]
+        dx = for_device(ctx.device, "softmax_ce").softmax_backward(y, grad_rows) if y.size else grad_rows
+        return _rows_back(dx, ctx.shape, ctx.dim)
 
 
 class LogSoftmax(Function):
-    """y = x - max - log sum e^(x - max);  dx = dy - softmax(x) * sum dy."""
+    """y = x - max - log sum e^(x - max);  dx = dy - softmax(x) * sum dy.
+    One kernel pass over the rows along ``dim`` each way (kernels/<device>/softmax_ce.py)."""
 
     float_inputs = True
     infer = staticmethod(same_meta)
 
     @staticmethod
     def forward(ctx, x, dim=-1):
-        shifted = x - x.max(axis=dim, keepdims=True)
-        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        rows, ctx.shape = _rows_along(x, dim)
+        y = for_device(ctx.device, "softmax_ce").log_softmax_forward(rows) if rows.size else rows
         ctx.save_for_backward(y)
         ctx.dim = dim
-        return y
+        return _rows_back(y, ctx.shape, dim)
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_arrays
-        return grad - np.exp(y) * grad.sum(axis=ctx.dim, keepdims=True)
+        grad_rows = _rows_along(grad.astype(y.dtype, copy=False), ctx.dim)[0]
+        dx = for_device(ctx.device, "softmax_ce").log_softmax_backward(y, grad_rows) if y.size else grad_rows
+        return _rows_back(dx, ctx.shape, ctx.dim)
 
 
 # ---------------------------------------------------------------- reductions

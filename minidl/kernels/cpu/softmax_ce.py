@@ -8,6 +8,9 @@ For row x with target class t, class weights w and label smoothing e over C clas
 With w = 1 this is the textbook  dL/dx = p - q.
 Rows whose target equals ``ignore_index`` give loss 0 and gradient 0.
 
+Softmax and log-softmax on their own (``softmax_forward`` ... ``log_softmax_backward``) run
+over rows the same way: max, exponentials through ``elementary``, float64 sums.
+
 The forward pass keeps p (the logits' shape and dtype, as PyTorch keeps log_softmax's output)
 for the backward pass, which is then one pass without exponentials. Per row: the max, the
 exponentials e^(x - max) (through ``elementary``: SIMD in float32) written where p goes, their
@@ -18,7 +21,7 @@ parallel only from a million logits: between other ops, waking the thread pool f
 import numpy as np
 
 from . import size_dispatched
-from .elementary import exp, row_max, row_sum
+from .elementary import exp, row_dot, row_max, row_sum
 
 
 _PARALLEL_FROM = 1 << 20
@@ -89,4 +92,84 @@ def cross_entropy_backward(loop):
                     out[k] = g_p * p[k]
             out[t] -= g_hard
         return grad
+    return kernel
+
+
+# Softmax and log-softmax over the last axis of rows (R, C):
+#     p = e^(x - max) / sum e^(x - max),   dx = p (dy - sum dy p)
+#     y = x - lse, lse = max + log sum e^(x - max) (float64),   dx = dy - e^y sum dy
+# As NumPy expressions (a temporary per step) forward + backward of each on (4096, 1000) took
+# about 3x PyTorch's time.
+
+@size_dispatched(parallel_from=_PARALLEL_FROM)
+def softmax_forward(loop):
+    """p of every row."""
+    def kernel(rows):
+        n, c = rows.shape
+        probabilities = np.empty_like(rows)
+        for i in loop(n):
+            row, p = rows[i], probabilities[i]
+            peak = row_max(row)
+            for k in range(c):
+                p[k] = exp(row[k] - peak)
+            inverse = np.empty(1, dtype=rows.dtype)  # 1 / total in the rows' dtype (a store casts)
+            inverse[0] = 1.0 / row_sum(p)
+            scale = inverse[0]
+            for k in range(c):
+                p[k] *= scale
+        return probabilities
+    return kernel
+
+
+@size_dispatched(parallel_from=_PARALLEL_FROM)
+def softmax_backward(loop):
+    """dx = p (dy - sum dy p) per row, from p and dy (R, C)."""
+    def kernel(probabilities, grad):
+        n, c = grad.shape
+        dx = np.empty_like(grad)
+        for i in loop(n):
+            p, g, out = probabilities[i], grad[i], dx[i]
+            dot = np.empty(1, dtype=grad.dtype)
+            dot[0] = row_dot(g, p)
+            total = dot[0]
+            for k in range(c):
+                out[k] = p[k] * (g[k] - total)
+        return dx
+    return kernel
+
+
+@size_dispatched(parallel_from=_PARALLEL_FROM)
+def log_softmax_forward(loop):
+    """y = x - lse of every row."""
+    def kernel(rows):
+        n, c = rows.shape
+        y = np.empty_like(rows)
+        for i in loop(n):
+            row, out = rows[i], y[i]
+            peak = row_max(row)
+            for k in range(c):
+                out[k] = exp(row[k] - peak)  # scratch for the sum
+            shift = np.empty(1, dtype=rows.dtype)
+            shift[0] = np.float64(peak) + np.log(row_sum(out))
+            lse = shift[0]
+            for k in range(c):
+                out[k] = row[k] - lse
+        return y
+    return kernel
+
+
+@size_dispatched(parallel_from=_PARALLEL_FROM)
+def log_softmax_backward(loop):
+    """dx = dy - e^y sum dy per row, from y and dy (R, C)."""
+    def kernel(y, grad):
+        n, c = grad.shape
+        dx = np.empty_like(grad)
+        for i in loop(n):
+            out, g, dx_row = y[i], grad[i], dx[i]
+            total = np.empty(1, dtype=grad.dtype)
+            total[0] = row_sum(g)
+            scale = total[0]
+            for k in range(c):
+                dx_row[k] = g[k] - exp(out[k]) * scale
+        return dx
     return kernel

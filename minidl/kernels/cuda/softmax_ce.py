@@ -94,3 +94,24 @@ def cross_entropy_backward(logits, target, lse, grad_rows, class_weight, ignore_
            grad_rows.broadcast_to((n,)).ascontiguous().flat(), class_weight.flat(),
            np.int64(ignore_index), np.float64(smoothing), grad.base)
     return grad
+
+
+# Softmax and log-softmax over the last axis of rows (R, C), as NumPy expressions on the cuda
+# array (the formulas of kernels.cpu.softmax_ce).
+
+def softmax_forward(rows):
+    e = np.exp(rows - rows.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_backward(probabilities, grad):
+    return probabilities * (grad - (grad * probabilities).sum(axis=1, keepdims=True))
+
+
+def log_softmax_forward(rows):
+    shifted = rows - rows.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def log_softmax_backward(y, grad):
+    return grad - np.exp(y) * grad.sum(axis=1, keepdims=True)
