@@ -11,8 +11,10 @@ from conftest import assert_close
 
 
 @pytest.mark.parametrize("layer_name, x_shape, options", [
-    ("BatchNorm2d", (4, 3, 5, 6), {}),
-    ("BatchNorm1d", (8, 5), {}),
+    ("BatchNorm2d", (4, 3, 5, 6), {}),                   # a task per channel
+    ("BatchNorm2d", (2, 3, 2, 3), {}),                   # 6 positions: by rows (DENSE_BELOW)
+    ("BatchNorm1d", (8, 5), {}),                         # by rows
+    ("BatchNorm1d", (1024, 300), {}),                    # by rows, in several shares
     ("BatchNorm1d", (4, 3, 7), {"momentum": None}),
     ("BatchNorm2d", (3, 2, 4, 4), {"affine": False, "momentum": 0.3, "eps": 1e-3}),
     ("BatchNorm2d", (3, 2, 4, 4), {"track_running_stats": False}),
@@ -72,18 +74,19 @@ def test_running_statistics_by_hand(rng):
     assert int(layer.num_batches_tracked.array) == 1
 
 
-def test_statistics_keep_their_digits_under_a_large_mean(rng):
-    x = (1e4 + rng.standard_normal((64, 3, 4, 4))).astype(np.float32)
-    layer = nn.BatchNorm2d(3, momentum=1.0)
+@pytest.mark.parametrize("x_shape", [(64, 3, 4, 4), (64, 3, 2, 2), (300, 3)])  # by channel, by rows, 1d
+def test_statistics_keep_their_digits_under_a_large_mean(rng, x_shape):
+    x = (1e4 + rng.standard_normal(x_shape)).astype(np.float32)
+    layer = (nn.BatchNorm2d if len(x_shape) == 4 else nn.BatchNorm1d)(3, momentum=1.0)
     y = layer(minidl.tensor(x)).array
-    exact = x.astype(np.float64)
-    np.testing.assert_allclose(layer.running_mean.data, exact.mean(axis=(0, 2, 3)), rtol=1e-7)
-    np.testing.assert_allclose(layer.running_var.data, exact.var(axis=(0, 2, 3), ddof=1), rtol=1e-5)
-    np.testing.assert_allclose(y.std(axis=(0, 2, 3)), 1, rtol=1e-4)
+    exact, axes = x.astype(np.float64), (0,) + tuple(range(2, len(x_shape)))
+    np.testing.assert_allclose(layer.running_mean.data, exact.mean(axis=axes), rtol=1e-7)
+    np.testing.assert_allclose(layer.running_var.data, exact.var(axis=axes, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(y.std(axis=axes), 1, rtol=1e-4)
 
 
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("x_shape", [(5, 3), (3, 2, 2, 3)])
+@pytest.mark.parametrize("x_shape", [(5, 3), (3, 2, 2, 3), (2, 2, 6, 6)])
 def test_gradcheck(rng, training, x_shape):
     channels = x_shape[1]
     x = minidl.tensor(rng.standard_normal(x_shape), requires_grad=True)

@@ -41,9 +41,88 @@ def _channel_sums(u, v, c, shift_u, shift_v):
     return total_first, total_second
 
 
+# Short rows (L below DENSE_BELOW: BatchNorm1d after a Linear layer has L = 1) run by rows
+# instead: a channel's values sit C L apart down the batch, and a task per channel walked every
+# cache line once per channel. Shares of the batch's rows add into float64 partial sums per
+# (channel, position), vectorised across them and added up in share order, then a second pass
+# writes y or dx; same shifted sums, same per-channel coefficients as the channel kernels.
+# Forward + backward on 2 cores (ms, channel tasks / rows): (4096, 512) 30.6 / 3.6, (64, 512, 4)
+# 0.69 / 0.38; from L = 16 the channel tasks win ((64, 256, 16) 0.36 / 0.71).
+DENSE_BELOW = 8
+
+
+def _dense_sums(u, v, shift_u, shift_v):
+    """(sum (u - su), sum (u - su)(v - sv)) per channel of (N, C, L) arrays in float64, the shifts
+    per channel: by shares of rows, each its own partial sums, added in share order."""
+    n_batch, channels, length = u.shape
+    work = 2 * u.size
+    partial = np.empty((tasks.shares(n_batch, work), 2, channels * length))
+    tasks.run(_dense_sums_rows, n_batch, u.reshape(n_batch, -1), v.reshape(n_batch, -1),
+              np.repeat(shift_u, length), np.repeat(shift_v, length), partial, work=work)
+    totals = partial.sum(axis=0).reshape(2, channels, length).sum(axis=2)
+    return totals[0], totals[1]
+
+
+@njit(cache=True, nogil=True)
+def _dense_sums_rows(share, first, last, u, v, shift_u, shift_v, partial):
+    first_sums, second_sums = partial[share, 0], partial[share, 1]
+    for k in range(first_sums.size):
+        first_sums[k] = 0.0
+        second_sums[k] = 0.0
+    for n in range(first, last):
+        u_row, v_row = u[n], v[n]
+        for k in range(u_row.size):
+            d = np.float64(u_row[k]) - shift_u[k]
+            first_sums[k] += d
+            second_sums[k] += d * (np.float64(v_row[k]) - shift_v[k])
+
+
+@njit(cache=True, nogil=True)
+def _dense_affine_rows(share, first, last, u, v, a, b, c, out):
+    """out = a u + b v + c per column (float64 coefficients), for rows first <= n < last."""
+    for n in range(first, last):
+        u_row, v_row, target = u[n], v[n], out[n]
+        for k in range(u_row.size):
+            target[k] = a[k] * u_row[k] + b[k] * v_row[k] + c[k]
+
+
+def _dense_forward(x, mean, var, weight, bias, eps, use_batch_stats):
+    n_batch, channels, length = x.shape
+    count = n_batch * length
+    if use_batch_stats:
+        shift = x[0, :, 0].astype(np.float64)
+        total, squares = _dense_sums(x, x, shift, shift)
+        mean_d = total / count
+        mean[:], var[:] = shift + mean_d, np.maximum(squares / count - mean_d * mean_d, 0.0)
+    scale = weight / np.sqrt(var + eps)
+    y = np.empty_like(x)
+    columns = [np.repeat(coefficient, length) for coefficient in (scale, np.zeros(channels), bias - mean * scale)]
+    tasks.run(_dense_affine_rows, n_batch, x.reshape(n_batch, -1), x.reshape(n_batch, -1), *columns,
+              y.reshape(n_batch, -1), work=2 * x.size)
+    return y
+
+
+def _dense_backward(x, dy, mean, var, weight, eps, use_batch_stats):
+    n_batch, channels, length = x.shape
+    count = n_batch * length
+    inv_std = 1.0 / np.sqrt(var + eps)
+    sum_dy, sum_dy_x = _dense_sums(dy, x, np.zeros(channels), mean)
+    sum_dy_xh = sum_dy_x * inv_std
+    scale = weight * inv_std
+    a = -scale / count * sum_dy_xh * inv_std if use_batch_stats else np.zeros(channels)
+    b = -scale / count * sum_dy - a * mean if use_batch_stats else np.zeros(channels)
+    dx = np.empty_like(x)
+    columns = [np.repeat(coefficient, length) for coefficient in (scale, a, b)]
+    tasks.run(_dense_affine_rows, n_batch, dy.reshape(n_batch, -1), x.reshape(n_batch, -1), *columns,
+              dx.reshape(n_batch, -1), work=3 * x.size)
+    return dx, sum_dy_xh.astype(x.dtype), sum_dy.astype(x.dtype)
+
+
 def batch_norm_forward(x, mean, var, weight, bias, eps, use_batch_stats):
     """y = g (x - mu) / sqrt(var + eps) + b. With ``use_batch_stats`` mu and var are the batch's,
     written into ``mean`` and ``var`` (float64, shape (C,)); otherwise they are read from them."""
+    if x.shape[2] < DENSE_BELOW:
+        return _dense_forward(x, mean, var, weight, bias, eps, use_batch_stats)
     y = np.empty_like(x)
     work = 3 * x.size  # two reads of x, one write
     tasks.run(_batch_norm_forward_channels, x.shape[1], x, mean, var, weight, bias, eps, use_batch_stats, y,
@@ -73,6 +152,8 @@ def _batch_norm_forward_channels(share, first, last, x, mean, var, weight, bias,
 
 def batch_norm_backward(x, dy, mean, var, weight, eps, use_batch_stats):
     """(dx, dweight, dbias) by the closed form in the module docstring."""
+    if x.shape[2] < DENSE_BELOW:
+        return _dense_backward(x, dy, mean, var, weight, eps, use_batch_stats)
     channels = x.shape[1]
     dx = np.empty_like(x)
     dweight = np.empty(channels, dtype=x.dtype)
