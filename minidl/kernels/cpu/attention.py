@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import tasks
-from .elementary import NO_ZERO_DIVISION_CHECK, exp, row_dot, row_max, row_sum
+from .elementary import NO_ZERO_DIVISION_CHECK, rounded_like, row_dot, shifted_exponentials
 
 
 def batched_matmul(a, b, transpose_a=False, transpose_b=False):
@@ -60,15 +60,11 @@ def softmax_rows(scores, causal):
         if width == 0:
             continue
         kept = row[:width]
-        top = row_max(kept)
-        if top == -np.inf:  # every key masked
+        top, total = shifted_exponentials(kept, kept)
+        if top == -np.inf:  # every key masked (and the exponentials NaN): zeros
             row[:] = 0
             continue
-        for j in range(width):
-            kept[j] = exp(kept[j] - top)
-        inverse = np.empty(1, dtype=row.dtype)  # 1 / total in the scores' dtype (a store casts)
-        inverse[0] = 1.0 / row_sum(kept)
-        scale = inverse[0]
+        scale = rounded_like(row, 1.0 / total)
         for j in range(width):
             kept[j] *= scale
         row[width:] = 0

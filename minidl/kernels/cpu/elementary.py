@@ -188,3 +188,21 @@ def row_dot(a, b):
     for k in range(a.size):
         total += np.float64(a[k]) * b[k]
     return total
+
+
+@njit(inline="always")
+def rounded_like(array, value):
+    """``value`` rounded to ``array``'s dtype (an array store casts), so that the loops it enters
+    stay in float32 for float32 data."""
+    box = np.empty(1, dtype=array.dtype)
+    box[0] = value
+    return box[0]
+
+
+@njit(inline="always")
+def shifted_exponentials(row, out):
+    """out[k] = e^(row[k] - m), m = max(row): returns (m, sum_k out[k] in float64)."""
+    peak = row_max(row)
+    for k in range(row.size):
+        out[k] = exp(row[k] - peak)
+    return peak, row_sum(out)

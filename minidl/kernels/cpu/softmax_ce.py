@@ -21,7 +21,7 @@ parallel only from a million logits: between other ops, waking the thread pool f
 import numpy as np
 
 from . import size_dispatched
-from .elementary import exp, row_dot, row_max, row_sum
+from .elementary import exp, rounded_like, row_dot, row_sum, shifted_exponentials
 
 
 _PARALLEL_FROM = 1 << 20
@@ -36,13 +36,8 @@ def cross_entropy_forward(loop):
         probabilities = np.empty_like(logits)
         for i in loop(n):
             row, p = logits[i], probabilities[i]
-            peak = row_max(row)
-            for k in range(c):
-                p[k] = exp(row[k] - peak)
-            total = row_sum(p)
-            inverse = np.empty(1, dtype=logits.dtype)  # 1 / total in the logits' dtype (a store casts)
-            inverse[0] = 1.0 / total
-            scale = inverse[0]
+            peak, total = shifted_exponentials(row, p)
+            scale = rounded_like(p, 1.0 / total)
             for k in range(c):
                 p[k] *= scale
             t = target[i]
@@ -108,13 +103,8 @@ def softmax_forward(loop):
         n, c = rows.shape
         probabilities = np.empty_like(rows)
         for i in loop(n):
-            row, p = rows[i], probabilities[i]
-            peak = row_max(row)
-            for k in range(c):
-                p[k] = exp(row[k] - peak)
-            inverse = np.empty(1, dtype=rows.dtype)  # 1 / total in the rows' dtype (a store casts)
-            inverse[0] = 1.0 / row_sum(p)
-            scale = inverse[0]
+            p = probabilities[i]
+            scale = rounded_like(p, 1.0 / shifted_exponentials(rows[i], p)[1])
             for k in range(c):
                 p[k] *= scale
         return probabilities
@@ -129,9 +119,7 @@ def softmax_backward(loop):
         dx = np.empty_like(grad)
         for i in loop(n):
             p, g, out = probabilities[i], grad[i], dx[i]
-            dot = np.empty(1, dtype=grad.dtype)
-            dot[0] = row_dot(g, p)
-            total = dot[0]
+            total = rounded_like(g, row_dot(g, p))
             for k in range(c):
                 out[k] = p[k] * (g[k] - total)
         return dx
@@ -146,12 +134,8 @@ def log_softmax_forward(loop):
         y = np.empty_like(rows)
         for i in loop(n):
             row, out = rows[i], y[i]
-            peak = row_max(row)
-            for k in range(c):
-                out[k] = exp(row[k] - peak)  # scratch for the sum
-            shift = np.empty(1, dtype=rows.dtype)
-            shift[0] = np.float64(peak) + np.log(row_sum(out))
-            lse = shift[0]
+            peak, total = shifted_exponentials(row, out)  # out: scratch for the sum
+            lse = rounded_like(out, np.float64(peak) + np.log(total))
             for k in range(c):
                 out[k] = row[k] - lse
         return y
@@ -166,9 +150,7 @@ def log_softmax_backward(loop):
         dx = np.empty_like(grad)
         for i in loop(n):
             out, g, dx_row = y[i], grad[i], dx[i]
-            total = np.empty(1, dtype=grad.dtype)
-            total[0] = row_sum(g)
-            scale = total[0]
+            scale = rounded_like(g, row_sum(g))
             for k in range(c):
                 dx_row[k] = g[k] - exp(out[k]) * scale
         return dx
