@@ -382,6 +382,23 @@ def _rows_back(rows, shape, dim):
     return np.moveaxis(rows.reshape(shape), -1, dim)
 
 
+def _rowwise_forward(ctx, x, dim, kernel):
+    """softmax_ce's ``kernel``_forward over the rows along ``dim``; saves its output."""
+    rows, ctx.shape = _rows_along(x, dim)
+    y = getattr(for_device(ctx.device, "softmax_ce"), kernel + "_forward")(rows) if rows.size else rows
+    ctx.save_for_backward(y)
+    ctx.dim = dim
+    return _rows_back(y, ctx.shape, dim)
+
+
+def _rowwise_backward(ctx, grad, kernel):
+    """softmax_ce's ``kernel``_backward from the saved output and the rows of ``grad``."""
+    (y,) = ctx.saved_arrays
+    grad_rows = _rows_along(grad.astype(y.dtype, copy=False), ctx.dim)[0]
+    dx = getattr(for_device(ctx.device, "softmax_ce"), kernel + "_backward")(y, grad_rows) if y.size else grad_rows
+    return _rows_back(dx, ctx.shape, ctx.dim)
+
+
 class Softmax(Function):
     """y_i = e^(x_i - max) / sum_k e^(x_k - max);  dx = y * (dy - sum_i dy_i y_i)  (J = diag(y) - y y^T).
     One kernel pass over the rows along ``dim`` each way (kernels/<device>/softmax_ce.py)."""
@@ -391,18 +408,11 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x, dim=-1):
-        rows, ctx.shape = _rows_along(x, dim)
-        y = for_device(ctx.device, "softmax_ce").softmax_forward(rows) if rows.size else rows
-        ctx.save_for_backward(y)
-        ctx.dim = dim
-        return _rows_back(y, ctx.shape, dim)
+        return _rowwise_forward(ctx, x, dim, "softmax")
 
     @staticmethod
     def backward(ctx, grad):
-        (y,) = ctx.saved_arrays
-        grad_rows = _rows_along(grad.astype(y.dtype, copy=False), ctx.dim)[0]
-        dx = for_device(ctx.device, "softmax_ce").softmax_backward(y, grad_rows) if y.size else grad_rows
-        return _rows_back(dx, ctx.shape, ctx.dim)
+        return _rowwise_backward(ctx, grad, "softmax")
 
 
 class LogSoftmax(Function):
@@ -414,18 +424,11 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, dim=-1):
-        rows, ctx.shape = _rows_along(x, dim)
-        y = for_device(ctx.device, "softmax_ce").log_softmax_forward(rows) if rows.size else rows
-        ctx.save_for_backward(y)
-        ctx.dim = dim
-        return _rows_back(y, ctx.shape, dim)
+        return _rowwise_forward(ctx, x, dim, "log_softmax")
 
     @staticmethod
     def backward(ctx, grad):
-        (y,) = ctx.saved_arrays
-        grad_rows = _rows_along(grad.astype(y.dtype, copy=False), ctx.dim)[0]
-        dx = for_device(ctx.device, "softmax_ce").log_softmax_backward(y, grad_rows) if y.size else grad_rows
-        return _rows_back(dx, ctx.shape, ctx.dim)
+        return _rowwise_backward(ctx, grad, "log_softmax")
 
 
 # ---------------------------------------------------------------- reductions

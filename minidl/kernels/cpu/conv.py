@@ -410,10 +410,10 @@ def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
     layers of at most a few hundred weights by the per-row loops of direct_conv ("direct",
     direct_conv.chosen); other layers with fewer channels, 3x3 with padding 0 or 1, by its
     blocked loops ("direct 3x3", direct_conv.chosen_3x3: not on small planes of many channels);
-    every other shape
-    (other layers with >= 64 channels too: on small planes GEMMs beat both other paths) by
-    im2col, in chunks of images where ``chunked`` says ("im2col chunks"), else over the whole
-    batch; all of them by the reference whole-batch im2col under MINIDL_CONV_ALGORITHM=im2col."""
+    every other shape (other layers with >= 64 channels too: on small planes GEMMs beat both
+    other paths) by im2col, in chunks of images where ``chunked`` says ("im2col chunks"), else
+    over the whole batch; all of them by the reference whole-batch im2col under
+    MINIDL_CONV_ALGORITHM=im2col."""
     if winograd.chosen(weight_shape, stride, padding, dilation, groups, out_size):
         return "winograd"
     if winograd.ALGORITHM == "im2col":
@@ -589,8 +589,8 @@ def chunked_conv_forward(x, weight, bias, stride, padding, dilation, out_size):
     n_out, kernel = weight.shape[0], weight.shape[2:]
     y = np.empty((x.shape[0], n_out) + tuple(out_size), dtype=x.dtype)
     shift = np.zeros(n_out, dtype=x.dtype) if bias is None else bias
-    xq, phase_width = padded_phases(x, *padding, stride[1])
-    tasks.run_calling_blas(_forward_chunks, x.shape[0], xq, phase_width, weight.reshape(n_out, -1), shift,
+    tasks.run_calling_blas(_forward_chunks, x.shape[0], padded_phases(x, *padding, stride[1]),
+                           _phase_width(x, padding[1], stride[1]), weight.reshape(n_out, -1), shift,
                            *kernel, *stride, *dilation, _chunk(weight, out_size), y,
                            balance=direct_conv.balanced(x.shape, weight.shape, out_size))
     return y
@@ -605,7 +605,7 @@ def chunked_conv_backward(x, weight, dy, stride, padding, dilation, need_dx=True
     parts = (n_out, weight[0].size) if need_dw else (0, 0)
     dweight_parts = np.zeros((tasks.shares_calling_blas(x.shape[0], balance),) + parts)
     dx = np.empty_like(x)
-    xq = padded_phases(x, *padding, stride[1])[0] if need_dw else x  # dK' reads it, dX does not
+    xq = padded_phases(x, *padding, stride[1]) if need_dw else x  # dK' reads it, dX does not
     tasks.run_calling_blas(_backward_chunks, x.shape[0], x, xq, _phase_width(x, padding[1], stride[1]),
                            np.ascontiguousarray(weight.reshape(n_out, -1).T), dy, *kernel, *stride, *padding,
                            *dilation, _chunk(weight, out_size), need_dx, need_dw, dx, dweight_parts,
@@ -620,15 +620,15 @@ def _phase_width(x, pw, sw):
 
 
 def padded_phases(x, ph, pw, sw):
-    """(Xq, P): x padded as ``padded`` does, each row's Wp columns in sw phases of P (the
-    comment above; the columns past Wp are 0); for sw = 1 that is ``padded(x, ph, pw)``."""
-    phase_width = _phase_width(x, pw, sw)
+    """Xq: x padded as ``padded`` does, each row's Wp columns in sw phases of P = _phase_width
+    (the comment above; the columns past Wp are 0); for sw = 1 that is ``padded(x, ph, pw)``."""
     if sw == 1:
-        return padded(x, ph, pw), phase_width
+        return padded(x, ph, pw)
+    phase_width = _phase_width(x, pw, sw)
     n_batch, channels, height = x.shape[:3]
     xq = np.empty((n_batch, channels, height + 2 * ph, sw * phase_width), dtype=x.dtype)
     tasks.run(_pad_phases_tasks, n_batch * channels, x, xq, ph, pw, sw, phase_width, work=x.size + xq.size)
-    return xq, phase_width
+    return xq
 
 
 @njit(cache=True, nogil=True)
