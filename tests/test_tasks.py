@@ -113,3 +113,69 @@ def test_a_slow_thread_leaves_its_later_shares_to_the_others():
     tasks.run(kernel, 64, balance=True)
     assert sorted(runner) == list(range(tasks.shares(64, balance=True)))
     assert [share for share, ident in runner.items() if ident == runner[0]] == [0]
+
+
+def _on_two_threads_or_skip():
+    import numba
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread")
+
+
+def test_a_pool_thread_asleep_after_a_long_pause_is_woken_for_the_next_run():
+    """Past SPIN_SECONDS the pool's threads sleep; the next run must still reach one of them:
+    while the caller's thread is held up on its share, another thread takes the other."""
+    import threading
+    import time
+    _on_two_threads_or_skip()
+    tasks.run(_mark, 8, np.full(8, -1), np.zeros(8, dtype=np.int64))
+    time.sleep(50 * tasks.SPIN_SECONDS)
+    caller, runner = threading.get_ident(), {}
+
+    def kernel(share, first, last):
+        runner[share] = threading.get_ident()
+        if runner[share] == caller:
+            time.sleep(0.3)
+
+    tasks.run(kernel, 2)
+    assert sorted(runner) == [0, 1] and len(set(runner.values())) == 2
+
+
+def test_an_error_on_a_pool_thread_reaches_the_caller_and_the_pool_still_runs():
+    import threading
+    import time
+    _on_two_threads_or_skip()
+    caller = threading.get_ident()
+
+    def kernel(share, first, last):
+        if threading.get_ident() != caller:
+            raise ValueError(f"share {share} failed on a pool thread")
+        time.sleep(0.3)  # the caller holds on to its first share: the pool thread takes the other
+
+    with pytest.raises(ValueError, match="on a pool thread"):
+        tasks.run(kernel, 2)
+    owner, calls = np.full(64, -1), np.zeros(64, dtype=np.int64)
+    tasks.run(_mark, 64, owner, calls)
+    assert (calls == 1).all()
+
+
+def test_runs_from_two_threads_at_once_each_run_every_task_once():
+    """A second caller while the pool is busy runs its shares on its own thread."""
+    import threading
+    results, errors = {}, []
+
+    def caller(name):
+        try:
+            for _ in range(200):
+                owner, calls = np.full(64, -1), np.zeros(64, dtype=np.int64)
+                tasks.run(_mark, 64, owner, calls, balance=True)
+                assert (calls == 1).all() and (np.diff(owner) >= 0).all()
+            results[name] = True
+        except BaseException as error:  # noqa: B902  (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=caller, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and results == {"a": True, "b": True}
