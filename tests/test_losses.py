@@ -58,6 +58,29 @@ def test_cross_entropy_matches_torch(options, extra, rng):
     assert_close(logits.grad, t_logits.grad, what="dlogits")
 
 
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "ignore_index": 3}])
+def test_cross_entropy_over_shares_of_rows_matches_torch(options, rng):
+    """(200, 1000) logits: past the pool's threshold, the rows run in shares on several threads."""
+    torch = pytest.importorskip("torch")
+    import numba
+    from minidl.kernels.cpu import softmax_ce, tasks
+    logits = (3 * rng.standard_normal((200, 1000))).astype(np.float32)
+    target = rng.integers(0, 1000, 200)
+    target[::7] = 3
+    work = softmax_ce.EXPONENTIAL_WORK * logits.size
+    assert tasks.shares(200, work) == min(numba.get_num_threads(), 200)
+    weight = rng.uniform(0.5, 2.0, 1000).astype(np.float32)
+    mx = minidl.tensor(logits, requires_grad=True)
+    tx = torch.tensor(logits.astype(np.float64), requires_grad=True)
+    loss = F.cross_entropy(mx, minidl.tensor(target), weight=minidl.tensor(weight), reduction="sum", **options)
+    expected = torch.nn.functional.cross_entropy(tx, torch.tensor(target), weight=torch.tensor(weight.astype(np.float64)),
+                                                 reduction="sum", **options)
+    loss.backward()
+    expected.backward()
+    assert_close(loss, expected, what="loss", rtol=1e-5)
+    assert_close(mx.grad, tx.grad, what="dlogits", rtol=1e-4, atol=1e-7)
+
+
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = minidl.tensor(np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 1e4]], dtype=np.float32),
                            requires_grad=True)
