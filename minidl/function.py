@@ -8,8 +8,9 @@ A Function subclass writes two static methods over plain arrays::
 ``Function.apply`` unwraps Tensors, runs ``forward``, and when any input needs a gradient
 records a node (the Function, its context, its input Tensors) on the output. ``backward``
 walks those nodes in reverse topological order with an explicit stack (no recursion, so a
-10,000-op chain is fine), sums the gradients of a tensor used twice, accumulates into the
-leaves' ``.grad`` and then frees the saved arrays.
+10,000-op chain is fine), sums the gradients of a tensor used twice (into an array the sweep
+made itself when it can, and slices' gradients as ``IndexedGradient`` into one buffer),
+accumulates into the leaves' ``.grad`` and then frees the saved arrays.
 
 Dtypes follow PyTorch's rules, applied here once for every Function:
 - ``promotes = True`` (arithmetic, joins): the inputs are cast to ``result_dtype`` first, so a
@@ -24,7 +25,7 @@ import threading
 
 import numpy as np
 
-from .device import default_device
+from .device import default_device, like
 
 _grad_state = threading.local()
 
@@ -165,6 +166,56 @@ class Node:
         return f"<{self.name()}>"
 
 
+class IndexedGradient:
+    """The gradient of ``x[index]`` with respect to x: ``values`` at ``index``, zero elsewhere
+    (``basic``: slices and integers, which pick each element once; else advanced indexing, whose
+    repeats accumulate). The sweep keeps it in this form until it needs the whole array: a tensor
+    sliced k times (the q, k, v thirds of one projection; x[t] in a time loop) then gets one
+    zero-filled buffer with the k slices added into it, instead of k full-size arrays summed."""
+
+    __slots__ = ("shape", "index", "values", "basic")
+
+    def __init__(self, shape, index, values, basic):
+        self.shape, self.index, self.values, self.basic = tuple(shape), index, values, basic
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def add_into(self, total):
+        """total[index] += values (np.add.at for advanced indices); returns total."""
+        if self.basic:
+            total[self.index] += self.values
+        else:
+            np.add.at(total, self.index, self.values)
+        return total
+
+    def dense(self, dtype=None):
+        """The whole gradient as a new array (of ``dtype``, default the values' dtype)."""
+        zeros = np.zeros(self.shape, dtype=dtype or self.values.dtype, like=like(self.values))
+        return self.add_into(zeros)
+
+
+def _dense(grad):
+    return grad.dense() if isinstance(grad, IndexedGradient) else grad
+
+
+def _summed(total, grad, total_is_ours):
+    """total + grad. Into ``total`` itself when the sweep made that array (``total_is_ours``:
+    nothing else holds it) and the sum keeps its dtype; else into a new array."""
+    dtype = np.result_type(total.dtype, grad.dtype)
+    if isinstance(total, IndexedGradient):
+        total, total_is_ours = total.dense(dtype), True
+    if isinstance(grad, IndexedGradient):
+        if not total_is_ours or total.dtype != dtype:
+            total = total.astype(dtype)  # a copy
+        return grad.add_into(total)
+    if total_is_ours and total.dtype == dtype:
+        total += grad
+        return total
+    return total + grad
+
+
 class AccumulateGrad:
     """Where the graph ends at a leaf Tensor that requires grad (``variable``): backward adds
     the gradient into ``variable.grad``. Shown in ``Node.next_functions``, as in PyTorch."""
@@ -248,9 +299,11 @@ def run_backward(root, gradient, retain_graph=False, capture=None):
     summed gradient of its tensor as value, and no ``.grad`` is changed."""
     order = _topological_order(root)
     grads = {id(root): gradient}
+    summed = set()  # keys of grads whose array the sweep made by summing: added to in place
     while order:
         tensor = order.pop()  # dropped here, so that what only the graph held goes as the sweep passes
-        grad = grads.pop(id(tensor), None)
+        grad = _dense(grads.pop(id(tensor), None))
+        summed.discard(id(tensor))
         if grad is None:
             continue
         node = tensor._node
@@ -278,7 +331,11 @@ def run_backward(root, gradient, retain_graph=False, capture=None):
                     f"{node.name()} returned a gradient of shape {np.shape(parent_grad)} for an "
                     f"input of shape {parent.shape}")
             key = id(parent)
-            grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+            if key in grads:
+                grads[key] = _summed(grads[key], parent_grad, key in summed)
+                summed.add(key)
+            else:
+                grads[key] = parent_grad
         if not retain_graph:
             node.ctx = None
             node.inputs = ()  # frees the activations nothing else holds

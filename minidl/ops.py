@@ -7,7 +7,7 @@ the shape of the input it belongs to.
 import numpy as np
 
 from .device import like
-from .function import Function
+from .function import Function, IndexedGradient
 from .kernels import for_device
 from .meta import MetaArray, resolve_reshape, standin
 
@@ -567,7 +567,8 @@ class Permute(Function):
 
 
 class GetItem(Function):
-    """y = x[index];  dx = zeros with dy added at the indexed places (repeats accumulate)."""
+    """y = x[index];  dx = zeros with dy added at the indexed places (repeats accumulate), as an
+    IndexedGradient that the engine adds into one buffer with x's other gradients."""
 
     @staticmethod
     def infer(x, index):
@@ -580,12 +581,7 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        dx = np.zeros(ctx.shape, dtype=grad.dtype, like=like(grad))
-        if _is_basic_index(ctx.index):
-            dx[ctx.index] = grad  # slices pick each element at most once
-        else:
-            np.add.at(dx, ctx.index, grad)
-        return dx
+        return IndexedGradient(ctx.shape, ctx.index, grad, _is_basic_index(ctx.index))
 
 
 def _is_basic_index(index):

@@ -150,6 +150,54 @@ def test_tensor_used_twice_gets_both_contributions():
     np.testing.assert_allclose(x.grad.data, 2 * x.data + 1)
 
 
+def test_sums_of_shared_gradient_arrays_leave_every_other_array_alone(rng):
+    """Add's backward hands one array to both inputs, and the seed is the caller's: the sweep
+    adds into an array in place only when it made that array itself."""
+    a, b = leaf(rng, 3), leaf(rng, 3)
+    seed = rng.standard_normal(3)
+    kept = seed.copy()
+    s = a + b
+    t = s + a + a + a  # a's gradient: the seed four times over, summed from shared arrays
+    t.backward(seed)
+    np.testing.assert_array_equal(seed, kept)
+    np.testing.assert_allclose(a.grad.data, 4 * kept)
+    np.testing.assert_allclose(b.grad.data, kept)
+    x = leaf(rng, 3)
+    (x + x[::-1][::-1] + x[1:].sum()).backward(seed)  # the seed itself, then slices, reach x
+    np.testing.assert_array_equal(seed, kept)
+    np.testing.assert_allclose(x.grad.data, 2 * kept + np.r_[0.0, kept.sum(), kept.sum()])
+
+
+def test_a_tensor_sliced_many_ways_gets_every_slice_gradient(rng):
+    """Slices, integers and advanced indices (repeats accumulate) of one tensor, mixed with
+    whole-array uses: the indexed gradients are added into one buffer."""
+    x = leaf(rng, 5, 4)
+    w = rng.standard_normal((5, 4))
+    rows = np.array([0, 2, 2, 4])
+    y = ((x[1:4] * 2.0).sum() + (x[:, 0] * x[:, 0]).sum() + x[rows].sum() + (x * w).sum()
+         + x[3].sum() + x[..., 1:3].sum())
+    y.backward()
+    expected = 2.0 * np.isin(np.arange(5), [1, 2, 3])[:, None] * np.ones((5, 4)) + w
+    expected[:, 0] += 2 * x.data[:, 0]
+    np.add.at(expected, rows, 1.0)
+    expected[3] += 1.0
+    expected[:, 1:3] += 1.0
+    np.testing.assert_allclose(x.grad.data, expected)
+    assert gradcheck(lambda x: (x[1:4] * x[rows][:3]).sum() + (x[:, 0] ** 2).sum(), [leaf(rng, 5, 4)])
+
+
+def test_slices_in_a_time_loop_and_their_dtype():
+    """x[t] over a sequence (one buffer, not one full-size array per step) and a float32
+    tensor's gradient stays float32."""
+    x = minidl.tensor(np.arange(24, dtype=np.float32).reshape(6, 2, 2), requires_grad=True)
+    h = x[0]
+    for t in range(1, 6):
+        h = h * 0.5 + x[t]
+    h.sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.data, np.broadcast_to(0.5 ** np.arange(5, -1, -1.0)[:, None, None], (6, 2, 2)))
+
+
 def test_diamond_graph():
     x = minidl.tensor(1.5, dtype=np.float64, requires_grad=True)
     a = x.exp()
