@@ -115,3 +115,33 @@ def test_cuda_matches_cpu():
     _on_both(lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, groups=2),
              [_rand(1, 2, 3, 3), _rand(2, 1, 3, 3), _rand(2)])
     _on_both(lambda x, w: F.conv_transpose1d(x, w, stride=2), [_rand(1, 2, 3), _rand(2, 2, 2)])
+
+
+@pytest.mark.parametrize("case", [
+    (16, 8, 3, 2, 1, 1, 1, (8, 8)),
+    (6, 4, (3, 2), (3, 2), (1, 0), (2, 1), 1, (5, 7)),
+    (5, 3, 3, 2, 2, 1, 2, (6, 6)),
+])
+@pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
+def test_strided_layers_over_many_images_match_torch(case, needs):
+    """Batch 9, shares of images: the cpu's chunked path, where dX and dK come from one unfold of
+    dY (conv2d_forward_and_weight_grad), or from one of the two calls when one is not needed."""
+    from minidl.kernels.cpu import conv
+    cin, cout, k, s, p, op, d, spatial = case
+    ks, s2, p2, d2 = (pair if isinstance(pair, tuple) else (pair, pair) for pair in (k, s, p, d))
+    assert conv._algorithm((cin, cout) + ks, s2, p2, d2, 1, spatial) == "im2col chunks"
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal((9, cin) + spatial), rng.standard_normal((cin, cout) + ks), rng.standard_normal(cout)]
+    ours = [minidl.tensor(a, requires_grad=need) for a, need in zip(arrays, needs + (True,))]
+    theirs = [torch.tensor(a, requires_grad=need) for a, need in zip(arrays, needs + (True,))]
+    y = F.conv_transpose2d(*ours, stride=s, padding=p, output_padding=op, dilation=d)
+    ty = torch.nn.functional.conv_transpose2d(*theirs, stride=s, padding=p, output_padding=op, dilation=d)
+    up = rng.standard_normal(tuple(ty.shape))
+    (y * minidl.tensor(up)).sum().backward()
+    (ty * torch.tensor(up)).sum().backward()
+    assert_close(y, ty, 1e-10, 1e-10, "output")
+    for i, (a, t) in enumerate(zip(ours, theirs)):
+        if t.requires_grad:
+            assert_close(a.grad, t.grad, 1e-10, 1e-10, f"gradient of input {i}")
+        else:
+            assert a.grad is None

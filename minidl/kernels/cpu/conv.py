@@ -455,6 +455,16 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     return y.reshape((n_batch, n_out) + tuple(out_size))
 
 
+def conv2d_forward_and_weight_grad(x, weight, dy, stride, padding, dilation, groups, out_size):
+    """(Y, dK): conv2d_forward without bias and conv2d_backward's weight gradient for ``dy``, from
+    one unfold of x where the layer runs in chunked im2col (a transposed convolution's backward:
+    dX = conv(dY), dK from unfold(dY)), else by the two calls."""
+    if _algorithm(weight.shape, stride, padding, dilation, groups, out_size) == "im2col chunks":
+        return chunked_conv_forward(x, weight, None, stride, padding, dilation, out_size, dy)
+    y = conv2d_forward(x, weight, None, stride, padding, dilation, groups, out_size)
+    return y, conv2d_backward(x, weight, dy, stride, padding, dilation, groups, False, True)[1]
+
+
 def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=True, need_dw=True):
     """(dx, dweight, dbias): dK' = sum_n dY_n X'_n^T, dX = fold(K'^T dY_n), db = sum_(n,i,j) dY."""
     n_batch, channels = x.shape[:2]
@@ -584,16 +594,24 @@ def chunked(weight_shape, groups):
 
 
 
-def chunked_conv_forward(x, weight, bias, stride, padding, dilation, out_size):
-    """Y_n = K' X'_n + b for one group, image chunk by image chunk; bias (O,) or None."""
+def chunked_conv_forward(x, weight, bias, stride, padding, dilation, out_size, dy=None):
+    """Y_n = K' X'_n + b for one group, image chunk by image chunk; bias (O,) or None. With
+    ``dy`` (shaped as Y) also dK' = sum_n dY_n X'_n^T from the same columns (float64 partial
+    sums per share): returns (Y, dK), for a transposed convolution's backward, whose dX and dK
+    both unfold its dY (``conv2d_forward_and_weight_grad``)."""
     n_out, kernel = weight.shape[0], weight.shape[2:]
     y = np.empty((x.shape[0], n_out) + tuple(out_size), dtype=x.dtype)
     shift = np.zeros(n_out, dtype=x.dtype) if bias is None else bias
+    balance = direct_conv.balanced(x.shape, weight.shape, out_size)
+    parts = (n_out, weight[0].size) if dy is not None else (0, 0)
+    dweight_parts = np.zeros((tasks.shares_calling_blas(x.shape[0], balance),) + parts)
     tasks.run_calling_blas(_forward_chunks, x.shape[0], padded_phases(x, *padding, stride[1]),
                            _phase_width(x, padding[1], stride[1]), weight.reshape(n_out, -1), shift,
                            *kernel, *stride, *dilation, _chunk(weight, out_size), y,
-                           balance=direct_conv.balanced(x.shape, weight.shape, out_size))
-    return y
+                           y if dy is None else dy, dweight_parts, balance=balance)
+    if dy is None:
+        return y
+    return y, dweight_parts.sum(axis=0).astype(x.dtype).reshape(weight.shape)
 
 
 def chunked_conv_backward(x, weight, dy, stride, padding, dilation, need_dx=True, need_dw=True):
@@ -680,23 +698,32 @@ def _chunk(weight, out_size):
 
 
 @njit(cache=True, nogil=True)
-def _forward_chunks(share, first, last, xq, phase_width, weight_2d, bias, kh, kw, sh, sw, dh, dw, chunk, y):
-    """Y of images first <= n < last from ``xq``, the padded input in phases (padded_phases)."""
+def _forward_chunks(share, first, last, xq, phase_width, weight_2d, bias, kh, kw, sh, sw, dh, dw, chunk, y,
+                    dy, dweight_parts):
+    """Y of images first <= n < last from ``xq``, the padded input in phases (padded_phases);
+    when ``dweight_parts`` has rows (not (shares, 0, 0)), also their dY_n X'_n^T added to this
+    share's part."""
     n_out, n_rows = weight_2d.shape
     positions = y.shape[2] * y.shape[3]
+    need_dw = dweight_parts.shape[1] > 0
     cols_buffer = np.empty(n_rows * chunk * positions, dtype=xq.dtype)
     out_buffer = np.empty(n_out * chunk * positions, dtype=xq.dtype)
+    product = np.empty((n_out, n_rows), dtype=xq.dtype)
     for start in range(first, last, chunk):
         stop = min(start + chunk, last)
         span = (stop - start) * positions
         _unfold_chunk(xq, phase_width, start, stop, kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3], cols_buffer)
+        cols = cols_buffer[:n_rows * span].reshape(n_rows, span)
         out = out_buffer[:n_out * span].reshape(n_out, span)
-        np.dot(weight_2d, cols_buffer[:n_rows * span].reshape(n_rows, span), out)
+        np.dot(weight_2d, cols, out)
         for n in range(start, stop):
             for o in range(n_out):
                 source, target, shift = out[o, (n - start) * positions:], y[n, o].reshape(-1), bias[o]
                 for p in range(positions):
                     target[p] = source[p] + shift
+        if need_dw:  # out is free again: it takes the chunk of dY
+            _gather_chunk(dy, start, stop, out)
+            _add_weight_grad(out, cols, product, dweight_parts[share])
 
 
 @njit(cache=True, nogil=True)
@@ -718,18 +745,11 @@ def _backward_chunks(share, first, last, x, xq, phase_width, weight_t, dy, kh, k
         stop = min(start + chunk, last)
         span = (stop - start) * positions
         grad = grad_buffer[:n_out * span].reshape(n_out, span)
-        for n in range(start, stop):
-            for o in range(n_out):
-                source, target = dy[n, o].reshape(-1), grad[o, (n - start) * positions:]
-                for p in range(positions):
-                    target[p] = source[p]
+        _gather_chunk(dy, start, stop, grad)
         cols = cols_buffer[:n_rows * span].reshape(n_rows, span)
         if need_dw:
             _unfold_chunk(xq, phase_width, start, stop, kh, kw, sh, sw, dh, dw, oh, ow, cols_buffer)
-            np.dot(grad, cols.T, product)
-            for o in range(n_out):
-                for r in range(n_rows):
-                    dweight[o, r] += product[o, r]
+            _add_weight_grad(grad, cols, product, dweight)
         if need_dx:
             np.dot(weight_t, grad, cols)
             _fold_chunk(cols_buffer, phase_width, stop - start, kh, kw, sh, sw, dh, dw, oh, ow, dxq)
@@ -737,6 +757,27 @@ def _backward_chunks(share, first, last, x, xq, phase_width, weight_t, dy, kh, k
                 for c in range(channels):
                     for h in range(height):
                         _copy_phases(dxq[n - start, c, ph + h], dx[n, c, h], pw, sw, phase_width, False)
+
+
+@njit(cache=True, inline="always")
+def _gather_chunk(dy, start, stop, grad):
+    """grad[o, (n - start) P + p] = dY[n, o, p] (P positions) for start <= n < stop: the chunk's
+    dY as one (O, chunk P) matrix."""
+    positions = dy.shape[2] * dy.shape[3]
+    for n in range(start, stop):
+        for o in range(dy.shape[1]):
+            source, target = dy[n, o].reshape(-1), grad[o, (n - start) * positions:]
+            for p in range(positions):
+                target[p] = source[p]
+
+
+@njit(cache=True, inline="always")
+def _add_weight_grad(grad, cols, product, dweight):
+    """dweight += grad cols^T (the chunk's dK' = dY X'^T, into a float64 part)."""
+    np.dot(grad, cols.T, product)
+    for o in range(product.shape[0]):
+        for r in range(product.shape[1]):
+            dweight[o, r] += product[o, r]
 
 
 @njit(cache=True)

@@ -185,6 +185,12 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
                                padding, dilation, out_size, (1, 1), groups)
 
 
+def conv2d_forward_and_weight_grad(x, weight, dy, stride, padding, dilation, groups, out_size):
+    """(Y, dK): conv2d_forward without bias and conv2d_backward's weight gradient for ``dy``."""
+    y = conv2d_forward(x, weight, None, stride, padding, dilation, groups, out_size)
+    return y, conv2d_backward(x, weight, dy, stride, padding, dilation, groups, False, True)[1]
+
+
 def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=True, need_dw=True):
     """(dx, dweight, dbias): dbias = sum_(n,i,j) dY."""
     n_out = weight.shape[0]

@@ -11,7 +11,8 @@ Backward, from the adjoint of fold (unfold):
     dK' = X unfold(dY)^T          (the convolution's weight gradient, dY as its input, X as its dY)
     db = sum_(n, i, j) dY
 So no new kernel: forward = ``conv2d_backward`` (input gradient only), dX = ``conv2d_forward``,
-dK = ``conv2d_backward`` (weight gradient only), on either device.
+dK = ``conv2d_backward`` (weight gradient only), on either device; dX and dK together by
+``conv2d_forward_and_weight_grad``, which unfolds dY once where the cpu runs it in chunks.
 """
 import numpy as np
 
@@ -75,10 +76,13 @@ class TransposedConvolution(Function):
             dx, dw = np.zeros_like(x), np.zeros_like(weight)
         else:
             kernels = for_device(ctx.device, "conv")
-            if need_dx:  # first: the weight gradient below reuses this unfold of dY on the cpu
+            if need_dx and need_dw:  # both from one unfold of dY where the cpu chunks it
+                dx, dw = kernels.conv2d_forward_and_weight_grad(grad, weight, x, stride, padding, dilation,
+                                                                groups, x.shape[2:])
+            elif need_dx:
                 dx = kernels.conv2d_forward(grad, weight, None, stride, padding, dilation, groups,
                                             x.shape[2:])
-            if need_dw:
+            elif need_dw:
                 _, dw, _ = kernels.conv2d_backward(grad, weight, x, stride, padding, dilation,
                                                    groups, False, True)
         db = grad.sum(axis=(0, 2, 3)) if has_bias and ctx.needs_input_grad[2] else None
