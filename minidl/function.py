@@ -21,6 +21,7 @@ Dtypes follow PyTorch's rules, applied here once for every Function:
   refuses integer, bool and float16 inputs with a TypeError naming the layer and the fix.
 """
 import contextlib
+import sys
 import threading
 
 import numpy as np
@@ -311,7 +312,7 @@ def run_backward(root, gradient, retain_graph=False, capture=None):
             if id(tensor) in capture:
                 capture[id(tensor)] = grad
         elif tensor._retains_grad or node is None:
-            tensor._accumulate_grad(grad)
+            tensor._accumulate_grad(grad, keep=node is None and _held_only_by_caller(grad))
         if node is None:
             continue
         if node.ctx is None:
@@ -320,25 +321,54 @@ def run_backward(root, gradient, retain_graph=False, capture=None):
                 "arrays were freed by the first backward. Pass retain_graph=True to the first "
                 "backward() to keep them.")
         _check_versions(node)
-        input_grads = node.function.backward(node.ctx, grad)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        for parent, parent_grad in zip(node.inputs, input_grads):
-            if parent is None or parent_grad is None or not parent.requires_grad:
-                continue
-            if np.shape(parent_grad) != parent.shape:
-                raise RuntimeError(
-                    f"{node.name()} returned a gradient of shape {np.shape(parent_grad)} for an "
-                    f"input of shape {parent.shape}")
-            key = id(parent)
-            if key in grads:
-                grads[key] = _summed(grads[key], parent_grad, key in summed)
-                summed.add(key)
-            else:
-                grads[key] = parent_grad
+        _add_input_grads(node, node.function.backward(node.ctx, grad), grads, summed)
         if not retain_graph:
             node.ctx = None
             node.inputs = ()  # frees the activations nothing else holds
+
+
+def _add_input_grads(node, input_grads, grads, summed):
+    """Add what ``node``'s backward returned into ``grads`` (see run_backward), one gradient per
+    input that requires one. (A function of its own: its references to the gradients end when
+    it returns, which ``_held_only_by_caller`` counts on.)"""
+    if not isinstance(input_grads, tuple):
+        input_grads = (input_grads,)
+    for parent, parent_grad in zip(node.inputs, input_grads):
+        if parent is None or parent_grad is None or not parent.requires_grad:
+            continue
+        if np.shape(parent_grad) != parent.shape:
+            raise RuntimeError(
+                f"{node.name()} returned a gradient of shape {np.shape(parent_grad)} for an "
+                f"input of shape {parent.shape}")
+        key = id(parent)
+        if key in grads:
+            grads[key] = _summed(grads[key], parent_grad, key in summed)
+            summed.add(key)
+        else:
+            grads[key] = parent_grad
+
+
+# References to an array held only by run_backward's local variable, as counted inside
+# _held_only_by_caller on CPython 3.9-3.13 (measured on 3.11; tests/test_tensor.py fails when the
+# count changes): that variable, the call's argument and the parameter, getrefcount's. CPython
+# 3.14 may leave references on its evaluation stack uncounted, so there a leaf always copies.
+_SOLE_REFERENCES = 4
+REFERENCE_COUNTS_KNOWN = sys.implementation.name == "cpython" and (3, 9) <= sys.version_info[:2] < (3, 14)
+
+
+def _held_only_by_caller(array):
+    """Whether nothing but the caller's one variable refers to ``array`` or to the memory under
+    it (a view's base), so that a leaf's ``.grad`` may take it without a copy, as PyTorch's
+    AccumulateGrad steals a gradient no one else holds. Writeable C-contiguous numpy arrays only,
+    and only where REFERENCE_COUNTS_KNOWN."""
+    if (not REFERENCE_COUNTS_KNOWN or type(array) is not np.ndarray
+            or not (array.flags.c_contiguous and array.flags.writeable)):
+        return False
+    base = array.base
+    if base is not None and (type(base) is not np.ndarray or base.base is not None or base.size != array.size
+                             or sys.getrefcount(base) > 3):  # the view's, ``base``'s, getrefcount's
+        return False
+    return sys.getrefcount(array) <= _SOLE_REFERENCES
 
 
 def _check_versions(node):

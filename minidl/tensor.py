@@ -298,12 +298,16 @@ class Tensor:
                 raise RuntimeError(f"backward(): gradient has shape {seed.shape}, tensor {self.shape}")
         run_backward(self, seed, retain_graph=retain_graph)
 
-    def _accumulate_grad(self, grad):
-        grad = np.asarray(grad, dtype=self.dtype, like=like(grad))
+    def _accumulate_grad(self, grad, keep=False):
+        """.grad += grad (a copy of grad when .grad is None, or grad itself with ``keep``: the
+        caller holds its only reference)."""
+        converted = np.asarray(grad, dtype=self.dtype, like=like(grad))
         if self.grad is None:
-            self.grad = Tensor._from_array(np.array(grad, copy=True, like=like(grad)), self.device)
+            if not (keep and converted is grad):
+                converted = np.array(converted, copy=True, like=like(converted))
+            self.grad = Tensor._from_array(converted, self.device)
         else:
-            self.grad.array += grad
+            self.grad.array += converted
         for hook in tuple(self.__dict__.get("_grad_hooks", {}).values()):
             hook(self)
 

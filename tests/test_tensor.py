@@ -198,6 +198,55 @@ def test_slices_in_a_time_loop_and_their_dtype():
     np.testing.assert_allclose(x.grad.data, np.broadcast_to(0.5 ** np.arange(5, -1, -1.0)[:, None, None], (6, 2, 2)))
 
 
+class _Tripled(minidl.Function):
+    """y = x; dx = 3 dy, as a new array (``made`` keeps a weak reference to it) or, with
+    ``keep_base``, as a view of an array that ``kept`` holds."""
+    made, kept = None, []
+
+    @staticmethod
+    def forward(ctx, x, keep_base=False):
+        ctx.keep_base = keep_base
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.keep_base:
+            base = 3 * grad.reshape(-1)
+            _Tripled.kept.append(base)
+            return base.reshape(grad.shape)
+        out = 3 * grad
+        _Tripled.made = weakref.ref(out)
+        return out
+
+
+@pytest.mark.skipif(not minidl.function.REFERENCE_COUNTS_KNOWN, reason="leaves copy every gradient here")
+def test_a_leaf_takes_a_gradient_no_one_else_holds_without_a_copy():
+    x = minidl.tensor(np.ones(4), requires_grad=True)
+    _Tripled.apply(x).backward(np.ones(4))
+    assert x.grad.array is _Tripled.made()
+    _Tripled.apply(x).backward(np.ones(4))  # later backward passes add into it
+    np.testing.assert_array_equal(x.grad.data, 6.0)
+
+
+def test_a_leaf_copies_a_gradient_held_elsewhere():
+    """The caller's seed, an array another leaf's gradient also is, and a view of an array
+    something else holds are copied, never taken."""
+    x = minidl.tensor(np.ones(3), requires_grad=True)
+    seed = np.full(3, 2.0)
+    (x + 0.0).backward(seed)
+    seed[:] = 7.0
+    np.testing.assert_array_equal(x.grad.data, 2.0)
+    a, b = minidl.tensor(np.ones(3), requires_grad=True), minidl.tensor(np.ones(3), requires_grad=True)
+    ((a + b) * 2.0).sum().backward()  # Add hands its one gradient array to a and to b
+    assert not np.shares_memory(a.grad.array, b.grad.array)
+    a.grad.array += 1.0
+    np.testing.assert_array_equal(b.grad.data, 2.0)
+    _Tripled.kept.clear()
+    y = minidl.tensor(np.ones((2, 2)), requires_grad=True)
+    _Tripled.apply(y, keep_base=True).backward(np.ones((2, 2)))
+    assert not np.shares_memory(y.grad.array, _Tripled.kept[0])
+
+
 def test_diamond_graph():
     x = minidl.tensor(1.5, dtype=np.float64, requires_grad=True)
     a = x.exp()
