@@ -34,16 +34,18 @@ EXPONENTIAL_WORK = 4  # an exponential costs about as much time as moving 4 valu
 
 
 def _exponential_rows(kernel, rows, *arrays):
-    """kernel(share, first, last, rows, *arrays) over shares of the rows of ``rows``."""
-    tasks.run(kernel, rows.shape[0], rows, *arrays, work=EXPONENTIAL_WORK * rows.size)
+    """out, a new array shaped as ``rows``, written by kernel(share, first, last, rows, *arrays,
+    out) over shares of the rows."""
+    out = np.empty_like(rows)
+    tasks.run(kernel, rows.shape[0], rows, *arrays, out, work=EXPONENTIAL_WORK * rows.size)
+    return out
 
 
 def cross_entropy_forward(logits, target, class_weight, ignore_index, smoothing):
     """(per-row losses, softmax p of every row, kept for ``cross_entropy_backward``)."""
     losses = np.zeros(logits.shape[0], dtype=logits.dtype)
-    probabilities = np.empty_like(logits)
-    _exponential_rows(_cross_entropy_rows, logits, target, class_weight, ignore_index, smoothing,
-                      losses, probabilities)
+    probabilities = _exponential_rows(_cross_entropy_rows, logits, target, class_weight, ignore_index,
+                                      smoothing, losses)
     return losses, probabilities
 
 
@@ -113,9 +115,7 @@ def cross_entropy_backward(loop):
 
 def softmax_forward(rows):
     """p of every row."""
-    probabilities = np.empty_like(rows)
-    _exponential_rows(_softmax_rows, rows, probabilities)
-    return probabilities
+    return _exponential_rows(_softmax_rows, rows)
 
 
 @njit(cache=True, nogil=True, **NO_ZERO_DIVISION_CHECK)
@@ -144,9 +144,7 @@ def softmax_backward(loop):
 
 def log_softmax_forward(rows):
     """y = x - lse of every row."""
-    y = np.empty_like(rows)
-    _exponential_rows(_log_softmax_rows, rows, y)
-    return y
+    return _exponential_rows(_log_softmax_rows, rows)
 
 
 @njit(cache=True, nogil=True, **NO_ZERO_DIVISION_CHECK)
@@ -161,9 +159,7 @@ def _log_softmax_rows(share, first, last, rows, y):
 
 def log_softmax_backward(y, grad):
     """dx = dy - e^y sum dy per row, from y and dy (R, C)."""
-    dx = np.empty_like(grad)
-    _exponential_rows(_log_softmax_backward_rows, y, grad, dx)
-    return dx
+    return _exponential_rows(_log_softmax_backward_rows, y, grad)
 
 
 @njit(cache=True, nogil=True, **NO_ZERO_DIVISION_CHECK)
