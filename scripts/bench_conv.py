@@ -101,6 +101,7 @@ def _ratio_row(name, medians, unit, scale=1.0):
     return row
 
 
+OP_REPEATS = 10  # op rows take this many times the section's repeats
 OP_NAMES = {"conv": "conv2d ({batch},16,32,32)x(32,16,3,3) pad 1", "pool": "max_pool2d 2x2 ({batch},32,32,32)",
             "bn": "BatchNorm2d train ({batch},32,32,32)", "ce": "cross_entropy ({batch4},1000)"}
 
@@ -110,7 +111,9 @@ def op_rows(device="cpu", repeats=5, batch=64, peak=None, alone=False):
     conv2d (64,16,32,32) x (32,16,3,3) pad 1; max_pool2d 2x2 and BatchNorm2d on (64,32,32,32);
     cross-entropy on (256,1000) logits. ``batch`` shrinks the first axis (for the simulator).
     ``peak`` (GFLOP/s): the conv row also gets each library's GFLOP/s and its % of that peak.
-    ``alone``: each (op, library) timed in a process of its own."""
+    ``alone``: each (op, library) timed in a process of its own. Medians of OP_REPEATS x
+    ``repeats`` calls."""
+    repeats *= OP_REPEATS  # single calls of 0.3-15 ms: medians of 3 or 5 moved by 50% between runs
     if alone:
         medians = {op: {who: _alone("op", op, who, device, repeats, batch) for who in sides(device)}
                    for op in OP_NAMES}
