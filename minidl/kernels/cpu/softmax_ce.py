@@ -16,11 +16,12 @@ for the backward pass, which is then one pass without exponentials. Per row: the
 exponentials e^(x - max) (through ``elementary``: SIMD in float32) written where p goes, their
 sum, and one scaling of the row by 1 / sum; lse - x_t is taken in float64.
 
-The passes with exponentials run over shares of the rows on ``tasks``'s pool from 2^17 values
-(``work`` = EXPONENTIAL_WORK per value): a (256, 1000) cross-entropy forward took 144 us on one
-core and 84-98 us on two (a pool call costs ~10 us), a (64, 1000) one 37 us on one core. The
-passes without (the backward of cross-entropy and softmax) are size-dispatched: they only
-move data, and split from a million values.
+The passes with exponentials run over shares of the rows on ``tasks``'s pool from 2^20 values
+(_PARALLEL_FROM), the others are size-dispatched from there. A (256, 1000) cross-entropy forward
+took 144 us on one core and 84-98 us on two, alone; but when another thread spins on the second
+core (PyTorch's workers do for milliseconds after each of its ops) the share held there waits
+for it: the bench's interleaved fwd+bwd read 0.36-1.0 ms in shares and 0.35-0.52 ms on one core.
+So that size stays on one core.
 """
 import numpy as np
 from numba import njit
@@ -30,14 +31,16 @@ from .elementary import NO_ZERO_DIVISION_CHECK, exp, rounded_like, row_dot, row_
 
 
 _PARALLEL_FROM = 1 << 20
-EXPONENTIAL_WORK = 4  # an exponential costs about as much time as moving 4 values
 
 
 def _exponential_rows(kernel, rows, *arrays):
     """out, a new array shaped as ``rows``, written by kernel(share, first, last, rows, *arrays,
-    out) over shares of the rows."""
+    out): over shares of the rows from _PARALLEL_FROM values, else in one share here."""
     out = np.empty_like(rows)
-    tasks.run(kernel, rows.shape[0], rows, *arrays, out, work=EXPONENTIAL_WORK * rows.size)
+    if rows.size < _PARALLEL_FROM:
+        kernel(0, 0, rows.shape[0], rows, *arrays, out)
+    else:
+        tasks.run(kernel, rows.shape[0], rows, *arrays, out)
     return out
 
 
