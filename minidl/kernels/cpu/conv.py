@@ -603,15 +603,12 @@ def chunked_conv_forward(x, weight, bias, stride, padding, dilation, out_size, d
     y = np.empty((x.shape[0], n_out) + tuple(out_size), dtype=x.dtype)
     shift = np.zeros(n_out, dtype=x.dtype) if bias is None else bias
     balance = direct_conv.balanced(x.shape, weight.shape, out_size)
-    parts = (n_out, weight[0].size) if dy is not None else (0, 0)
-    dweight_parts = np.zeros((tasks.shares_calling_blas(x.shape[0], balance),) + parts)
+    dweight_parts = _weight_grad_parts(x.shape[0], weight, balance, dy is not None)
     tasks.run_calling_blas(_forward_chunks, x.shape[0], padded_phases(x, *padding, stride[1]),
                            _phase_width(x, padding[1], stride[1]), weight.reshape(n_out, -1), shift,
                            *kernel, *stride, *dilation, _chunk(weight, out_size), y,
                            y if dy is None else dy, dweight_parts, balance=balance)
-    if dy is None:
-        return y
-    return y, dweight_parts.sum(axis=0).astype(x.dtype).reshape(weight.shape)
+    return y if dy is None else (y, _weight_grad_total(dweight_parts, weight, x.dtype))
 
 
 def chunked_conv_backward(x, weight, dy, stride, padding, dilation, need_dx=True, need_dw=True):
@@ -620,16 +617,27 @@ def chunked_conv_backward(x, weight, dy, stride, padding, dilation, need_dx=True
     dX_n = fold(K'^T dY_n)."""
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
     balance = direct_conv.balanced(x.shape, weight.shape, out_size)
-    parts = (n_out, weight[0].size) if need_dw else (0, 0)
-    dweight_parts = np.zeros((tasks.shares_calling_blas(x.shape[0], balance),) + parts)
+    dweight_parts = _weight_grad_parts(x.shape[0], weight, balance, need_dw)
     dx = np.empty_like(x)
     xq = padded_phases(x, *padding, stride[1]) if need_dw else x  # dK' reads it, dX does not
     tasks.run_calling_blas(_backward_chunks, x.shape[0], x, xq, _phase_width(x, padding[1], stride[1]),
                            np.ascontiguousarray(weight.reshape(n_out, -1).T), dy, *kernel, *stride, *padding,
                            *dilation, _chunk(weight, out_size), need_dx, need_dw, dx, dweight_parts,
                            balance=balance)
-    dweight = dweight_parts.sum(axis=0).astype(x.dtype).reshape(weight.shape) if need_dw else None
+    dweight = _weight_grad_total(dweight_parts, weight, x.dtype) if need_dw else None
     return (dx if need_dx else None), dweight
+
+
+def _weight_grad_parts(n_images, weight, balance, needed):
+    """Zeroed float64 partial dK' per share of ``n_images``, (shares, O, C kh kw); (shares, 0, 0)
+    when not ``needed`` (the chunk kernels then skip dK')."""
+    parts = (weight.shape[0], weight[0].size) if needed else (0, 0)
+    return np.zeros((tasks.shares_calling_blas(n_images, balance),) + parts)
+
+
+def _weight_grad_total(dweight_parts, weight, dtype):
+    """dK: the shares' parts added in share order, in ``dtype`` and the weight's shape."""
+    return dweight_parts.sum(axis=0).astype(dtype).reshape(weight.shape)
 
 
 def _phase_width(x, pw, sw):
