@@ -4,7 +4,7 @@
     python scripts/bench.py --only mlp      # one section: mlp, startup, conv, rnn, tree, transformer
     python scripts/bench.py --only distributed  # scripts/bench_distributed.py (mpiexec; not in the default)
     python scripts/bench.py --quick         # fewer images and repeats
-    python scripts/bench.py --alone         # conv section also with each library alone in its own
+    python scripts/bench.py --alone         # every timed row also with each library alone in its own
                                             # process (GEMM peak, % of it and memory are always shown)
     python scripts/bench.py --device cuda   # conv ops and CNN epochs on the GPU: minidl cuda, PyTorch
                                             # cuda and minidl's own cpu path
@@ -28,11 +28,20 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minidl  # noqa: E402
-from bench_common import print_table, time_interleaved, torch_twin  # noqa: E402
+from bench_common import measuring_ways, print_table, time_contestants, torch_twin  # noqa: E402
 
 
-def mlp_epoch_rows(n_images, repeats, batch_size=64):
+def mlp_epoch_rows(n_images, repeats, batch_size=64, alone=False):
     """Seconds per epoch of MLP 784-256-128-10 with Adam, minidl and PyTorch, same data and order."""
+    medians = time_contestants(mlp_epoch_steps, (n_images, batch_size), ("minidl", "torch"), repeats, alone)
+    scale = 60_000 / n_images  # report per full epoch
+    return [{"benchmark": f"MLP epoch, batch {batch_size}", "minidl_s": medians["minidl"] * scale,
+             "torch_s": medians["torch"] * scale, "ratio": medians["minidl"] / medians["torch"],
+             "minidl_img_per_s": n_images / medians["minidl"]}]
+
+
+def mlp_epoch_steps(n_images, batch_size, only=None):
+    """{contestant: one pass over the first ``n_images`` training images} for ``mlp_epoch_rows``."""
     import torch
     from minidl import nn, optim
     from minidl.data import FashionMNIST
@@ -44,6 +53,7 @@ def mlp_epoch_rows(n_images, repeats, batch_size=64):
     order = np.random.default_rng(0).permutation(len(images))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
+    minidl.manual_seed(0)
     model, loss_fn = MLP(), nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
     t_model = torch_twin(model)
@@ -66,11 +76,8 @@ def mlp_epoch_rows(n_images, repeats, batch_size=64):
             loss.backward()
             t_optimizer.step()
 
-    medians = time_interleaved({"minidl": minidl_epoch, "torch": torch_epoch}, repeats)
-    scale = 60_000 / n_images  # report per full epoch
-    return [{"benchmark": f"MLP epoch, batch {batch_size}", "minidl_s": medians["minidl"] * scale,
-             "torch_s": medians["torch"] * scale, "ratio": medians["minidl"] / medians["torch"],
-             "minidl_img_per_s": n_images / medians["minidl"]}]
+    steps = {"minidl": minidl_epoch, "torch": torch_epoch}
+    return steps if only is None else {only: steps[only]}
 
 
 STARTUP = """
@@ -99,9 +106,25 @@ def startup_rows():
     return rows
 
 
-def transformer_rows(repeats, batch=32, seq=128, d_model=256, heads=4):
+TRANSFORMER_ROWS = {"layer": "TransformerEncoderLayer d{d_model} h{heads} ({batch}, {seq})",
+                    "norm": "LayerNorm({d_model}) on ({batch}, {seq}, {d_model})"}
+
+
+def transformer_rows(repeats, batch=32, seq=128, d_model=256, heads=4, alone=False):
     """Forward + backward of a TransformerEncoderLayer (dropout 0, batch_first) and of a LayerNorm
     over the same activations, minidl and PyTorch on the same weights and inputs."""
+    rows = []
+    for which, name in TRANSFORMER_ROWS.items():
+        medians = time_contestants(transformer_steps, (which, batch, seq, d_model, heads), ("minidl", "torch"),
+                                   repeats, alone)
+        rows.append({"benchmark": name.format(batch=batch, seq=seq, d_model=d_model, heads=heads) + ", fwd+bwd",
+                     "minidl_s": medians["minidl"], "torch_s": medians["torch"],
+                     "ratio": medians["minidl"] / medians["torch"]})
+    return rows
+
+
+def transformer_steps(which, batch, seq, d_model, heads, only=None):
+    """{contestant: step} for one of ``transformer_rows``' rows ("layer" or "norm")."""
     import torch
     from minidl import nn
 
@@ -109,43 +132,46 @@ def transformer_rows(repeats, batch=32, seq=128, d_model=256, heads=4):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, seq, d_model)).astype(np.float32)
     upstream = rng.standard_normal(x.shape).astype(np.float32)
-    layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=0.0, batch_first=True)
-    t_layer = torch.nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=0.0,
-                                               batch_first=True)
-    t_layer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
-    norm, t_norm = nn.LayerNorm(d_model), torch.nn.LayerNorm(d_model)
+    minidl.manual_seed(0)
+    if which == "layer":
+        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=0.0,
+                                           batch_first=True)
+        t_layer = torch.nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=0.0,
+                                                   batch_first=True)
+        t_layer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    else:
+        layer, t_layer = nn.LayerNorm(d_model), torch.nn.LayerNorm(d_model)
     t_x, t_upstream = torch.from_numpy(x), torch.from_numpy(upstream)
 
-    def ours(module):
-        def step():
-            inputs = minidl.tensor(x, requires_grad=True)
-            module(inputs).backward(upstream)
-        return step
+    def ours():
+        layer(minidl.tensor(x, requires_grad=True)).backward(upstream)
 
-    def theirs(module):
-        def step():
-            inputs = t_x.clone().requires_grad_(True)
-            module(inputs).backward(t_upstream)
-        return step
+    def theirs():
+        t_layer(t_x.clone().requires_grad_(True)).backward(t_upstream)
 
-    rows = []
-    for name, mine, reference in ((f"TransformerEncoderLayer d{d_model} h{heads} ({batch}, {seq})", layer, t_layer),
-                                  (f"LayerNorm({d_model}) on ({batch}, {seq}, {d_model})", norm, t_norm)):
-        medians = time_interleaved({"minidl": ours(mine), "torch": theirs(reference)}, repeats)
-        rows.append({"benchmark": name + ", fwd+bwd", "minidl_s": medians["minidl"], "torch_s": medians["torch"],
-                     "ratio": medians["minidl"] / medians["torch"]})
-    return rows
+    steps = {"minidl": ours, "torch": theirs}
+    return steps if only is None else {only: steps[only]}
 
 
-def conv_transpose_rows(repeats, batch=64, shape=(32, 16, 16), out_channels=16):
+def conv_transpose_rows(repeats, batch=64, shape=(32, 16, 16), out_channels=16, alone=False):
     """Forward + backward of ConvTranspose2d(3x3, stride 2, padding 1, output_padding 1) (a
     decoder's upsampling step), minidl and PyTorch on the same weights and inputs."""
+    medians = time_contestants(conv_transpose_steps, (batch, shape, out_channels), ("minidl", "torch"), repeats,
+                               alone)
+    return [{"benchmark": f"ConvTranspose2d({shape[0]}, {out_channels}, 3, stride 2) on {(batch,) + shape}, "
+                          "fwd+bwd", "minidl_s": medians["minidl"], "torch_s": medians["torch"],
+             "ratio": medians["minidl"] / medians["torch"]}]
+
+
+def conv_transpose_steps(batch, shape, out_channels, only=None):
+    """{contestant: step} for ``conv_transpose_rows``."""
     import torch
     from minidl import nn
 
     torch.set_num_threads(numba.get_num_threads())
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch,) + shape).astype(np.float32)
+    x = rng.standard_normal((batch,) + tuple(shape)).astype(np.float32)
+    minidl.manual_seed(0)
     layer = nn.ConvTranspose2d(shape[0], out_channels, 3, stride=2, padding=1, output_padding=1)
     t_layer = torch.nn.ConvTranspose2d(shape[0], out_channels, 3, stride=2, padding=1, output_padding=1)
     t_layer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
@@ -158,10 +184,8 @@ def conv_transpose_rows(repeats, batch=64, shape=(32, 16, 16), out_channels=16):
     def theirs():
         t_layer(t_x.clone().requires_grad_(True)).backward(t_upstream)
 
-    medians = time_interleaved({"minidl": ours, "torch": theirs}, repeats)
-    return [{"benchmark": f"ConvTranspose2d({shape[0]}, {out_channels}, 3, stride 2) on {(batch,) + shape}, "
-                          "fwd+bwd", "minidl_s": medians["minidl"], "torch_s": medians["torch"],
-             "ratio": medians["minidl"] / medians["torch"]}]
+    steps = {"minidl": ours, "torch": theirs}
+    return steps if only is None else {only: steps[only]}
 
 
 def main(argv=None):
@@ -170,7 +194,7 @@ def main(argv=None):
                         choices=["mlp", "startup", "conv", "rnn", "tree", "transformer", "distributed"])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
     parser.add_argument("--alone", action="store_true",
-                        help="conv section: also time each library in a process of its own")
+                        help="also time each library in a process of its own (all but start-up and tree)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: the conv section on the GPU (the other sections are cpu only)")
     args = parser.parse_args(argv)
@@ -185,14 +209,22 @@ def main(argv=None):
     if "startup" in sections:
         print_table(startup_rows(), "Start-up")
     if "mlp" in sections:
-        print_table(mlp_epoch_rows(10_000 if args.quick else 60_000, repeats), "MLP training (Fashion-MNIST)")
+        for how, apart in measuring_ways(args.alone):
+            print_table(mlp_epoch_rows(10_000 if args.quick else 60_000, repeats, alone=apart),
+                        f"MLP training (Fashion-MNIST), {how}")
     for name in ("conv", "rnn", "tree"):
         if name in sections:
-            run_section(name, args.quick, **({"device": args.device, "alone": args.alone} if name == "conv" else {}))
+            options = {"device": args.device, "alone": args.alone} if name == "conv" else (
+                {"alone": args.alone} if name == "rnn" else {})
+            run_section(name, args.quick, **options)
     if "conv" in sections and args.device == "cpu":
-        print_table(conv_transpose_rows(3 if args.quick else 10), "Transposed convolution, forward + backward")
+        for how, apart in measuring_ways(args.alone):
+            print_table(conv_transpose_rows(3 if args.quick else 10, alone=apart),
+                        f"Transposed convolution, forward + backward, {how}")
     if "transformer" in sections:
-        print_table(transformer_rows(5 if args.quick else 15), "Transformer layers, forward + backward")
+        for how, apart in measuring_ways(args.alone):
+            print_table(transformer_rows(5 if args.quick else 15, alone=apart),
+                        f"Transformer layers, forward + backward, {how}")
     if "distributed" in sections:
         __import__("bench_distributed").main([])
     print(f"\n(total {time.perf_counter() - started:.0f} s)")

@@ -1,5 +1,11 @@
-"""Timing helpers shared by the bench scripts: interleaved runs, medians, ratio tables."""
+"""Timing helpers shared by the bench scripts: interleaved runs, runs alone in a process of their
+own, medians, ratio tables."""
+import importlib.util
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -18,6 +24,41 @@ def time_interleaved(candidates, repeats=5, warmup=1):
             fn()
             samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def time_contestants(factory, args, contestants, repeats=5, alone=False, warmup=1):
+    """Median seconds of each contestant's step, from ``factory(*args, only=None)`` -> {name: step}.
+
+    Interleaved (``time_interleaved``), or with ``alone`` each contestant in a fresh interpreter
+    of its own, built there by ``factory(*args, only=name)``: no second library's thread pool
+    beside it (PyTorch's OpenMP workers spin on for milliseconds after each of its ops and take
+    a core from whatever runs next). ``factory`` is a module-level function of a bench script and
+    ``args`` are JSON values."""
+    if not alone:
+        return time_interleaved(factory(*args), repeats, warmup)
+    source = os.path.abspath(sys.modules[factory.__module__].__file__)
+    medians = {}
+    for who in contestants:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), source, factory.__name__,
+                              json.dumps(list(args)), who, str(repeats), str(warmup)],
+                             capture_output=True, text=True, check=True)
+        medians[who] = json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
+    return medians
+
+
+def measuring_ways(alone):
+    """[(how, alone)] for a bench section's tables: interleaved, and with ``alone`` also alone."""
+    return [("interleaved in one process", False)] + ([("each library alone in its own process", True)]
+                                                     if alone else [])
+
+
+def _time_alone(source, factory_name, args, who, repeats, warmup):
+    """The child end of ``time_contestants(alone=True)``: prints {"median_s": ...}."""
+    spec = importlib.util.spec_from_file_location("bench_alone_" + os.path.basename(source)[:-3], source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    steps = getattr(module, factory_name)(*json.loads(args), only=who)
+    print(json.dumps({"median_s": time_interleaved({who: steps[who]}, int(repeats), int(warmup))[who]}))
 
 
 def print_table(rows, title=None):
@@ -69,3 +110,9 @@ def torch_twin(model):
     if result.unexpected_keys or any(not key.endswith("num_batches_tracked") for key in result.missing_keys):
         raise ValueError(f"torch_twin: state_dict keys differ: {result}")
     return twin
+
+
+if __name__ == "__main__":
+    SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [SCRIPTS, os.path.dirname(SCRIPTS)]
+    _time_alone(*sys.argv[1:])

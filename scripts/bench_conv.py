@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 import minidl  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
-from bench_common import print_table, time_interleaved, torch_twin  # noqa: E402
+from bench_common import measuring_ways, print_table, time_contestants, torch_twin  # noqa: E402
 
 
 class Side:
@@ -114,12 +114,8 @@ def op_rows(device="cpu", repeats=5, batch=64, peak=None, alone=False):
     ``alone``: each (op, library) timed in a process of its own. Medians of OP_REPEATS x
     ``repeats`` calls."""
     repeats *= OP_REPEATS  # single calls of 0.3-15 ms: medians of 3 or 5 moved by 50% between runs
-    if alone:
-        medians = {op: {who: _alone("op", op, who, device, repeats, batch) for who in sides(device)}
-                   for op in OP_NAMES}
-    else:
-        steps = op_steps(device, batch)
-        medians = {op: time_interleaved(steps[op], repeats) for op in steps}
+    medians = {op: time_contestants(op_step, (op, device, batch), list(sides(device)), repeats, alone)
+               for op in OP_NAMES}
     rows = []
     for op, times in medians.items():
         row = _ratio_row(f"{OP_NAMES[op].format(batch=batch, batch4=4 * batch)}, fwd+bwd", times, "ms")
@@ -130,6 +126,11 @@ def op_rows(device="cpu", repeats=5, batch=64, peak=None, alone=False):
                 row[f"{who}_%peak"] = 100 * flops / seconds / 1e9 / peak if op == "conv" else "-"
         rows.append(row)
     return rows
+
+
+def op_step(op, device="cpu", batch=64, only=None):
+    """{contestant: step} of one of ``op_rows``' ops."""
+    return op_steps(device, batch, only)[op]
 
 
 def op_steps(device="cpu", batch=64, only=None):
@@ -166,11 +167,8 @@ def epoch_rows(model_name, batch_size, device="cpu", repeats=5, steps=10, alone=
     """Seconds per Fashion-MNIST epoch (60,000 images) of ``models/<model_name>`` trained with
     Adam, from ``steps`` timed batches of random images; PyTorch trains the same network with
     the same starting weights (``torch_twin``). ``alone``: each library in a process of its own."""
-    if alone:
-        medians = {who: _alone("epoch", f"{model_name}:{batch_size}:{steps}", who, device, repeats)
-                   for who in sides(device)}
-    else:
-        medians = time_interleaved(epoch_steps(model_name, batch_size, device, steps), repeats)
+    medians = time_contestants(epoch_steps, (model_name, batch_size, device, steps), list(sides(device)),
+                               repeats, alone)
     return [_ratio_row(f"{model_name} epoch, batch {batch_size}", medians, "s", 60_000 / (steps * batch_size))]
 
 
@@ -203,23 +201,6 @@ def epoch_steps(model_name, batch_size, device="cpu", steps=10, only=None):
                 optimizer.step()
         runs[who] = side.timed(train)
     return runs
-
-
-def _alone(kind, name, who, device, repeats, batch=64):
-    """Median seconds of one contestant's step, timed in a fresh interpreter of its own."""
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", kind, name, who, device,
-                          str(repeats), str(batch)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
-
-
-def _child(kind, name, who, device, repeats, batch):
-    """The other end of ``_alone``: prints {"median_s": ...}."""
-    if kind == "op":
-        step = op_steps(device, int(batch), only=who)[name][who]
-    else:
-        model_name, batch_size, steps = name.split(":")
-        step = epoch_steps(model_name, int(batch_size), device, int(steps), only=who)[who]
-    print(json.dumps({"median_s": time_interleaved({who: step}, int(repeats))[who]}))
 
 
 MEMORY_STEP = """
@@ -358,8 +339,7 @@ def main_section(quick=False, device="cpu", alone=False):
     peak = gemm_peak() if device == "cpu" else None
     if peak:
         print(f"\nfloat32 GEMM peak (np.matmul 2048^2, {numba.get_num_threads()} threads): {peak:.0f} GFLOP/s")
-    ways = [("interleaved in one process", False)] + ([("each library alone in its own process", True)]
-                                                      if alone else [])
+    ways = measuring_ways(alone)
     for how, apart in ways:
         print_table(op_rows(device, repeats, peak=peak, alone=apart),
                     f"Convolution, pooling, batch norm, cross-entropy (float32, {device}), {how}")
@@ -377,11 +357,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--alone", action="store_true", help="also time each library in its own process")
-    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        _child(*args.child)
-        sys.exit(0)
     if args.device == "cuda" and not minidl.cuda.is_available():
         parser.error("--device cuda: minidl.cuda.is_available() is False (no NVIDIA GPU or driver)")
     print(f"minidl {minidl.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads, "
