@@ -1,7 +1,8 @@
 """The benchmark's PyTorch twins compute the same network as minidl's models (else its ratios
-would compare different work)."""
+would compare different work), and its timing helper runs each contestant where it says."""
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import minidl
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from bench_common import torch_twin  # noqa: E402
+from bench_common import time_contestants, torch_twin  # noqa: E402
 from models import MODELS  # noqa: E402
 
 
@@ -28,3 +29,34 @@ def test_torch_twin_computes_the_same_outputs(name):
 def test_torch_twin_refuses_a_layer_it_cannot_translate():
     with pytest.raises(TypeError, match="no PyTorch translation for Tanh"):
         torch_twin(minidl.nn.Sequential(minidl.nn.Tanh()))
+
+
+def sleeping_steps(seconds, pid_file, only=None):
+    """Steps for time_contestants: "short" sleeps ``seconds``, "long" three times that; each
+    appends "name pid" to ``pid_file``."""
+    def step(name, pause):
+        def run():
+            time.sleep(pause)
+            with open(pid_file, "a") as f:
+                f.write(f"{name} {os.getpid()}\n")
+        return run
+    steps = {"short": step("short", seconds), "long": step("long", 3 * seconds)}
+    return steps if only is None else {only: steps[only]}
+
+
+@pytest.mark.parametrize("alone", [False, True])
+def test_time_contestants_times_each_step_in_or_out_of_this_process(tmp_path, alone):
+    pid_file = str(tmp_path / "pids")
+    medians = time_contestants(sleeping_steps, (0.01, pid_file), ("short", "long"), repeats=3, alone=alone)
+    assert set(medians) == {"short", "long"}
+    assert 0.01 <= medians["short"] < medians["long"] and medians["long"] >= 0.03
+    with open(pid_file) as f:
+        pids = {}
+        for line in f:
+            name, pid = line.split()
+            pids.setdefault(name, set()).add(int(pid))
+    assert all(len(p) == 1 for p in pids.values())  # warm-up and repeats of one contestant: one process
+    if alone:
+        assert pids["short"] != pids["long"] and os.getpid() not in pids["short"] | pids["long"]
+    else:
+        assert pids["short"] == pids["long"] == {os.getpid()}
