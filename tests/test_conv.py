@@ -404,6 +404,27 @@ def test_blocked_3x3_path_matches_torch(rng, dtype, n, c, h, w, o, padding):
     _conv2d_matches_torch(rng, dtype, (n, c, h, w), (o, c, 3, 3), padding, 1, tolerance)
 
 
+@pytest.mark.parametrize("n, c, h, w, o, padding", _blocked_3x3_cases(14, seed=5) + [
+    (2, 37, 9, 9, 17, (1, 1)),     # many input channels, a last tile of 1 output channel
+    (1, 3, 40, 33, 8, (0, 1)),     # wide positions past several chunks of tiles
+    (3, 2, 1, 1, 24, (1, 1))])     # one output position
+def test_register_tiles_equal_the_blocked_loops(rng, n, c, h, w, o, padding):
+    """float32 takes the register tiles (forward and dX), float64 the blocked loops: the same
+    convolution of the same values, within float32 rounding."""
+    from minidl.kernels.cpu import direct_conv
+    x = rng.standard_normal((n, c, h, w))
+    weight, bias = rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
+    out_size = tuple(s + 2 * p - 2 for s, p in zip((h, w), padding))
+    dy = rng.standard_normal((n, o) + out_size)
+    tiled = direct_conv.conv3x3_forward(*(a.astype(np.float32) for a in (x, weight, bias)), padding)
+    assert_close(tiled, direct_conv.conv3x3_forward(x, weight, bias, padding), what="y", rtol=1e-4, atol=1e-4)
+    tiled = direct_conv.conv3x3_backward(*(a.astype(np.float32) for a in (x, weight, dy)), padding)
+    for name, ours, reference in zip(("dx", "dweight", "dbias"), tiled,
+                                     direct_conv.conv3x3_backward(x, weight, dy, padding)):
+        assert ours.dtype == np.float32
+        assert_close(ours, reference, what=name, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("x_shape, w_shape, padding", [
     ((2, 9, 5, 4), (6, 9, 3, 3), (1, 1)),
     ((1, 10, 4, 5), (5, 10, 3, 3), (0, 1)),
