@@ -441,10 +441,11 @@ def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
     ((32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, (28, 28), "direct"),        # FashionCNN's first layer
     ((64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "direct 3x3"),   # its second
     ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (32, 32), "direct 3x3"),   # the bench's conv2d row
-    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "winograd"),
-    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (12, 12), "im2col chunks"),  # wide, small planes
+    ((128, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "winograd"),
+    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "direct 3x3"),    # register tiles beat Winograd
+    ((128, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (12, 12), "im2col chunks"),  # wide, small planes
     ((256, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "im2col"),       # past CHUNKED_MAX_WEIGHTS
-    ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (10, 10), "im2col chunks"),  # a small plane
+    ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (7, 7), "direct 3x3"),      # a small plane
     ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (11, 11), "direct 3x3"),
     ((16, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "direct 3x3"),       # few channels: any plane
     ((16, 8, 3, 3), (1, 1), (2, 2), (1, 1), 1, (20, 20), "im2col chunks"),  # padding 2: 1,152 weights

@@ -141,17 +141,18 @@ def test_the_tile_follows_the_output_size(monkeypatch):
 
 
 def test_which_shapes_take_winograd(monkeypatch):
-    assert winograd.chosen((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16))
-    assert winograd.chosen((128, 64, 3, 3), (1, 1), (0, 2), (1, 1), 1, (16, 16))
+    assert winograd.chosen((128, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16))
+    assert winograd.chosen((256, 128, 3, 3), (1, 1), (0, 2), (1, 1), 1, (16, 16))
     assert not winograd.chosen((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16))  # too few channels to pay
+    assert not winograd.chosen((128, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16))  # register tiles win there
     assert not winograd.chosen((32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16))
-    assert not winograd.chosen((64, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16))
-    assert not winograd.chosen((64, 64, 3, 3), (1, 1), (1, 1), (2, 2), 1, (16, 16))
-    assert not winograd.chosen((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 2, (16, 16))
-    assert not winograd.chosen((64, 64, 3, 3), (1, 1), (3, 3), (1, 1), 1, (16, 16))
-    assert not winograd.chosen((64, 64, 5, 5), (1, 1), (1, 1), (1, 1), 1, (16, 16))
-    assert winograd.chosen((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14))
-    assert not winograd.chosen((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14))  # small planes: im2col
+    assert not winograd.chosen((128, 128, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16))
+    assert not winograd.chosen((128, 128, 3, 3), (1, 1), (1, 1), (2, 2), 1, (16, 16))
+    assert not winograd.chosen((128, 128, 3, 3), (1, 1), (1, 1), (1, 1), 2, (16, 16))
+    assert not winograd.chosen((128, 128, 3, 3), (1, 1), (3, 3), (1, 1), 1, (16, 16))
+    assert not winograd.chosen((128, 128, 5, 5), (1, 1), (1, 1), (1, 1), 1, (16, 16))
+    assert winograd.chosen((128, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14))
+    assert not winograd.chosen((128, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14))  # small planes: im2col
     monkeypatch.setattr(winograd, "ALGORITHM", "im2col")
     assert not winograd.chosen((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16))
     monkeypatch.setattr(winograd, "ALGORITHM", "winograd")

@@ -405,14 +405,14 @@ def _grouped_input_grad(weight_k, dy_blocks, col_blocks, groups):
 # ---------------------------------------------------------------- convolution (one class)
 
 def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
-    """How conv2d computes this shape: 3x3 stride-1 convolutions with >= 64 channels and outputs
+    """How conv2d computes this shape: 3x3 stride-1 convolutions with >= 128 channels and outputs
     of 14x14 or more by Winograd F(2x2 or 4x4, 3x3) ("winograd", winograd.chosen); stride-1
     layers of at most a few hundred weights by the per-row loops of direct_conv ("direct",
     direct_conv.chosen); other layers with fewer channels, 3x3 with padding 0 or 1, by its
-    blocked loops ("direct 3x3", direct_conv.chosen_3x3: not on small planes of many channels);
-    every other shape (other layers with >= 64 channels too: on small planes GEMMs beat both
-    other paths) by im2col, in chunks of images where ``chunked`` says ("im2col chunks"), else
-    over the whole batch; all of them by the reference whole-batch im2col under
+    register tiles (float32) or blocked loops ("direct 3x3", direct_conv.chosen_3x3); every
+    other shape (other layers with >= 128 channels too: on small planes GEMMs beat both other
+    paths) by im2col, in chunks of images where ``chunked`` says ("im2col chunks"), else over
+    the whole batch; all of them by the reference whole-batch im2col under
     MINIDL_CONV_ALGORITHM=im2col."""
     if winograd.chosen(weight_shape, stride, padding, dilation, groups, out_size):
         return "winograd"

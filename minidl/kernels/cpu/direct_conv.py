@@ -372,21 +372,13 @@ def _accumulator_stride(wq):
     return max(_ACCUMULATOR, _lanes(wq)) + _LANES
 
 
-#: On planes of at most SMALL_PLANE positions a 3x3 layer with SMALL_PLANE_CHANNELS (C O) or more
-#: goes to im2col in chunks: fwd+bwd at batch 64 (ms, blocked / chunks), 16->32 at 8x8 2.6 / 2.2,
-#: at 10x10 3.3 / 3.2, at 12x12 3.8 / 4.3; 32->32 at 8x8 4.8 / 3.6, at 4x4 3.8 / 1.7; 48->48 at
-#: 8x8 7.6 / 5.2. With fewer channels the blocked loops keep up there (8->16 at 8x8 0.91 / 1.03).
-SMALL_PLANE = 10 * 10
-SMALL_PLANE_CHANNELS = 512
-
-
 def chosen_3x3(weight_shape, stride, padding, dilation, groups, out_size):
     """Whether conv2d takes the blocked 3x3 path: 3x3 kernel, stride 1, dilation 1, one group,
-    padding 0 or 1, and not a small plane of many channels (SMALL_PLANE)."""
-    small = (out_size[0] * out_size[1] <= SMALL_PLANE
-             and weight_shape[0] * weight_shape[1] >= SMALL_PLANE_CHANNELS)
+    padding 0 or 1. On small planes too: fwd+bwd at batch 64 (ms, register tiles / im2col in
+    chunks) 32->32 at 8x8 2.2 / 4.5, at 4x4 1.1 / 1.4; 48->48 at 8x8 4.7 / 5.7; 64->64 at 7x7
+    6.6 / 8.2; 96->96 at 7x7 14.6 / 15.2 (wider layers there go to im2col: conv._algorithm)."""
     return (tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-            and groups == 1 and all(p in (0, 1) for p in padding) and not small)
+            and groups == 1 and all(p in (0, 1) for p in padding))
 
 
 def _blocked(weight):

@@ -57,7 +57,12 @@ ALGORITHM = os.environ.get("MINIDL_CONV_ALGORITHM", "auto")
 #: 16->32 at 32x32: 26-38 / 26-30 / 22-32 and 8->16 at 32x32: 14 / 15 / 13: a wash; 32->64 at
 #: 14x14 batch 256: 65 / 76 (61 in one chunk) / 84 and 1->32 at 28x28: 9 / 46 / 46: slower. So
 #: FashionCNN and LeNet take the direct paths; MINIDL_CONV_ALGORITHM=winograd takes Winograd wherever supported.
-MIN_CHANNELS = 64
+#: Since float32 3x3 layers run in register tiles (direct_conv, "direct 3x3"), those beat
+#: Winograd below 128 channels (fwd+bwd ms, tiles / Winograd, same minutes): 64->64 batch 64 at
+#: 16x16 22.3 / 25.8, at 14x14 17.8 / 25.5; 128 -> 64 batch 32 at 14x14 18.6 / 24.8; 96->96 at
+#: 14x14 20.4 / 20.4-25.5; 128->128 at 16x16 43.6 / 44.2-51.1, at 14x14 34.7 / 32.2, batch 16 at
+#: 28x28 59.6 / 52.3-55.0. So Winograd from 128.
+MIN_CHANNELS = 128
 
 #: fewest output positions (oh ow) for which "auto" takes Winograd. Measured as above, fwd+bwd
 #: ms, Winograd / im2col / PyTorch: 64->64 batch 64 at 16x16: 25-28 / 34 / 18, at 12x12: 20 / 20 / 10,
