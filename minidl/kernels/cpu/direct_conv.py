@@ -316,10 +316,11 @@ _ANY_ROW = _image_kernels(0)
 # input channel and tap in vector registers, the tiles of each block of 8 channels in turn over
 # chunks of _TILE_CHUNK positions (which stay in L1 between blocks). On 2 Zen4 cores, at
 # batch 64, ms (GFLOP/s), blocked loops / tiles: forward 16->32 at 32x32 5.0-6.3 / 3.2 (188),
-# 32->64 at 14x14 4.5-5.6 / 2.6 (178), 32->32 at 28x28 6.9 / 5.1 (182); dX 5.9 / 4.1 and 5.9 /
-# 3.1 (with the pass that still fills dYq for dK). dK runs in tiles of 2 output channels x 9
-# taps (``register_tiles.weight_grad_tile``): the whole backward 8.0 -> 7.3, 7.9 -> 6.5 and
-# 11.7 -> 11.0 ms. float64 (gradient checks) keeps the blocked loops throughout.
+# 32->64 at 14x14 4.5-5.6 / 2.6 (178), 32->32 at 28x28 6.9 / 5.1 (182); dX (with the db pass)
+# 5.9 / 3.6 and 5.9 / 2.8. dK runs in tiles of 2 output channels x 9 taps
+# (``register_tiles.weight_grad_tile``): the whole backward 8.0 -> 7.2, 7.9 -> 6.5 and 11.7 ->
+# 10.7 ms. The backward's images run through dK and dX in one kernel (``_correlate_image``
+# picks the tiles or the blocks by dtype); float64 (gradient checks) keeps the blocked loops.
 
 _BLOCK = 4
 _ACCUMULATOR = 1024  # wide positions per pass (4 channels x 4 KB of float32: stays in L1)
@@ -497,8 +498,7 @@ def _parts(n_blocks, n_batch):
 
 def _correlate_tiles(x, weight, bias, padding, y):
     """y[n, o] = bias[o] + sum_(c,u,v) weight[o, c, u, v] Xp[n, c, i + u, j + v], Xp: x after
-    padding[0] zero rows and padding[1] zero columns (0, 1, or 2: the full padding of dX), in
-    register tiles (float32). Returns y."""
+    padding[0] zero rows and padding[1] zero columns, in register tiles (float32). Returns y."""
     parts = _parts(-(-weight.shape[0] // TILE_ROWS), x.shape[0])
     tasks.run(_correlate_3x3_tiles, x.shape[0] * parts, x, _tile_packed(weight), bias, padding[0], padding[1],
               parts, y, balance=balanced(x.shape, weight.shape, y.shape[2:]))
@@ -542,20 +542,49 @@ def _correlate_3x3_tiles(share, first, last, x, kernels, bias, top, left, parts,
         n, part = task // parts, task % parts
         if task == first or part == 0:
             _fill_planes(x[n], top, left, wq, planes)
-        out = y[n]
-        first_block, last_block = part * n_blocks // parts, (part + 1) * n_blocks // parts
-        for chunk in range(0, length, _TILE_CHUNK):
-            for block in range(first_block, last_block):
-                rows = (block - first_block) * TILE_ROWS * length
-                for start in range(chunk, min(chunk + _TILE_CHUNK, length), TILE_LANES):
-                    correlate_tile(kernels, block * channels * 9 * TILE_ROWS, stack, start, size, wq, channels, acc,
-                                   rows + start, length)
-        for o in range(first_block * TILE_ROWS, min(last_block * TILE_ROWS, n_out)):
-            channel, shift = out[o], bias[o]
-            for i in range(oh):
-                row, src = channel[i], acc[(o - first_block * TILE_ROWS) * length + i * wq:]
-                for j in range(ow):
-                    row[j] = src[j] + shift
+        _correlate_tile_blocks(stack, size, wq, channels, kernels, bias, part * n_blocks // parts,
+                               (part + 1) * n_blocks // parts, y[n], acc)
+
+
+@njit(cache=True)
+def _correlate_tile_blocks(stack, size, wq, channels, kernels, bias, first_block, last_block, out, acc):
+    """out[o, i, j] = bias[o] + sum_(c,u,v) K[o, c, u, v] X[c, (i + u) wq + j + v] for the output
+    channels of tile blocks [first_block, last_block), X[c] = stack[c size:] (followed by the
+    reads' slack, see ``correlate_tile``), K tile-packed; ``acc``: TILE_ROWS x _tiles_length
+    floats per block."""
+    n_out, oh, ow = out.shape
+    length = _tiles_length(oh, ow, wq)
+    for chunk in range(0, length, _TILE_CHUNK):
+        for block in range(first_block, last_block):
+            rows = (block - first_block) * TILE_ROWS * length
+            for start in range(chunk, min(chunk + _TILE_CHUNK, length), TILE_LANES):
+                correlate_tile(kernels, block * channels * 9 * TILE_ROWS, stack, start, size, wq, channels, acc,
+                               rows + start, length)
+    for o in range(first_block * TILE_ROWS, min(last_block * TILE_ROWS, n_out)):
+        channel, shift = out[o], bias[o]
+        for i in range(oh):
+            row, src = channel[i], acc[(o - first_block * TILE_ROWS) * length + i * wq:]
+            for j in range(ow):
+                row[j] = src[j] + shift
+
+
+def _correlate_image(planes, wq, kernels, bias, out, acc):
+    """out = bias + the correlation of one image's planes (C, size) with all of ``kernels``:
+    ``_correlate_tile_blocks`` for float32 (kernels tile-packed, planes followed by the tiles'
+    slack), ``_correlate_blocks`` otherwise (kernels ``_blocked``)."""
+
+
+@overload(_correlate_image)
+def _correlate_image_typed(planes, wq, kernels, bias, out, acc):
+    if planes.dtype == types.float32:
+        def tiles(planes, wq, kernels, bias, out, acc):
+            _correlate_tile_blocks(planes.reshape(-1), planes.shape[1], wq, planes.shape[0], kernels, bias,
+                                   np.int64(0), -(-out.shape[0] // TILE_ROWS), out, acc)  # int64: one compile
+        return tiles
+
+    def blocks(planes, wq, kernels, bias, out, acc):
+        _correlate_blocks(planes, wq, kernels, bias, np.int64(0), kernels.shape[0], out, acc)
+    return blocks
 
 
 @njit(cache=True, nogil=True)
@@ -585,11 +614,9 @@ def conv3x3_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
     dweight_parts = np.zeros((shares, -(-n_out // _BLOCK) * _BLOCK, channels, 3, 3))
     dbias_parts = np.zeros((shares, n_out))
     nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
-    tiled = x.dtype == np.float32
-    tasks.run(_backward_3x3, x.shape[0], x, _blocked(flipped), dy, padding[0], padding[1], need_dx and not tiled,
-              need_dw, dx, dweight_parts, dbias_parts, nonfinite, balance=balance)
-    if need_dx and tiled:
-        _correlate_tiles(dy, flipped, np.zeros(channels, dtype=x.dtype), (2 - padding[0], 2 - padding[1]), dx)
+    kernels = _tile_packed(flipped) if x.dtype == np.float32 else _blocked(flipped)
+    tasks.run(_backward_3x3, x.shape[0], x, kernels, dy, padding[0], padding[1], need_dx, need_dw, dx,
+              dweight_parts, dbias_parts, nonfinite, balance=balance)
     dweight = None
     if need_dw:
         dweight = dweight_parts.sum(axis=0)[:n_out]
@@ -640,13 +667,14 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
     length = _lanes((oh - 1) * wq + ow)
     start = (2 - ph) * wq + 2 - pw  # g0: where output (0, 0) sits in dYq
     no_bias = np.zeros(channels, dtype=x.dtype)
-    first_block = np.int64(0)  # not the literal 0: that would compile _correlate_blocks a second time
     zero = no_bias[0]
-    grad = _cache_aligned(n_blocks * _BLOCK * size, x.dtype)
+    tiles = _tiles_length(height, width, wq)
+    grad = _cache_aligned(n_blocks * _BLOCK * size + tiles + 2 * wq + 2, x.dtype)  # the tiles' slack
     grad[:] = 0.0  # the rows past O stay 0
     grad_planes = grad[:n_out * size].reshape(n_out, size)
     planes = _cache_aligned(channels * size, x.dtype).reshape(channels, size)
-    acc = _cache_aligned(_BLOCK * _accumulator_stride(wq), x.dtype)
+    acc = _cache_aligned(max(_BLOCK * _accumulator_stride(wq), -(-channels // TILE_ROWS) * TILE_ROWS * tiles),
+                         x.dtype)
     dweight, dbias = dweight_parts[share], dbias_parts[share]
     for n in range(first, last):
         _fill_planes(dy[n], 2 - ph, 2 - pw, wq, grad_planes)
@@ -657,5 +685,4 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
         elif need_dw:
             _add_weight_grad(grad, start, size, length, planes, wq, dweight, zero)
         if need_dx:
-            _correlate_blocks(grad_planes, wq, flipped_kernels, no_bias, first_block, flipped_kernels.shape[0],
-                              dx[n], acc)
+            _correlate_image(grad_planes, wq, flipped_kernels, no_bias, dx[n], acc)
