@@ -438,7 +438,8 @@ def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
 
 @pytest.mark.parametrize("w_shape, stride, padding, dilation, groups, out_size, algorithm", [
     ((6, 1, 5, 5), (1, 1), (2, 2), (1, 1), 1, (28, 28), "direct"),         # LeNet's first layer
-    ((32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, (28, 28), "direct"),        # FashionCNN's first layer
+    ((32, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, (28, 28), "direct 3x3"),    # FashionCNN's first layer
+    ((8, 4, 3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16), "direct"),         # few outputs: per-row loops
     ((64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "direct 3x3"),   # its second
     ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (32, 32), "direct 3x3"),   # the bench's conv2d row
     ((128, 128, 3, 3), (1, 1), (1, 1), (1, 1), 1, (14, 14), "winograd"),

@@ -408,8 +408,9 @@ def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
     """How conv2d computes this shape: 3x3 stride-1 convolutions with >= 128 channels and outputs
     of 14x14 or more by Winograd F(2x2 or 4x4, 3x3) ("winograd", winograd.chosen); stride-1
     layers of at most a few hundred weights by the per-row loops of direct_conv ("direct",
-    direct_conv.chosen); other layers with fewer channels, 3x3 with padding 0 or 1, by its
-    register tiles (float32) or blocked loops ("direct 3x3", direct_conv.chosen_3x3); every
+    direct_conv.chosen; 3x3 ones only below TILES_MIN_OUTPUTS outputs); other layers with fewer
+    channels, 3x3 with padding 0 or 1, by its register tiles (float32) or blocked loops
+    ("direct 3x3", direct_conv.chosen_3x3); every
     other shape (other layers with >= 128 channels too: on small planes GEMMs beat both other
     paths) by im2col, in chunks of images where ``chunked`` says ("im2col chunks"), else over
     the whole batch; all of them by the reference whole-batch im2col under
@@ -419,9 +420,11 @@ def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
     if winograd.ALGORITHM == "im2col":
         return "im2col"
     if not winograd.wide(weight_shape):
-        if direct_conv.chosen(weight_shape, stride, groups):
+        tiled = direct_conv.chosen_3x3(weight_shape, stride, padding, dilation, groups, out_size)
+        if direct_conv.chosen(weight_shape, stride, groups) and not (
+                tiled and weight_shape[0] >= direct_conv.TILES_MIN_OUTPUTS):
             return "direct"
-        if direct_conv.chosen_3x3(weight_shape, stride, padding, dilation, groups, out_size):
+        if tiled:
             return "direct 3x3"
     return "im2col chunks" if chunked(weight_shape, groups) else "im2col"
 

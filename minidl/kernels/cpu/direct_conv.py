@@ -373,6 +373,15 @@ def _accumulator_stride(wq):
     return max(_ACCUMULATOR, _lanes(wq)) + _LANES
 
 
+#: fewest output channels for which a small 3x3 layer (at most MAX_WEIGHTS weights) takes the
+#: register tiles rather than the per-row loops: fwd+bwd at batch 64 (ms, per-row / tiles) 1->32
+#: at 28x28 (FashionCNN's first layer, no dX) 1.97 / 0.95 (batch 256: 5.5 / 4.4), 3->16 at 32x32
+#: 1.85 / 1.84; with fewer outputs (4->8 at 16x16: 0.72 / 0.41) the per-row loops stay, whose
+#: first call compiles faster: a first conv + batch norm + pooling step on 4->8 with a cold cache
+#: took 3.9-4.1 s through them and 4.1-4.4 s through the tiles.
+TILES_MIN_OUTPUTS = 16
+
+
 def chosen_3x3(weight_shape, stride, padding, dilation, groups, out_size):
     """Whether conv2d takes the blocked 3x3 path: 3x3 kernel, stride 1, dilation 1, one group,
     padding 0 or 1. On small planes too: fwd+bwd at batch 64 (ms, register tiles / im2col in
