@@ -404,25 +404,45 @@ def test_blocked_3x3_path_matches_torch(rng, dtype, n, c, h, w, o, padding):
     _conv2d_matches_torch(rng, dtype, (n, c, h, w), (o, c, 3, 3), padding, 1, tolerance)
 
 
-@pytest.mark.parametrize("n, c, h, w, o, padding", _blocked_3x3_cases(14, seed=5) + [
-    (2, 37, 9, 9, 17, (1, 1)),     # many input channels, a last tile of 1 output channel
-    (1, 3, 40, 33, 8, (0, 1)),     # wide positions past several chunks of tiles
-    (3, 2, 1, 1, 24, (1, 1))])     # one output position
-def test_register_tiles_equal_the_blocked_loops(rng, n, c, h, w, o, padding):
-    """float32 takes the register tiles (forward and dX), float64 the blocked loops: the same
-    convolution of the same values, within float32 rounding."""
-    from minidl.kernels.cpu import direct_conv
+def _register_tile_cases(count, seed=5):
+    """(n, c, h, w, o, kernel, padding): 3x3 and 5x5 windows, every padding from 0 to k - 1,
+    odd sizes, output channels that do not fill the last tile of 8."""
+    rng = np.random.default_rng(seed)
+    cases = [(2, 37, 9, 9, 17, 3, (1, 1)),     # many input channels, a last tile of 1 output channel
+             (1, 3, 40, 33, 8, 3, (0, 1)),     # wide positions past several chunks of tiles
+             (3, 2, 1, 1, 24, 3, (1, 1)),      # one output position
+             (2, 6, 14, 14, 16, 5, (0, 0)),    # LeNet's second layer
+             (2, 7, 9, 8, 19, 5, (4, 1))]
+    while len(cases) < count:
+        k = int(rng.choice([3, 5]))
+        padding = tuple(int(p) for p in rng.integers(0, k, 2))
+        h, w = (int(k - 2 * p + rng.integers(0, 8)) for p in padding)
+        cases.append((int(rng.integers(1, 4)), int(rng.integers(1, 14)), max(h, 1), max(w, 1),
+                      int(rng.integers(1, 21)), k, padding))
+    return cases
+
+
+@pytest.mark.parametrize("n, c, h, w, o, k, padding", _register_tile_cases(20))
+def test_register_tiles_equal_the_float64_paths(rng, n, c, h, w, o, k, padding):
+    """register_conv's tiles in float32 (forward, dX, dK, db) against conv2d's float64 paths
+    (direct_conv's loops or im2col): the same convolution of the same values, within float32
+    rounding."""
+    from minidl.kernels.cpu import conv, register_conv
+    out_size = tuple(s + 2 * p - k + 1 for s, p in zip((h, w), padding))
+    if min(out_size) < 1:
+        pytest.skip("no output")
+    args = ((1, 1), padding, (1, 1), 1)
+    assert register_conv.supported((o, c, k, k), *args[:3], 1)
     x = rng.standard_normal((n, c, h, w))
-    weight, bias = rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
-    out_size = tuple(s + 2 * p - 2 for s, p in zip((h, w), padding))
+    weight, bias = rng.standard_normal((o, c, k, k)), rng.standard_normal(o)
     dy = rng.standard_normal((n, o) + out_size)
-    tiled = direct_conv.conv3x3_forward(*(a.astype(np.float32) for a in (x, weight, bias)), padding)
-    assert_close(tiled, direct_conv.conv3x3_forward(x, weight, bias, padding), what="y", rtol=1e-4, atol=1e-4)
-    tiled = direct_conv.conv3x3_backward(*(a.astype(np.float32) for a in (x, weight, dy)), padding)
-    for name, ours, reference in zip(("dx", "dweight", "dbias"), tiled,
-                                     direct_conv.conv3x3_backward(x, weight, dy, padding)):
-        assert ours.dtype == np.float32
-        assert_close(ours, reference, what=name, rtol=1e-4, atol=1e-4)
+    as32 = [a.astype(np.float32) for a in (x, weight, bias, dy)]
+    assert_close(register_conv.conv2d_forward(*as32[:3], padding),
+                 conv.conv2d_forward(x, weight, bias, *args, out_size), what="y", rtol=1e-4, atol=1e-4)
+    ours = register_conv.conv2d_backward(as32[0], as32[1], as32[3], padding)
+    for name, grad, reference in zip(("dx", "dweight", "dbias"), ours, conv.conv2d_backward(x, weight, dy, *args)):
+        assert grad.dtype == np.float32
+        assert_close(grad, reference, what=name, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding", [
@@ -449,15 +469,16 @@ def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
     ((64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, (7, 7), "direct 3x3"),      # a small plane
     ((32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, (11, 11), "direct 3x3"),
     ((16, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1, (4, 4), "direct 3x3"),       # few channels: any plane
-    ((16, 8, 3, 3), (1, 1), (2, 2), (1, 1), 1, (20, 20), "im2col chunks"),  # padding 2: 1,152 weights
+    ((16, 8, 3, 3), (1, 1), (2, 2), (1, 1), 1, (20, 20), "register tiles"),  # padding 2: 1,152 weights
     ((8, 2, 3, 3), (1, 1), (2, 2), (1, 1), 1, (20, 20), "direct"),
-    ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, (32, 32), "im2col chunks"),  # padding 2
+    ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, (32, 32), "register tiles"),  # padding 2
     ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16), "im2col chunks"),  # strided
     ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, (30, 30), "im2col chunks"),  # dilated
     ((32, 8, 3, 3), (1, 1), (1, 1), (1, 1), 2, (32, 32), "direct"),        # grouped
     ((64, 1, 3, 3), (1, 1), (1, 1), (1, 1), 64, (16, 16), "direct"),       # depthwise
     ((64, 1, 3, 3), (2, 2), (1, 1), (1, 1), 64, (8, 8), "im2col"),         # strided depthwise
-    ((16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1, (10, 10), "im2col chunks"),  # LeNet's second layer
+    ((16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1, (10, 10), "register tiles"),  # LeNet's second layer
+    ((16, 6, 7, 7), (1, 1), (0, 0), (1, 1), 1, (10, 10), "im2col chunks"),  # no tiles for 7x7
 ])
 def test_which_algorithm_computes_a_shape(w_shape, stride, padding, dilation, groups, out_size, algorithm):
     from minidl.kernels.cpu import conv
@@ -608,7 +629,7 @@ def test_balanced_direct_passes_give_the_same_bits_in_any_order(rng, monkeypatch
 def _chunked_cases(count, seed=3):
     """Random strided, padded, dilated shapes, with odd sizes, for the chunked im2col path."""
     rng = np.random.default_rng(seed)
-    cases = [((7, 6, 14, 14), (16, 6, 5, 5), dict()),                             # LeNet's second
+    cases = [((7, 6, 14, 14), (16, 6, 4, 4), dict()),                             # a 4x4 window: no tiles
              ((5, 3, 9, 8), (4, 3, 3, 3), dict(stride=2, padding=2, dilation=2)),
              ((3, 4, 9, 11), (5, 4, 3, 3), dict(stride=2, padding=1))]             # odd width, stride 2
     for _ in range(count - len(cases)):
@@ -655,22 +676,22 @@ def test_chunked_im2col_gives_the_same_bits_in_any_share_order_and_in_one_share(
     monkeypatch.setattr(direct_conv, "_BALANCE_MIN_FLOPS", 0)
     monkeypatch.setattr(conv, "CHUNK_FLOATS", 300)
     x = rng.standard_normal((13, 6, 14, 14)).astype(np.float32)
-    weight = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
-    dy = rng.standard_normal((13, 16, 10, 10)).astype(np.float32)
+    weight = rng.standard_normal((16, 6, 4, 4)).astype(np.float32)
+    dy = rng.standard_normal((13, 16, 11, 11)).astype(np.float32)
     args = ((1, 1), (0, 0), (1, 1), 1)
-    assert conv._algorithm(weight.shape, *args, (10, 10)) == "im2col chunks"
+    assert conv._algorithm(weight.shape, *args, (11, 11)) == "im2col chunks"
     assert tasks.shares_calling_blas(13, balance=True) > 2
-    y, grads = conv.conv2d_forward(x, weight, None, *args, (10, 10)), conv.conv2d_backward(x, weight, dy, *args)
+    y, grads = conv.conv2d_forward(x, weight, None, *args, (11, 11)), conv.conv2d_backward(x, weight, dy, *args)
     dx_free = conv.conv2d_backward(x, weight, dy, *args, need_dx=False)
     assert dx_free[0] is None and np.array_equal(dx_free[1], grads[1])
     run = tasks.run
     monkeypatch.setattr(tasks, "run", _shares_backwards)
-    assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (10, 10)), y)
+    assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (11, 11)), y)
     for reordered, first in zip(conv.conv2d_backward(x, weight, dy, *args), grads):
         assert np.array_equal(reordered, first)
     monkeypatch.setattr(tasks, "run", run)
     monkeypatch.setattr(tasks, "kernel_blas_can_be_serial", lambda: False)
     monkeypatch.setattr(tasks, "serial_kernel_blas", lambda: __import__("contextlib").nullcontext(False))
-    assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (10, 10)), y)
+    assert np.array_equal(conv.conv2d_forward(x, weight, None, *args, (11, 11)), y)
     for single, first in zip(conv.conv2d_backward(x, weight, dy, *args), grads):
         np.testing.assert_allclose(single, first, rtol=1e-6, atol=1e-5)

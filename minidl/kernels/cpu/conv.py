@@ -408,30 +408,46 @@ def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
     """How conv2d computes this shape: 3x3 stride-1 convolutions with >= 128 channels and outputs
     of 14x14 or more by Winograd F(2x2 or 4x4, 3x3) ("winograd", winograd.chosen); stride-1
     layers of at most a few hundred weights by the per-row loops of direct_conv ("direct",
-    direct_conv.chosen; 3x3 ones only below TILES_MIN_OUTPUTS outputs); other layers with fewer
-    channels, 3x3 with padding 0 or 1, by its register tiles (float32) or blocked loops
-    ("direct 3x3", direct_conv.chosen_3x3); every
-    other shape (other layers with >= 128 channels too: on small planes GEMMs beat both other
-    paths) by im2col, in chunks of images where ``chunked`` says ("im2col chunks"), else over
-    the whole batch; all of them by the reference whole-batch im2col under
+    direct_conv.chosen; those register_conv supports only below its MIN_OUTPUTS outputs); other
+    layers with fewer channels, 3x3 with padding 0 or 1, by register_conv's tiles in float32 and
+    direct_conv's blocked loops otherwise ("direct 3x3", direct_conv.chosen_3x3), other windows
+    register_conv supports (5x5) by its tiles in float32 ("register tiles"; im2col otherwise);
+    every other shape (other layers with >= 128 channels too: on small planes GEMMs beat both
+    other paths) by im2col, in chunks of images where ``chunked`` says ("im2col chunks"), else
+    over the whole batch; all of them by the reference whole-batch im2col under
     MINIDL_CONV_ALGORITHM=im2col."""
     if winograd.chosen(weight_shape, stride, padding, dilation, groups, out_size):
         return "winograd"
     if winograd.ALGORITHM == "im2col":
         return "im2col"
     if not winograd.wide(weight_shape):
-        tiled = direct_conv.chosen_3x3(weight_shape, stride, padding, dilation, groups, out_size)
+        tiled = register_conv.supported(weight_shape, stride, padding, dilation, groups)
         if direct_conv.chosen(weight_shape, stride, groups) and not (
-                tiled and weight_shape[0] >= direct_conv.TILES_MIN_OUTPUTS):
+                tiled and weight_shape[0] >= register_conv.MIN_OUTPUTS):
             return "direct"
-        if tiled:
+        if direct_conv.chosen_3x3(weight_shape, stride, padding, dilation, groups, out_size):
             return "direct 3x3"
+        if tiled:
+            return "register tiles"
     return "im2col chunks" if chunked(weight_shape, groups) else "im2col"
+
+
+def _algorithm_for(x, weight, stride, padding, dilation, groups, out_size):
+    """``_algorithm`` for these arrays: float32 takes register_conv's tiles where it says so
+    ("register tiles" in other dtypes is im2col)."""
+    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups, out_size)
+    if algorithm in ("direct 3x3", "register tiles") and x.dtype == np.float32:
+        return "register tiles"
+    if algorithm == "register tiles":
+        return "im2col chunks" if chunked(weight.shape, groups) else "im2col"
+    return algorithm
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
     """Y_n = K' X'_n + b per group and image n; weight (O, C / groups, kh, kw), bias (O,) or None."""
-    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups, out_size)
+    algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
+    if algorithm == "register tiles":
+        return register_conv.conv2d_forward(x, weight, bias, padding)
     if algorithm == "winograd":
         return winograd.conv2d_forward(x, weight, bias, padding, out_size)
     if algorithm == "im2col chunks":
@@ -472,7 +488,9 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     """(dx, dweight, dbias): dK' = sum_n dY_n X'_n^T, dX = fold(K'^T dY_n), db = sum_(n,i,j) dY."""
     n_batch, channels = x.shape[:2]
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
-    algorithm = _algorithm(weight.shape, stride, padding, dilation, groups, out_size)
+    algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
+    if algorithm == "register tiles":
+        return register_conv.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, _bias_grad(dy.reshape(n_batch, n_out, -1))
@@ -830,4 +848,4 @@ def _fold_chunk(cols, phase_width, count, kh, kw, sh, sw, dh, dw, oh, ow, dxq):
                             target[j] += source[j]
 
 
-from . import direct_conv, winograd  # noqa: E402  (at the end: winograd takes this module's workspaces)
+from . import direct_conv, register_conv, winograd  # noqa: E402  (at the end: winograd takes this module's workspaces)

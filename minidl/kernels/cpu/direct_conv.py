@@ -26,12 +26,10 @@ contraction (SIMD sums, FMA); NaN and inf keep their meaning.
 """
 import numba
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from . import tasks
 from .elementary import row_sum
-from .register_tiles import TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, weight_grad_tile
 
 _MULTIPLY_ADD = {"reassoc", "contract"}
 
@@ -311,16 +309,8 @@ _ANY_ROW = _image_kernels(0)
 # the wide positions with j >= ow add nothing; dX is the forward pass run on dYq with the
 # flipped, transposed kernel.
 #
-# In float32 the forward pass and dX run in register tiles instead (``_correlate_tiles``,
-# ``register_tiles.correlate_tile``): 8 output channels x 32 wide positions summed over every
-# input channel and tap in vector registers, the tiles of each block of 8 channels in turn over
-# chunks of _TILE_CHUNK positions (which stay in L1 between blocks). On 2 Zen4 cores, at
-# batch 64, ms (GFLOP/s), blocked loops / tiles: forward 16->32 at 32x32 5.0-6.3 / 3.2 (188),
-# 32->64 at 14x14 4.5-5.6 / 2.6 (178), 32->32 at 28x28 6.9 / 5.1 (182); dX (with the db pass)
-# 5.9 / 3.6 and 5.9 / 2.8. dK runs in tiles of 2 output channels x 9 taps
-# (``register_tiles.weight_grad_tile``): the whole backward 8.0 -> 7.2, 7.9 -> 6.5 and 11.7 ->
-# 10.7 ms. The backward's images run through dK and dX in one kernel (``_correlate_image``
-# picks the tiles or the blocks by dtype); float64 (gradient checks) keeps the blocked loops.
+# These loops compute float64 (gradient checks); float32 layers of this shape run in register
+# tiles instead (``register_conv``), about 1.7x faster.
 
 _BLOCK = 4
 _ACCUMULATOR = 1024  # wide positions per pass (4 channels x 4 KB of float32: stays in L1)
@@ -371,15 +361,6 @@ def _accumulator_stride(wq):
     """Floats per channel of the accumulator: _ACCUMULATOR, or a whole wide row when longer,
     and one cache line (_LANES floats) more."""
     return max(_ACCUMULATOR, _lanes(wq)) + _LANES
-
-
-#: fewest output channels for which a small 3x3 layer (at most MAX_WEIGHTS weights) takes the
-#: register tiles rather than the per-row loops: fwd+bwd at batch 64 (ms, per-row / tiles) 1->32
-#: at 28x28 (FashionCNN's first layer, no dX) 1.97 / 0.95 (batch 256: 5.5 / 4.4), 3->16 at 32x32
-#: 1.85 / 1.84; with fewer outputs (4->8 at 16x16: 0.72 / 0.41) the per-row loops stay, whose
-#: first call compiles faster: a first conv + batch norm + pooling step on 4->8 with a cold cache
-#: took 3.9-4.1 s through them and 4.1-4.4 s through the tiles.
-TILES_MIN_OUTPUTS = 16
 
 
 def chosen_3x3(weight_shape, stride, padding, dilation, groups, out_size):
@@ -487,113 +468,15 @@ def _correlate_blocks(planes, wq, kernels, bias, first_block, last_block, out, a
 
 
 def conv3x3_forward(x, weight, bias, padding):
-    """Y = K * X + b for the blocked 3x3 path; bias (O,) or None. float32 runs in register tiles
-    (``_correlate_tiles``), other dtypes in blocks of _BLOCK channels."""
+    """Y = K * X + b for the blocked 3x3 path; bias (O,) or None."""
     shift = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
     n_batch, n_out, (height, width) = x.shape[0], weight.shape[0], x.shape[2:]
+    n_blocks = -(-n_out // _BLOCK)
+    parts = min(n_blocks, -(-2 * numba.get_num_threads() // n_batch))  # tasks enough for the threads
     y = np.empty((n_batch, n_out, height + 2 * padding[0] - 2, width + 2 * padding[1] - 2), dtype=x.dtype)
-    if x.dtype == np.float32:
-        return _correlate_tiles(x, weight, shift, padding, y)
-    parts = _parts(-(-n_out // _BLOCK), n_batch)
     tasks.run(_forward_3x3, n_batch * parts, x, _blocked(weight), shift, padding[0], padding[1], parts, y,
               balance=balanced(x.shape, weight.shape, y.shape[2:]))
     return y
-
-
-def _parts(n_blocks, n_batch):
-    """Parts of each image's output blocks, one task each: tasks enough for the threads."""
-    return min(n_blocks, -(-2 * numba.get_num_threads() // n_batch))
-
-
-def _correlate_tiles(x, weight, bias, padding, y):
-    """y[n, o] = bias[o] + sum_(c,u,v) weight[o, c, u, v] Xp[n, c, i + u, j + v], Xp: x after
-    padding[0] zero rows and padding[1] zero columns, in register tiles (float32). Returns y."""
-    parts = _parts(-(-weight.shape[0] // TILE_ROWS), x.shape[0])
-    tasks.run(_correlate_3x3_tiles, x.shape[0] * parts, x, _tile_packed(weight), bias, padding[0], padding[1],
-              parts, y, balance=balanced(x.shape, weight.shape, y.shape[2:]))
-    return y
-
-
-def _tile_packed(weight):
-    """(O, C, 3, 3) -> flat (ceil(O / TILE_ROWS), C, 9, TILE_ROWS): each register tile's kernels,
-    tap t = 3 u + v, output channel last; the missing channels of the last tile are zero."""
-    n_out, channels = weight.shape[:2]
-    n_tiles = -(-n_out // TILE_ROWS)
-    packed = np.zeros((n_tiles * TILE_ROWS, channels, 9), dtype=weight.dtype)
-    packed[:n_out] = weight.reshape(n_out, channels, 9)
-    return np.ascontiguousarray(packed.reshape(n_tiles, TILE_ROWS, channels, 9).transpose(0, 2, 3, 1)).reshape(-1)
-
-
-@njit(inline="always")
-def _tiles_length(oh, ow, wq):
-    """Wide positions L = (oh - 1) Wq + ow rounded up to whole register tiles."""
-    return -(-((oh - 1) * wq + ow) // TILE_LANES) * TILE_LANES
-
-
-_TILE_CHUNK = 8 * TILE_LANES  # wide positions swept by every block of output channels in turn
-
-
-@njit(cache=True, nogil=True)
-def _correlate_3x3_tiles(share, first, last, x, kernels, bias, top, left, parts, y):
-    """``_correlate_tiles``' tasks (image n, part of its blocks of TILE_ROWS output channels) =
-    divmod(t, parts) for first <= t < last; planes Wq = ow + 2 wide, oh + 2 rows."""
-    channels = x.shape[1]
-    n_out, oh, ow = y.shape[1:]
-    n_blocks = -(-n_out // TILE_ROWS)
-    wq = ow + 2
-    size = _plane_size(oh, wq)
-    length = _tiles_length(oh, ow, wq)
-    stack = _cache_aligned(channels * size + length + 2 * wq + 2, x.dtype)  # the last tile reads past the planes
-    stack[channels * size:] = 0.0
-    planes = stack[:channels * size].reshape(channels, size)
-    acc = _cache_aligned(-(-n_blocks // parts) * TILE_ROWS * length, x.dtype)  # a part's blocks
-    for task in range(first, last):
-        n, part = task // parts, task % parts
-        if task == first or part == 0:
-            _fill_planes(x[n], top, left, wq, planes)
-        _correlate_tile_blocks(stack, size, wq, channels, kernels, bias, part * n_blocks // parts,
-                               (part + 1) * n_blocks // parts, y[n], acc)
-
-
-@njit(cache=True)
-def _correlate_tile_blocks(stack, size, wq, channels, kernels, bias, first_block, last_block, out, acc):
-    """out[o, i, j] = bias[o] + sum_(c,u,v) K[o, c, u, v] X[c, (i + u) wq + j + v] for the output
-    channels of tile blocks [first_block, last_block), X[c] = stack[c size:] (followed by the
-    reads' slack, see ``correlate_tile``), K tile-packed; ``acc``: TILE_ROWS x _tiles_length
-    floats per block."""
-    n_out, oh, ow = out.shape
-    length = _tiles_length(oh, ow, wq)
-    for chunk in range(0, length, _TILE_CHUNK):
-        for block in range(first_block, last_block):
-            rows = (block - first_block) * TILE_ROWS * length
-            for start in range(chunk, min(chunk + _TILE_CHUNK, length), TILE_LANES):
-                correlate_tile(kernels, block * channels * 9 * TILE_ROWS, stack, start, size, wq, channels, acc,
-                               rows + start, length)
-    for o in range(first_block * TILE_ROWS, min(last_block * TILE_ROWS, n_out)):
-        channel, shift = out[o], bias[o]
-        for i in range(oh):
-            row, src = channel[i], acc[(o - first_block * TILE_ROWS) * length + i * wq:]
-            for j in range(ow):
-                row[j] = src[j] + shift
-
-
-def _correlate_image(planes, wq, kernels, bias, out, acc):
-    """out = bias + the correlation of one image's planes (C, size) with all of ``kernels``:
-    ``_correlate_tile_blocks`` for float32 (kernels tile-packed, planes followed by the tiles'
-    slack), ``_correlate_blocks`` otherwise (kernels ``_blocked``)."""
-
-
-@overload(_correlate_image)
-def _correlate_image_typed(planes, wq, kernels, bias, out, acc):
-    if planes.dtype == types.float32:
-        def tiles(planes, wq, kernels, bias, out, acc):
-            _correlate_tile_blocks(planes.reshape(-1), planes.shape[1], wq, planes.shape[0], kernels, bias,
-                                   np.int64(0), -(-out.shape[0] // TILE_ROWS), out, acc)  # int64: one compile
-        return tiles
-
-    def blocks(planes, wq, kernels, bias, out, acc):
-        _correlate_blocks(planes, wq, kernels, bias, np.int64(0), kernels.shape[0], out, acc)
-    return blocks
 
 
 @njit(cache=True, nogil=True)
@@ -623,43 +506,14 @@ def conv3x3_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
     dweight_parts = np.zeros((shares, -(-n_out // _BLOCK) * _BLOCK, channels, 3, 3))
     dbias_parts = np.zeros((shares, n_out))
     nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
-    kernels = _tile_packed(flipped) if x.dtype == np.float32 else _blocked(flipped)
-    tasks.run(_backward_3x3, x.shape[0], x, kernels, dy, padding[0], padding[1], need_dx, need_dw, dx,
-              dweight_parts, dbias_parts, nonfinite, balance=balance)
+    tasks.run(_backward_3x3, x.shape[0], x, _blocked(flipped), dy, padding[0], padding[1], need_dx, need_dw,
+              dx, dweight_parts, dbias_parts, nonfinite, balance=balance)
     dweight = None
     if need_dw:
         dweight = dweight_parts.sum(axis=0)[:n_out]
         _weight_grad_of_nonfinite(x, dy, padding, (1, 1), nonfinite, dweight)
         dweight = dweight.astype(x.dtype)
     return (dx if need_dx else None), dweight, dbias_parts.sum(axis=0).astype(x.dtype)
-
-
-def _add_weight_grad(grad, start, size, length, planes, wq, dweight, zero):
-    """dweight[o, c, u, v] += sum_(f < length) dYq[o, start + f] Xq[c, f + u wq + v] for one
-    image, with dYq[o] = grad[o size:] and Xq = planes (C, size)."""
-
-
-@overload(_add_weight_grad, jit_options=dict(fastmath=_MULTIPLY_ADD))
-def _add_weight_grad_typed(grad, start, size, length, planes, wq, dweight, zero):
-    """float32: register tiles of WEIGHT_GRAD_ROWS channels (register_tiles.weight_grad_tile);
-    other dtypes: blocks of _BLOCK channels (``_add_block_dots``)."""
-    if grad.dtype == types.float32:
-        def tiles(grad, start, size, length, planes, wq, dweight, zero):
-            channels = planes.shape[0]
-            flat_planes, flat_weights = planes.reshape(-1), dweight.reshape(-1)
-            for o in range(0, dweight.shape[0], WEIGHT_GRAD_ROWS):
-                for c in range(channels):
-                    weight_grad_tile(grad, o * size + start, size, flat_planes, c * size, wq, length, flat_weights,
-                                     (o * channels + c) * 9, channels * 9)
-        return tiles
-
-    def blocks(grad, start, size, length, planes, wq, dweight, zero):
-        for block in range(dweight.shape[0] // _BLOCK):
-            rows = grad[block * _BLOCK * size + start:]
-            for c in range(planes.shape[0]):
-                _add_block_dots(rows, size, length, planes[c], wq, dweight[block * _BLOCK:block * _BLOCK + _BLOCK, c],
-                                zero)
-    return blocks
 
 
 @njit(cache=True, nogil=True, fastmath=_MULTIPLY_ADD)
@@ -676,14 +530,13 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
     length = _lanes((oh - 1) * wq + ow)
     start = (2 - ph) * wq + 2 - pw  # g0: where output (0, 0) sits in dYq
     no_bias = np.zeros(channels, dtype=x.dtype)
+    first_block = np.int64(0)  # not the literal 0: that would compile _correlate_blocks a second time
     zero = no_bias[0]
-    tiles = _tiles_length(height, width, wq)
-    grad = _cache_aligned(n_blocks * _BLOCK * size + tiles + 2 * wq + 2, x.dtype)  # the tiles' slack
+    grad = _cache_aligned(n_blocks * _BLOCK * size, x.dtype)
     grad[:] = 0.0  # the rows past O stay 0
     grad_planes = grad[:n_out * size].reshape(n_out, size)
     planes = _cache_aligned(channels * size, x.dtype).reshape(channels, size)
-    acc = _cache_aligned(max(_BLOCK * _accumulator_stride(wq), -(-channels // TILE_ROWS) * TILE_ROWS * tiles),
-                         x.dtype)
+    acc = _cache_aligned(_BLOCK * _accumulator_stride(wq), x.dtype)
     dweight, dbias = dweight_parts[share], dbias_parts[share]
     for n in range(first, last):
         _fill_planes(dy[n], 2 - ph, 2 - pw, wq, grad_planes)
@@ -692,6 +545,11 @@ def _backward_3x3(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, n
         if need_dw and not _fill_planes(x[n], ph, pw, wq, planes):
             nonfinite[n] = True
         elif need_dw:
-            _add_weight_grad(grad, start, size, length, planes, wq, dweight, zero)
+            for block in range(n_blocks):
+                rows = grad[block * _BLOCK * size + start:]
+                for c in range(channels):
+                    _add_block_dots(rows, size, length, planes[c], wq,
+                                    dweight[block * _BLOCK:block * _BLOCK + _BLOCK, c], zero)
         if need_dx:
-            _correlate_image(grad_planes, wq, flipped_kernels, no_bias, dx[n], acc)
+            _correlate_blocks(grad_planes, wq, flipped_kernels, no_bias, first_block, flipped_kernels.shape[0],
+                              dx[n], acc)

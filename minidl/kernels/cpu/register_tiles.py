@@ -1,4 +1,4 @@
-"""A 3x3 correlation tile kept in vector registers: LLVM IR through a Numba intrinsic.
+"""Correlation tiles kept in vector registers: LLVM IR through Numba intrinsics.
 
 LLVM does not keep a loop's running sums in registers across a reduction that Numba writes
 over arrays: the blocked 3x3 loops of ``direct_conv`` load and store their accumulators once
@@ -7,7 +7,7 @@ in LLVM IR instead (vectors of LANES float32), as a BLAS micro-kernel is: the su
 TILE_ROWS output channels over TILE_LANES consecutive wide positions stay in
 TILE_ROWS x TILE_LANES / LANES registers for the whole sum over the input channels and taps:
 
-    out[r, j] = sum_(c < C) sum_(u, v < 3) K[c, 3 u + v, r] X[c, f0 + u Wq + v + j]
+    out[r, j] = sum_(c < C) sum_(u < kh, v < kw) K[c, kw u + v, r] X[c, f0 + u Wq + v + j]
                                                   (r < TILE_ROWS, j < TILE_LANES)
 
 Each tap costs 2 vector loads of X and TILE_ROWS broadcasts of K for 2 TILE_ROWS multiply-adds
@@ -15,9 +15,13 @@ Each tap costs 2 vector loads of X and TILE_ROWS broadcasts of K for 2 TILE_ROWS
 (6 x 32 tiles, K = 288) measured 104-116 GFLOP/s, where OpenBLAS's sgemm holds ~100 per core.
 On a CPU without 512-bit vectors LLVM splits each vector into two or four.
 
-``weight_grad_tile`` is the dK pass's tile: 2 output channels x 9 taps of one input channel,
-summed over the wide positions in 18 vector registers (2 + 9 vector loads per 18 multiply-adds).
+``weight_grad_tile`` is the dK pass's tile: 2 output channels x up to 9 taps of one input channel,
+summed over the wide positions in up to 18 vector registers (2 + 9 vector loads per 18
+multiply-adds), one sweep per group of 9 taps. Both take the window (kh, kw) as constants, and
+each window gets IR of its own, its taps unrolled. ``register_conv`` runs convolutions on them.
 """
+import functools
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -29,30 +33,36 @@ TILE_LANES = 2 * LANES  # wide positions per tile
 _VECTORS = TILE_LANES // LANES
 
 
-@intrinsic
-def correlate_tile(typingctx, kernels, kernel_start, planes, plane_start, plane_size, wq, channels, out,
+@intrinsic(prefer_literal=True)
+def correlate_tile(typingctx, kh, kw, kernels, kernel_start, planes, plane_start, plane_size, wq, channels, out,
                    out_start, out_stride):
-    """Stores the tile's sums (module docstring) at out[out_start + r out_stride + j]; the K of
-    channel c and tap t at kernels[kernel_start + (9 c + t) TILE_ROWS + r] and X[c, p] at
-    planes[plane_start + c plane_size + p]. 1-d C-contiguous float32 arrays, channels >= 1; reads
-    run TILE_LANES + 2 Wq + 1 floats past the tile's first position in every plane."""
+    """correlate_tile(kh, kw, kernels, kernel_start, planes, plane_start, plane_size, wq, channels, out,
+    out_start, out_stride) for a kh x kw window (constants): stores the tile's sums (module
+    docstring) at out[out_start + r out_stride + j]; the K of channel c and tap t = kw u + v at
+    kernels[kernel_start + (kh kw c + t) TILE_ROWS + r] and X[c, p] at planes[plane_start +
+    c plane_size + p]. 1-d C-contiguous float32 arrays, channels >= 1; reads run TILE_LANES +
+    (kh - 1) Wq + kw - 2 floats past the tile's first position in every plane."""
     arrays = (kernels, planes, out)
-    if not all(isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 for a in arrays):
+    if not (_constants(kh, kw)
+            and all(isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 for a in arrays)):
         return None
-    sig = types.void(kernels, kernel_start, planes, plane_start, plane_size, wq, channels, out, out_start,
+    sig = types.void(kh, kw, kernels, kernel_start, planes, plane_start, plane_size, wq, channels, out, out_start,
                      out_stride)
+    return sig, _after_window(_correlate_codegen(kh.literal_value, kw.literal_value))
+
+
+@functools.lru_cache(maxsize=None)
+def _correlate_codegen(kh, kw):
+    """The LLVM IR of ``correlate_tile`` for a kh x kw window, its taps unrolled."""
+    taps = kh * kw
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
         vec = ir.VectorType(ir.FloatType(), LANES)
-        kernel_ptr, plane_ptr, out_ptr = (
-            builder.gep(cgutils.create_struct_proxy(signature.args[index])(context, builder, value=args[index]).data,
-                        [context.cast(builder, args[index + 1], signature.args[index + 1], types.int64)])
-            for index in (0, 2, 7))
-        plane_size, wq, channels, out_stride = (context.cast(builder, args[index], signature.args[index], types.int64)
+        kernel_ptr, plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 2, 7))
+        plane_size, wq, channels, out_stride = (_int64(context, builder, signature, args, index)
                                                 for index in (4, 5, 6, 9))
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                             "llvm.fma.v16f32")
+        fma = _fma(builder)
         undefined = ir.Constant(vec, ir.Undefined)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
 
@@ -75,10 +85,10 @@ def correlate_tile(typingctx, kernels, kernel_start, planes, plane_start, plane_
             running.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
             sums.append(running)
         plane = builder.gep(plane_ptr, [builder.mul(channel, plane_size)])
-        weights = builder.gep(kernel_ptr, [builder.mul(channel, constant(9 * TILE_ROWS))])
+        weights = builder.gep(kernel_ptr, [builder.mul(channel, constant(taps * TILE_ROWS))])
         updated = list(sums)
-        for tap in range(9):
-            shift = builder.add(builder.mul(constant(tap // 3), wq), constant(tap % 3))
+        for tap in range(taps):
+            shift = builder.add(builder.mul(constant(tap // kw), wq), constant(tap % kw))
             inputs = [builder.load(vector_at(plane, builder.add(shift, constant(v * LANES))), align=4)
                       for v in range(_VECTORS)]
             for r in range(TILE_ROWS):
@@ -98,36 +108,45 @@ def correlate_tile(typingctx, kernels, kernel_start, planes, plane_start, plane_
             for v in range(_VECTORS):
                 builder.store(updated[r * _VECTORS + v], vector_at(row, constant(v * LANES)), align=4)
         return context.get_dummy_value()
-    return sig, codegen
+    return codegen
 
 
 WEIGHT_GRAD_ROWS = 2  # output channels per dK tile: 2 x 9 running sums, 2 + 9 loads, in 29 registers
+WEIGHT_GRAD_TAPS = 9  # most taps per dK tile
 
 
-@intrinsic
-def weight_grad_tile(typingctx, grad, grad_start, grad_stride, planes, plane_start, wq, length, out, out_start,
-                     out_stride):
-    """out[out_start + r out_stride + 3 u + v] += sum_(f < length) dY[r, f] X[f + u Wq + v] for
-    r < WEIGHT_GRAD_ROWS and u, v < 3, with dY[r, f] = grad[grad_start + r grad_stride + f] and
-    X[p] = planes[plane_start + p]: the sums over f run in LANES float32 lanes (each lane's terms
-    in order), are added up lane by lane in a fixed tree and then added to ``out`` (float64).
-    grad and planes 1-d C-contiguous float32, out float64; length a positive multiple of LANES."""
-    if not (all(isinstance(a, types.Array) and a.ndim == 1 for a in (grad, planes, out))
+@intrinsic(prefer_literal=True)
+def weight_grad_tile(typingctx, kh, kw, grad, grad_start, grad_stride, planes, plane_start, wq, length, out,
+                     out_start, out_stride):
+    """weight_grad_tile(kh, kw, grad, grad_start, grad_stride, planes, plane_start, wq, length, out,
+    out_start, out_stride) for a kh x kw window (constants): out[out_start + r out_stride + kw u + v]
+    += sum_(f < length) dY[r, f] X[f + u Wq + v] for r < WEIGHT_GRAD_ROWS and every tap (u, v),
+    with dY[r, f] = grad[grad_start + r grad_stride + f] and X[p] = planes[plane_start + p].
+    The taps go in groups of WEIGHT_GRAD_TAPS, one sweep over f each; the sums over f run in
+    LANES float32 lanes (each lane's terms in order), are added up lane by lane in a fixed tree
+    and then added to ``out`` (float64). grad and planes 1-d C-contiguous float32, out float64;
+    length a positive multiple of LANES."""
+    if not (_constants(kh, kw) and all(isinstance(a, types.Array) and a.ndim == 1 for a in (grad, planes, out))
             and grad.dtype == planes.dtype == types.float32 and out.dtype == types.float64):
         return None
-    sig = types.void(grad, grad_start, grad_stride, planes, plane_start, wq, length, out, out_start, out_stride)
+    sig = types.void(kh, kw, grad, grad_start, grad_stride, planes, plane_start, wq, length, out, out_start,
+                     out_stride)
+    return sig, _after_window(_weight_grad_codegen(kh.literal_value, kw.literal_value))
+
+
+@functools.lru_cache(maxsize=None)
+def _weight_grad_codegen(kh, kw):
+    """The LLVM IR of ``weight_grad_tile`` for a kh x kw window, its taps unrolled."""
+    taps = [(kw * u + v, u, v) for u in range(kh) for v in range(kw)]
+    groups = [taps[k:k + WEIGHT_GRAD_TAPS] for k in range(0, len(taps), WEIGHT_GRAD_TAPS)]
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
         vec = ir.VectorType(ir.FloatType(), LANES)
-        grad_ptr, plane_ptr, out_ptr = (
-            builder.gep(cgutils.create_struct_proxy(signature.args[index])(context, builder, value=args[index]).data,
-                        [context.cast(builder, args[index + 1], signature.args[index + 1], types.int64)])
-            for index in (0, 3, 7))
-        grad_stride, wq, length, out_stride = (context.cast(builder, args[index], signature.args[index], types.int64)
+        grad_ptr, plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 3, 7))
+        grad_stride, wq, length, out_stride = (_int64(context, builder, signature, args, index)
                                                for index in (2, 5, 6, 9))
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                             "llvm.fma.v16f32")
+        fma = _fma(builder)
 
         def constant(value):
             return ir.Constant(i64, value)
@@ -135,43 +154,76 @@ def weight_grad_tile(typingctx, grad, grad_start, grad_stride, planes, plane_sta
         def vector_at(pointer, offset):
             return builder.load(builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer()), align=4)
 
-        entry = builder.block
-        loop = builder.append_basic_block("dk.position")
-        done = builder.append_basic_block("dk.done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        position = builder.phi(i64)
-        position.add_incoming(constant(0), entry)
-        sums = []
-        for _ in range(WEIGHT_GRAD_ROWS * 9):
-            running = builder.phi(vec)
-            running.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
-            sums.append(running)
-        grads = [vector_at(grad_ptr, builder.add(builder.mul(constant(r), grad_stride), position))
-                 for r in range(WEIGHT_GRAD_ROWS)]
-        updated = list(sums)
-        for tap in range(9):
-            shift = builder.add(builder.mul(constant(tap // 3), wq), constant(tap % 3))
-            inputs = vector_at(plane_ptr, builder.add(position, shift))
+        for group in groups:
+            count = len(group)
+            entry = builder.block
+            loop = builder.append_basic_block("dk.position")
+            done = builder.append_basic_block("dk.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            position = builder.phi(i64)
+            position.add_incoming(constant(0), entry)
+            sums = []
+            for _ in range(WEIGHT_GRAD_ROWS * count):
+                running = builder.phi(vec)
+                running.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
+                sums.append(running)
+            grads = [vector_at(grad_ptr, builder.add(builder.mul(constant(r), grad_stride), position))
+                     for r in range(WEIGHT_GRAD_ROWS)]
+            updated = list(sums)
+            for tap, (_, u, v) in enumerate(group):
+                inputs = vector_at(plane_ptr, builder.add(position, builder.add(builder.mul(constant(u), wq),
+                                                                                constant(v))))
+                for r in range(WEIGHT_GRAD_ROWS):
+                    updated[count * r + tap] = builder.call(fma, [grads[r], inputs, updated[count * r + tap]])
+            following = builder.add(position, constant(LANES))
+            position.add_incoming(following, builder.block)
+            for running, value in zip(sums, updated):
+                running.add_incoming(value, builder.block)
+            builder.cbranch(builder.icmp_signed("<", following, length), loop, done)
+            builder.position_at_end(done)
+            undefined = ir.Constant(vec, ir.Undefined)
             for r in range(WEIGHT_GRAD_ROWS):
-                updated[9 * r + tap] = builder.call(fma, [grads[r], inputs, updated[9 * r + tap]])
-        following = builder.add(position, constant(LANES))
-        position.add_incoming(following, builder.block)
-        for running, value in zip(sums, updated):
-            running.add_incoming(value, builder.block)
-        builder.cbranch(builder.icmp_signed("<", following, length), loop, done)
-        builder.position_at_end(done)
-        undefined = ir.Constant(vec, ir.Undefined)
-        for r in range(WEIGHT_GRAD_ROWS):
-            for tap in range(9):
-                total, width = updated[9 * r + tap], LANES
-                while width > 1:  # lanes [0, width / 2) += lanes [width / 2, width)
-                    width //= 2
-                    upper = ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                        [width + k if k < width else k for k in range(LANES)])
-                    total = builder.fadd(total, builder.shuffle_vector(total, undefined, upper))
-                lane = builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
-                target = builder.gep(out_ptr, [builder.add(builder.mul(constant(r), out_stride), constant(tap))])
-                builder.store(builder.fadd(builder.load(target), builder.fpext(lane, ir.DoubleType())), target)
+                for tap, (index, _, _) in enumerate(group):
+                    total, width = updated[count * r + tap], LANES
+                    while width > 1:  # lanes [0, width / 2) += lanes [width / 2, width)
+                        width //= 2
+                        upper = ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                            [width + k if k < width else k for k in range(LANES)])
+                        total = builder.fadd(total, builder.shuffle_vector(total, undefined, upper))
+                    lane = builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
+                    target = builder.gep(out_ptr, [builder.add(builder.mul(constant(r), out_stride),
+                                                               constant(index))])
+                    builder.store(builder.fadd(builder.load(target), builder.fpext(lane, ir.DoubleType())),
+                                  target)
         return context.get_dummy_value()
-    return sig, codegen
+    return codegen
+
+
+def _int64(context, builder, signature, args, index):
+    """Argument ``index`` of an intrinsic, as an int64."""
+    return context.cast(builder, args[index], signature.args[index], types.int64)
+
+
+def _element(context, builder, signature, args, index):
+    """A pointer to element args[index + 1] of the 1-d array args[index]."""
+    data = cgutils.create_struct_proxy(signature.args[index])(context, builder, value=args[index]).data
+    return builder.gep(data, [_int64(context, builder, signature, args, index + 1)])
+
+
+def _fma(builder):
+    """llvm.fma on vectors of LANES float32: a x b + c, one rounding."""
+    vec = ir.VectorType(ir.FloatType(), LANES)
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v16f32")
+
+
+def _constants(*values):
+    """Whether every value is typed as an integer constant (a literal)."""
+    return all(isinstance(value, types.IntegerLiteral) for value in values)
+
+
+def _after_window(codegen):
+    """``codegen`` of the arguments after the first two (the window's kh and kw)."""
+    def lowered(context, builder, signature, args):
+        return codegen(context, builder, types.void(*signature.args[2:]), args[2:])
+    return lowered
