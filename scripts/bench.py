@@ -141,16 +141,7 @@ def transformer_steps(which, batch, seq, d_model, heads, only=None):
         t_layer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
     else:
         layer, t_layer = nn.LayerNorm(d_model), torch.nn.LayerNorm(d_model)
-    t_x, t_upstream = torch.from_numpy(x), torch.from_numpy(upstream)
-
-    def ours():
-        layer(minidl.tensor(x, requires_grad=True)).backward(upstream)
-
-    def theirs():
-        t_layer(t_x.clone().requires_grad_(True)).backward(t_upstream)
-
-    steps = {"minidl": ours, "torch": theirs}
-    return steps if only is None else {only: steps[only]}
+    return _module_steps(layer, t_layer, x, upstream, only)
 
 
 def conv_transpose_rows(repeats, batch=64, shape=(32, 16, 16), out_channels=16, alone=False):
@@ -176,6 +167,13 @@ def conv_transpose_steps(batch, shape, out_channels, only=None):
     t_layer = torch.nn.ConvTranspose2d(shape[0], out_channels, 3, stride=2, padding=1, output_padding=1)
     t_layer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
     upstream = rng.standard_normal((batch, out_channels, 2 * shape[1], 2 * shape[2])).astype(np.float32)
+    return _module_steps(layer, t_layer, x, upstream, only)
+
+
+def _module_steps(layer, t_layer, x, upstream, only=None):
+    """{contestant: step}: forward of ``x`` through minidl's ``layer`` or PyTorch's ``t_layer`` (a
+    fresh leaf each time), and backward of ``upstream``."""
+    import torch
     t_x, t_upstream = torch.from_numpy(x), torch.from_numpy(upstream)
 
     def ours():

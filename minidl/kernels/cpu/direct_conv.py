@@ -499,15 +499,25 @@ def _forward_3x3(share, first, last, x, kernels, bias, ph, pw, parts, y):
 def conv3x3_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
     """(dx, dweight, dbias) of the blocked 3x3 path, dx / dweight None when not needed."""
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # K[o, c, 2-u, 2-v] as (C, O)
+    return run_backward(_backward_3x3, _blocked(flipped), x, weight, dy, padding, need_dx, need_dw, _BLOCK)
+
+
+def run_backward(kernel, flipped_kernels, x, weight, dy, padding, need_dx, need_dw, rows):
+    """(dx, dweight, dbias), dx / dweight None when not needed, from a per-image backward kernel
+    run over shares of the images, kernel(share, first, last, x, flipped_kernels, dy, ph, pw,
+    need_dx, need_dw, dx, dweight_parts, dbias_parts, nonfinite): each share adds its images' dK
+    and db to its own parts (float64; dK's output channels padded to a multiple of ``rows``),
+    summed here in share order, and flags images holding a NaN or inf, whose dK is summed
+    exactly (``_weight_grad_of_nonfinite``)."""
     n_out, channels = weight.shape[:2]
     dx = np.empty_like(x)
     balance = balanced(x.shape, weight.shape, dy.shape[2:])
     shares = tasks.shares(x.shape[0], balance=balance)
-    dweight_parts = np.zeros((shares, -(-n_out // _BLOCK) * _BLOCK, channels, 3, 3))
+    dweight_parts = np.zeros((shares, -(-n_out // rows) * rows) + weight.shape[1:])
     dbias_parts = np.zeros((shares, n_out))
     nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
-    tasks.run(_backward_3x3, x.shape[0], x, _blocked(flipped), dy, padding[0], padding[1], need_dx, need_dw,
-              dx, dweight_parts, dbias_parts, nonfinite, balance=balance)
+    tasks.run(kernel, x.shape[0], x, flipped_kernels, dy, padding[0], padding[1], need_dx, need_dw, dx,
+              dweight_parts, dbias_parts, nonfinite, balance=balance)
     dweight = None
     if need_dw:
         dweight = dweight_parts.sum(axis=0)[:n_out]

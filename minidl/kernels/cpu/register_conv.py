@@ -34,7 +34,7 @@ import numpy as np
 from numba import literally, njit
 
 from . import tasks
-from .direct_conv import _cache_aligned, _fill_planes, _weight_grad_of_nonfinite, balanced
+from .direct_conv import _cache_aligned, _fill_planes, balanced, run_backward
 from .elementary import row_sum
 from .register_tiles import LANES, TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, weight_grad_tile
 
@@ -69,22 +69,10 @@ def conv2d_forward(x, weight, bias, padding):
 
 def conv2d_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
     """(dx, dweight, dbias) (float32), dx / dweight None when not needed."""
-    n_out, channels, kh, kw = weight.shape
+    kh, kw = weight.shape[2:]
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # K[o, c, kh-1-u, kw-1-v]
-    dx = np.empty_like(x)
-    balance = balanced(x.shape, weight.shape, dy.shape[2:])
-    shares = tasks.shares(x.shape[0], balance=balance)
-    dweight_parts = np.zeros((shares, -(-n_out // WEIGHT_GRAD_ROWS) * WEIGHT_GRAD_ROWS, channels, kh, kw))
-    dbias_parts = np.zeros((shares, n_out))
-    nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
-    tasks.run(_kernels(kh, kw)[1], x.shape[0], x, _packed(flipped), dy, padding[0], padding[1], need_dx, need_dw,
-              dx, dweight_parts, dbias_parts, nonfinite, balance=balance)
-    dweight = None
-    if need_dw:
-        dweight = dweight_parts.sum(axis=0)[:n_out]
-        _weight_grad_of_nonfinite(x, dy, padding, (1, 1), nonfinite, dweight)
-        dweight = dweight.astype(x.dtype)
-    return (dx if need_dx else None), dweight, dbias_parts.sum(axis=0).astype(x.dtype)
+    return run_backward(_kernels(kh, kw)[1], _packed(flipped), x, weight, dy, padding, need_dx, need_dw,
+                        WEIGHT_GRAD_ROWS)
 
 
 def _correlate(x, weight, bias, padding, y):

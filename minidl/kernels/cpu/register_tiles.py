@@ -72,18 +72,7 @@ def _correlate_codegen(kh, kw):
         def vector_at(pointer, offset):
             return builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
 
-        entry = builder.block
-        loop = builder.append_basic_block("tile.channel")
-        done = builder.append_basic_block("tile.done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        channel = builder.phi(i64)
-        channel.add_incoming(constant(0), entry)
-        sums = []
-        for _ in range(TILE_ROWS * _VECTORS):
-            running = builder.phi(vec)
-            running.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
-            sums.append(running)
+        loop, channel, sums = _open_loop(builder, "tile.channel", TILE_ROWS * _VECTORS)
         plane = builder.gep(plane_ptr, [builder.mul(channel, plane_size)])
         weights = builder.gep(kernel_ptr, [builder.mul(channel, constant(taps * TILE_ROWS))])
         updated = list(sums)
@@ -97,12 +86,7 @@ def _correlate_codegen(kh, kw):
                     builder.insert_element(undefined, weight, ir.Constant(ir.IntType(32), 0)), undefined, splat)
                 for v in range(_VECTORS):
                     updated[r * _VECTORS + v] = builder.call(fma, [broadcast, inputs[v], updated[r * _VECTORS + v]])
-        following = builder.add(channel, constant(1))
-        channel.add_incoming(following, builder.block)
-        for running, value in zip(sums, updated):
-            running.add_incoming(value, builder.block)
-        builder.cbranch(builder.icmp_signed("<", following, channels), loop, done)
-        builder.position_at_end(done)
+        _close_loop(builder, loop, channel, builder.add(channel, constant(1)), channels, sums, updated)
         for r in range(TILE_ROWS):
             row = builder.gep(out_ptr, [builder.mul(constant(r), out_stride)])
             for v in range(_VECTORS):
@@ -156,18 +140,7 @@ def _weight_grad_codegen(kh, kw):
 
         for group in groups:
             count = len(group)
-            entry = builder.block
-            loop = builder.append_basic_block("dk.position")
-            done = builder.append_basic_block("dk.done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            position = builder.phi(i64)
-            position.add_incoming(constant(0), entry)
-            sums = []
-            for _ in range(WEIGHT_GRAD_ROWS * count):
-                running = builder.phi(vec)
-                running.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
-                sums.append(running)
+            loop, position, sums = _open_loop(builder, "dk.position", WEIGHT_GRAD_ROWS * count)
             grads = [vector_at(grad_ptr, builder.add(builder.mul(constant(r), grad_stride), position))
                      for r in range(WEIGHT_GRAD_ROWS)]
             updated = list(sums)
@@ -176,12 +149,7 @@ def _weight_grad_codegen(kh, kw):
                                                                                 constant(v))))
                 for r in range(WEIGHT_GRAD_ROWS):
                     updated[count * r + tap] = builder.call(fma, [grads[r], inputs, updated[count * r + tap]])
-            following = builder.add(position, constant(LANES))
-            position.add_incoming(following, builder.block)
-            for running, value in zip(sums, updated):
-                running.add_incoming(value, builder.block)
-            builder.cbranch(builder.icmp_signed("<", following, length), loop, done)
-            builder.position_at_end(done)
+            _close_loop(builder, loop, position, builder.add(position, constant(LANES)), length, sums, updated)
             undefined = ir.Constant(vec, ir.Undefined)
             for r in range(WEIGHT_GRAD_ROWS):
                 for tap, (index, _, _) in enumerate(group):
@@ -227,3 +195,32 @@ def _after_window(codegen):
     def lowered(context, builder, signature, args):
         return codegen(context, builder, types.void(*signature.args[2:]), args[2:])
     return lowered
+
+
+def _open_loop(builder, name, count):
+    """A loop's first block, entered from here: (the block, its counter from 0, ``count`` running
+    vector sums from 0); ``_close_loop`` ends it."""
+    vec = ir.VectorType(ir.FloatType(), LANES)
+    entry = builder.block
+    loop = builder.append_basic_block(name)
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    counter = builder.phi(ir.IntType(64))
+    counter.add_incoming(ir.Constant(ir.IntType(64), 0), entry)
+    sums = []
+    for _ in range(count):
+        running = builder.phi(vec)
+        running.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
+        sums.append(running)
+    return loop, counter, sums
+
+
+def _close_loop(builder, loop, counter, following, end, sums, updated):
+    """Back to ``loop`` with the counter at ``following`` and the sums ``updated`` while following
+    < end; the code after it goes on in a new block."""
+    counter.add_incoming(following, builder.block)
+    for running, value in zip(sums, updated):
+        running.add_incoming(value, builder.block)
+    done = builder.append_basic_block(loop.name + ".done")
+    builder.cbranch(builder.icmp_signed("<", following, end), loop, done)
+    builder.position_at_end(done)
