@@ -1,6 +1,7 @@
 """Convolutions: conv1d/conv2d against PyTorch, tiled and locally connected against a NumPy
 reference from the formula, the identities between them, gradchecks, layers and errors."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -443,6 +444,41 @@ def test_register_tiles_equal_the_float64_paths(rng, n, c, h, w, o, k, padding):
     for name, grad, reference in zip(("dx", "dweight", "dbias"), ours, conv.conv2d_backward(x, weight, dy, *args)):
         assert grad.dtype == np.float32
         assert_close(grad, reference, what=name, rtol=1e-4, atol=1e-4)
+
+
+AVX2_TILES = """
+import numpy as np
+from minidl.kernels.cpu import conv, register_conv, register_tiles
+rng = np.random.default_rng(0)
+worst = 0.0
+for (n, c, h, w, o, k, p) in ((2, 5, 9, 8, 13, 3, (1, 0)), (3, 4, 7, 9, 7, 5, (2, 1))):
+    x, weight, bias = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, k, k)), rng.standard_normal(o)
+    out = tuple(s + 2 * q - k + 1 for s, q in zip((h, w), p))
+    dy = rng.standard_normal((n, o) + out)
+    args = ((1, 1), p, (1, 1), 1)
+    pairs = [(register_conv.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), p),
+              conv.conv2d_forward(x, weight, bias, *args, out))]
+    pairs += zip(register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), p),
+                 conv.conv2d_backward(x, weight, dy, *args))
+    worst = max([worst] + [np.abs(a - b).max() / max(1.0, np.abs(b).max()) for a, b in pairs])
+print(register_tiles.LANES, register_tiles.TILE_ROWS, worst)
+"""
+
+
+def test_register_tiles_with_avx2_vectors(tmp_path):
+    """Compiled for an AVX2 CPU (NUMBA_CPU_NAME=haswell, a cache of its own) the tiles take
+    8-float vectors and 6-channel tiles, and compute the same convolutions as float64."""
+    import platform
+    import subprocess
+    import sys
+    from llvmlite import binding
+    if platform.machine() not in ("x86_64", "AMD64") or not binding.get_host_cpu_features().get("avx2"):
+        pytest.skip("needs an x86-64 CPU with AVX2")
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", AVX2_TILES], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lanes, rows, worst = out.stdout.split()
+    assert (int(lanes), int(rows)) == (8, 6) and float(worst) < 1e-4
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding", [

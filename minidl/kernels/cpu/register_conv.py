@@ -14,11 +14,11 @@ Xq is x after ph zero rows and pw zero columns, dYq is dy after kh-1-ph rows and
 (the "full" padding), both Wq = W + kw - 1 wide in the backward pass; dYq is zero at every
 position that is not an output, so the wide positions add nothing to dK (L = (oh - 1) Wq + ow).
 
-Forward and dX run ``register_tiles.correlate_tile``: 8 output channels x 32 wide
-positions summed over all input channels and taps in vector registers, the tiles of each block
-of 8 channels in turn over chunks of TILE_CHUNK positions (which stay in L1 between blocks). dK
-runs ``weight_grad_tile``: 2 output channels x up to 9 taps of one input channel in
-vector registers over all wide positions of an image. Batch 64 on 2 Zen4 cores, ms (GFLOP/s),
+Forward and dX run ``register_tiles.correlate_tile``: TILE_ROWS output channels (8 with AVX-512)
+x TILE_LANES wide positions (32) summed over all input channels and taps in vector registers,
+the tiles of each block of channels in turn over chunks of TILE_CHUNK positions (which stay in
+L1 between blocks). dK runs ``weight_grad_tile``: WEIGHT_GRAD_ROWS output channels (2) x up to 9
+taps of one input channel in vector registers over all wide positions of an image. Batch 64 on 2 Zen4 cores, ms (GFLOP/s),
 ``direct_conv``'s blocked loops / tiles: forward 16->32 3x3 at 32x32 5.0-6.3 / 3.2 (188), 32->64
 at 14x14 4.5-5.6 / 2.6 (178); backward (dX, dK, db) 8.0 / 7.2 and 7.9 / 6.5.
 
