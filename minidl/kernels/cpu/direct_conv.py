@@ -467,12 +467,17 @@ def _correlate_blocks(planes, wq, kernels, bias, first_block, last_block, out, a
                         row[j] = src[j]
 
 
+def image_parts(n_blocks, n_batch):
+    """Parts each image's ``n_blocks`` blocks of output channels go in, one task each: enough
+    tasks for the threads (two per thread) when the batch is small."""
+    return min(n_blocks, -(-2 * numba.get_num_threads() // n_batch))
+
+
 def conv3x3_forward(x, weight, bias, padding):
     """Y = K * X + b for the blocked 3x3 path; bias (O,) or None."""
     shift = np.zeros(weight.shape[0], dtype=x.dtype) if bias is None else bias
     n_batch, n_out, (height, width) = x.shape[0], weight.shape[0], x.shape[2:]
-    n_blocks = -(-n_out // _BLOCK)
-    parts = min(n_blocks, -(-2 * numba.get_num_threads() // n_batch))  # tasks enough for the threads
+    parts = image_parts(-(-n_out // _BLOCK), n_batch)
     y = np.empty((n_batch, n_out, height + 2 * padding[0] - 2, width + 2 * padding[1] - 2), dtype=x.dtype)
     tasks.run(_forward_3x3, n_batch * parts, x, _blocked(weight), shift, padding[0], padding[1], parts, y,
               balance=balanced(x.shape, weight.shape, y.shape[2:]))

@@ -18,9 +18,10 @@ Forward and dX run ``register_tiles.correlate_tile``: TILE_ROWS output channels 
 x TILE_LANES wide positions (32) summed over all input channels and taps in vector registers,
 the tiles of each block of channels in turn over chunks of TILE_CHUNK positions (which stay in
 L1 between blocks). dK runs ``weight_grad_tile``: WEIGHT_GRAD_ROWS output channels (2) x up to 9
-taps of one input channel in vector registers over all wide positions of an image. Batch 64 on 2 Zen4 cores, ms (GFLOP/s),
-``direct_conv``'s blocked loops / tiles: forward 16->32 3x3 at 32x32 5.0-6.3 / 3.2 (188), 32->64
-at 14x14 4.5-5.6 / 2.6 (178); backward (dX, dK, db) 8.0 / 7.2 and 7.9 / 6.5.
+taps of one input channel in vector registers over all wide positions of an image. Batch 64
+on 2 Zen4 cores, ms (GFLOP/s), ``direct_conv``'s blocked loops / tiles: forward 16->32 3x3 at
+32x32 5.0-6.3 / 3.2 (188), 32->64 at 14x14 4.5-5.6 / 2.6 (178); backward (dX, dK, db) 8.0 / 7.2
+and 7.9 / 6.5.
 
 The backward pass is one kernel over shares of the images (``tasks.run``), each share adding
 its images' dK and db to partial sums of its own (float64), summed in share order; an image
@@ -29,12 +30,11 @@ position's 0 x inf would be NaN).
 """
 import functools
 
-import numba
 import numpy as np
 from numba import literally, njit
 
 from . import tasks
-from .direct_conv import _cache_aligned, _fill_planes, balanced, run_backward
+from .direct_conv import _cache_aligned, _fill_planes, balanced, image_parts, run_backward
 from .elementary import row_sum
 from .register_tiles import LANES, TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, weight_grad_tile
 
@@ -79,7 +79,7 @@ def _correlate(x, weight, bias, padding, y):
     """y[n, o] = bias[o] + sum_(c,u,v) weight[o, c, u, v] Xp[n, c, i + u, j + v], Xp: x after
     padding[0] zero rows and padding[1] zero columns. Returns y."""
     n_batch, (n_out, _, kh, kw) = x.shape[0], weight.shape
-    parts = min(-(-n_out // TILE_ROWS), -(-2 * numba.get_num_threads() // n_batch))  # tasks enough
+    parts = image_parts(-(-n_out // TILE_ROWS), n_batch)
     tasks.run(_kernels(kh, kw)[0], n_batch * parts, x, _packed(weight), bias, padding[0], padding[1], parts, y,
               balance=balanced(x.shape, weight.shape, y.shape[2:]))
     return y

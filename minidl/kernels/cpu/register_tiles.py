@@ -45,6 +45,7 @@ LANES = 16 if wide_vectors() else 8  # float32 per vector register
 TILE_ROWS = 8 if LANES == 16 else 6  # output channels per tile
 TILE_LANES = 2 * LANES  # wide positions per tile
 _VECTORS = TILE_LANES // LANES
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
 
 
 @intrinsic(prefer_literal=True)
@@ -71,40 +72,31 @@ def _correlate_codegen(kh, kw):
     taps = kh * kw
 
     def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        vec = ir.VectorType(ir.FloatType(), LANES)
         kernel_ptr, plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 2, 7))
         plane_size, wq, channels, out_stride = (_int64(context, builder, signature, args, index)
                                                 for index in (4, 5, 6, 9))
         fma = _fma(builder)
-        undefined = ir.Constant(vec, ir.Undefined)
+        undefined = ir.Constant(_VECTOR, ir.Undefined)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-
-        def constant(value):
-            return ir.Constant(i64, value)
-
-        def vector_at(pointer, offset):
-            return builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
-
         loop, channel, sums = _open_loop(builder, "tile.channel", TILE_ROWS * _VECTORS)
         plane = builder.gep(plane_ptr, [builder.mul(channel, plane_size)])
-        weights = builder.gep(kernel_ptr, [builder.mul(channel, constant(taps * TILE_ROWS))])
+        weights = builder.gep(kernel_ptr, [builder.mul(channel, _constant(taps * TILE_ROWS))])
         updated = list(sums)
         for tap in range(taps):
-            shift = builder.add(builder.mul(constant(tap // kw), wq), constant(tap % kw))
-            inputs = [builder.load(vector_at(plane, builder.add(shift, constant(v * LANES))), align=4)
+            shift = builder.add(builder.mul(_constant(tap // kw), wq), _constant(tap % kw))
+            inputs = [builder.load(_vector_pointer(builder, plane, builder.add(shift, _constant(v * LANES))), align=4)
                       for v in range(_VECTORS)]
             for r in range(TILE_ROWS):
-                weight = builder.load(builder.gep(weights, [constant(tap * TILE_ROWS + r)]))
+                weight = builder.load(builder.gep(weights, [_constant(tap * TILE_ROWS + r)]))
                 broadcast = builder.shuffle_vector(
                     builder.insert_element(undefined, weight, ir.Constant(ir.IntType(32), 0)), undefined, splat)
                 for v in range(_VECTORS):
                     updated[r * _VECTORS + v] = builder.call(fma, [broadcast, inputs[v], updated[r * _VECTORS + v]])
-        _close_loop(builder, loop, channel, builder.add(channel, constant(1)), channels, sums, updated)
+        _close_loop(builder, loop, channel, builder.add(channel, _constant(1)), channels, sums, updated)
         for r in range(TILE_ROWS):
-            row = builder.gep(out_ptr, [builder.mul(constant(r), out_stride)])
+            row = builder.gep(out_ptr, [builder.mul(_constant(r), out_stride)])
             for v in range(_VECTORS):
-                builder.store(updated[r * _VECTORS + v], vector_at(row, constant(v * LANES)), align=4)
+                builder.store(updated[r * _VECTORS + v], _vector_pointer(builder, row, _constant(v * LANES)), align=4)
         return context.get_dummy_value()
     return codegen
 
@@ -139,32 +131,27 @@ def _weight_grad_codegen(kh, kw):
     groups = [taps[k:k + WEIGHT_GRAD_TAPS] for k in range(0, len(taps), WEIGHT_GRAD_TAPS)]
 
     def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        vec = ir.VectorType(ir.FloatType(), LANES)
         grad_ptr, plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 3, 7))
         grad_stride, wq, length, out_stride = (_int64(context, builder, signature, args, index)
                                                for index in (2, 5, 6, 9))
         fma = _fma(builder)
 
-        def constant(value):
-            return ir.Constant(i64, value)
-
         def vector_at(pointer, offset):
-            return builder.load(builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer()), align=4)
+            return builder.load(_vector_pointer(builder, pointer, offset), align=4)
 
         for group in groups:
             count = len(group)
             loop, position, sums = _open_loop(builder, "dk.position", WEIGHT_GRAD_ROWS * count)
-            grads = [vector_at(grad_ptr, builder.add(builder.mul(constant(r), grad_stride), position))
+            grads = [vector_at(grad_ptr, builder.add(builder.mul(_constant(r), grad_stride), position))
                      for r in range(WEIGHT_GRAD_ROWS)]
             updated = list(sums)
             for tap, (_, u, v) in enumerate(group):
-                inputs = vector_at(plane_ptr, builder.add(position, builder.add(builder.mul(constant(u), wq),
-                                                                                constant(v))))
+                inputs = vector_at(plane_ptr, builder.add(position, builder.add(builder.mul(_constant(u), wq),
+                                                                                _constant(v))))
                 for r in range(WEIGHT_GRAD_ROWS):
                     updated[count * r + tap] = builder.call(fma, [grads[r], inputs, updated[count * r + tap]])
-            _close_loop(builder, loop, position, builder.add(position, constant(LANES)), length, sums, updated)
-            undefined = ir.Constant(vec, ir.Undefined)
+            _close_loop(builder, loop, position, builder.add(position, _constant(LANES)), length, sums, updated)
+            undefined = ir.Constant(_VECTOR, ir.Undefined)
             for r in range(WEIGHT_GRAD_ROWS):
                 for tap, (index, _, _) in enumerate(group):
                     total, width = updated[count * r + tap], LANES
@@ -174,12 +161,22 @@ def _weight_grad_codegen(kh, kw):
                                             [width + k if k < width else k for k in range(LANES)])
                         total = builder.fadd(total, builder.shuffle_vector(total, undefined, upper))
                     lane = builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
-                    target = builder.gep(out_ptr, [builder.add(builder.mul(constant(r), out_stride),
-                                                               constant(index))])
+                    target = builder.gep(out_ptr, [builder.add(builder.mul(_constant(r), out_stride),
+                                                               _constant(index))])
                     builder.store(builder.fadd(builder.load(target), builder.fpext(lane, ir.DoubleType())),
                                   target)
         return context.get_dummy_value()
     return codegen
+
+
+def _constant(value):
+    """An int64 constant of the IR."""
+    return ir.Constant(ir.IntType(64), value)
+
+
+def _vector_pointer(builder, pointer, offset):
+    """A pointer to the LANES floats at pointer + offset (a float pointer)."""
+    return builder.bitcast(builder.gep(pointer, [offset]), _VECTOR.as_pointer())
 
 
 def _int64(context, builder, signature, args, index):
@@ -195,8 +192,7 @@ def _element(context, builder, signature, args, index):
 
 def _fma(builder):
     """llvm.fma on vectors of LANES float32: a x b + c, one rounding."""
-    vec = ir.VectorType(ir.FloatType(), LANES)
-    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3),
                                           f"llvm.fma.v{LANES}f32")
 
 
@@ -215,7 +211,6 @@ def _after_window(codegen):
 def _open_loop(builder, name, count):
     """A loop's first block, entered from here: (the block, its counter from 0, ``count`` running
     vector sums from 0); ``_close_loop`` ends it."""
-    vec = ir.VectorType(ir.FloatType(), LANES)
     entry = builder.block
     loop = builder.append_basic_block(name)
     builder.branch(loop)
@@ -224,8 +219,8 @@ def _open_loop(builder, name, count):
     counter.add_incoming(ir.Constant(ir.IntType(64), 0), entry)
     sums = []
     for _ in range(count):
-        running = builder.phi(vec)
-        running.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
+        running = builder.phi(_VECTOR)
+        running.add_incoming(ir.Constant(_VECTOR, [0.0] * LANES), entry)
         sums.append(running)
     return loop, counter, sums
 
