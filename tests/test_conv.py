@@ -406,44 +406,58 @@ def test_blocked_3x3_path_matches_torch(rng, dtype, n, c, h, w, o, padding):
 
 
 def _register_tile_cases(count, seed=5):
-    """(n, c, h, w, o, kernel, padding): 3x3 and 5x5 windows, every padding from 0 to k - 1,
-    odd sizes, output channels that do not fill the last tile of 8."""
+    """(n, c, h, w, o, kernel, stride, padding): 3x3 and 5x5 windows at stride 1 and 2, every
+    padding from 0 to k - 1, odd sizes, output channels that do not fill the last tile of 8."""
     rng = np.random.default_rng(seed)
-    cases = [(2, 37, 9, 9, 17, 3, (1, 1)),     # many input channels, a last tile of 1 output channel
-             (1, 3, 40, 33, 8, 3, (0, 1)),     # wide positions past several chunks of tiles
-             (3, 2, 1, 1, 24, 3, (1, 1)),      # one output position
-             (2, 6, 14, 14, 16, 5, (0, 0)),    # LeNet's second layer
-             (2, 7, 9, 8, 19, 5, (4, 1))]
+    cases = [(2, 37, 9, 9, 17, 3, 1, (1, 1)),     # many input channels, a last tile of 1 output channel
+             (1, 3, 40, 33, 8, 3, 1, (0, 1)),     # wide positions past several chunks of tiles
+             (3, 2, 1, 1, 24, 3, 1, (1, 1)),      # one output position
+             (2, 6, 14, 14, 16, 5, 1, (0, 0)),    # LeNet's second layer
+             (2, 7, 9, 8, 19, 5, 1, (4, 1)),
+             (2, 16, 32, 32, 32, 3, 2, (1, 1)),   # the bench's ConvTranspose2d, as the convolution it transposes
+             (1, 5, 8, 7, 9, 3, 2, (0, 2)),       # an odd width: x's last column reaches no output
+             (2, 3, 3, 4, 10, 3, 2, (2, 1)),      # one output row
+             (1, 4, 11, 12, 17, 5, 2, (3, 4))]
     while len(cases) < count:
-        k = int(rng.choice([3, 5]))
+        k, stride = int(rng.choice([3, 5])), int(rng.choice([1, 2]))
         padding = tuple(int(p) for p in rng.integers(0, k, 2))
-        h, w = (int(k - 2 * p + rng.integers(0, 8)) for p in padding)
+        h, w = (int(k - 2 * p + rng.integers(0, 8 * stride)) for p in padding)
         cases.append((int(rng.integers(1, 4)), int(rng.integers(1, 14)), max(h, 1), max(w, 1),
-                      int(rng.integers(1, 21)), k, padding))
+                      int(rng.integers(1, 21)), k, stride, padding))
     return cases
 
 
-@pytest.mark.parametrize("n, c, h, w, o, k, padding", _register_tile_cases(20))
-def test_register_tiles_equal_the_float64_paths(rng, n, c, h, w, o, k, padding):
+@pytest.mark.parametrize("n, c, h, w, o, k, stride, padding", _register_tile_cases(30))
+def test_register_tiles_equal_the_float64_paths(rng, n, c, h, w, o, k, stride, padding):
     """register_conv's tiles in float32 (forward, dX, dK, db) against conv2d's float64 paths
     (direct_conv's loops or im2col): the same convolution of the same values, within float32
     rounding."""
     from minidl.kernels.cpu import conv, register_conv
-    out_size = tuple(s + 2 * p - k + 1 for s, p in zip((h, w), padding))
+    out_size = tuple((s + 2 * p - k) // stride + 1 for s, p in zip((h, w), padding))
     if min(out_size) < 1:
         pytest.skip("no output")
-    args = ((1, 1), padding, (1, 1), 1)
+    args = ((stride, stride), padding, (1, 1), 1)
     assert register_conv.supported((o, c, k, k), *args[:3], 1)
     x = rng.standard_normal((n, c, h, w))
     weight, bias = rng.standard_normal((o, c, k, k)), rng.standard_normal(o)
     dy = rng.standard_normal((n, o) + out_size)
     as32 = [a.astype(np.float32) for a in (x, weight, bias, dy)]
-    assert_close(register_conv.conv2d_forward(*as32[:3], padding),
+    assert_close(register_conv.conv2d_forward(*as32[:3], *args[:2]),
                  conv.conv2d_forward(x, weight, bias, *args, out_size), what="y", rtol=1e-4, atol=1e-4)
-    ours = register_conv.conv2d_backward(as32[0], as32[1], as32[3], padding)
+    ours = register_conv.conv2d_backward(as32[0], as32[1], as32[3], *args[:2])
     for name, grad, reference in zip(("dx", "dweight", "dbias"), ours, conv.conv2d_backward(x, weight, dy, *args)):
         assert grad.dtype == np.float32
         assert_close(grad, reference, what=name, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n, c, h, w, o, k, padding", [(2, 16, 32, 32, 32, 3, (1, 1)), (3, 5, 9, 8, 12, 3, (0, 2)),
+                                                      (2, 6, 13, 11, 9, 5, (2, 3)), (1, 3, 6, 7, 20, 5, (4, 0))])
+def test_stride_2_tiles_match_torch(rng, n, c, h, w, o, k, padding):
+    """Strided float32 convolutions on the phase-plane tiles, forward and backward, against PyTorch."""
+    from minidl.kernels.cpu import conv
+    assert conv._algorithm((o, c, k, k), (2, 2), padding, (1, 1), 1, (h // 2, w // 2)) == "register tiles"
+    _conv2d_matches_torch(rng, np.float32, (n, c, h, w), (o, c, k, k), padding, 1, dict(rtol=1e-4, atol=1e-4),
+                          stride=2)
 
 
 AVX2_TILES = """
@@ -451,14 +465,15 @@ import numpy as np
 from minidl.kernels.cpu import conv, register_conv, register_tiles
 rng = np.random.default_rng(0)
 worst = 0.0
-for (n, c, h, w, o, k, p) in ((2, 5, 9, 8, 13, 3, (1, 0)), (3, 4, 7, 9, 7, 5, (2, 1))):
+for (n, c, h, w, o, k, s, p) in ((2, 5, 9, 8, 13, 3, 1, (1, 0)), (3, 4, 7, 9, 7, 5, 1, (2, 1)),
+                                 (2, 3, 9, 10, 8, 3, 2, (1, 1))):
     x, weight, bias = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, k, k)), rng.standard_normal(o)
-    out = tuple(s + 2 * q - k + 1 for s, q in zip((h, w), p))
+    out = tuple((size + 2 * q - k) // s + 1 for size, q in zip((h, w), p))
     dy = rng.standard_normal((n, o) + out)
-    args = ((1, 1), p, (1, 1), 1)
-    pairs = [(register_conv.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), p),
+    args = ((s, s), p, (1, 1), 1)
+    pairs = [(register_conv.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), (s, s), p),
               conv.conv2d_forward(x, weight, bias, *args, out))]
-    pairs += zip(register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), p),
+    pairs += zip(register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (s, s), p),
                  conv.conv2d_backward(x, weight, dy, *args))
     worst = max([worst] + [np.abs(a - b).max() / max(1.0, np.abs(b).max()) for a, b in pairs])
 print(register_tiles.LANES, register_tiles.TILE_ROWS, worst)
@@ -508,7 +523,7 @@ def test_blocked_3x3_path_gradcheck(rng, x_shape, w_shape, padding):
     ((16, 8, 3, 3), (1, 1), (2, 2), (1, 1), 1, (20, 20), "register tiles"),  # padding 2: 1,152 weights
     ((8, 2, 3, 3), (1, 1), (2, 2), (1, 1), 1, (20, 20), "direct"),
     ((32, 16, 3, 3), (1, 1), (2, 2), (1, 1), 1, (32, 32), "register tiles"),  # padding 2
-    ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16), "im2col chunks"),  # strided
+    ((32, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1, (16, 16), "register tiles"),  # stride 2: phase planes
     ((32, 16, 3, 3), (1, 1), (1, 1), (2, 2), 1, (30, 30), "im2col chunks"),  # dilated
     ((32, 8, 3, 3), (1, 1), (1, 1), (1, 1), 2, (32, 32), "direct"),        # grouped
     ((64, 1, 3, 3), (1, 1), (1, 1), (1, 1), 64, (16, 16), "direct"),       # depthwise
@@ -521,18 +536,18 @@ def test_which_algorithm_computes_a_shape(w_shape, stride, padding, dilation, gr
     assert conv._algorithm(w_shape, stride, padding, dilation, groups, out_size) == algorithm
 
 
-@pytest.mark.parametrize("padding", [(1, 1), (2, 2), (1, 0)])
-def test_3x3_paths_equal_the_im2col_reference_with_a_nan(rng, padding):
-    """The blocked path (padding 1, (1, 0)) and its fallback (padding 2) against the im2col
-    reference, with a NaN in one image that must reach that image's outputs and dweight only."""
+@pytest.mark.parametrize("stride, padding", [(1, (1, 1)), (1, (2, 2)), (1, (1, 0)), (2, (1, 1)), (2, (0, 2))])
+def test_3x3_paths_equal_the_im2col_reference_with_a_nan(rng, stride, padding):
+    """The float32 paths (tiles at stride 1 and 2) against the im2col reference, with a NaN in
+    one image that must reach that image's outputs and dweight only."""
     from minidl.kernels.cpu import conv, winograd
     x = rng.standard_normal((3, 10, 6, 5)).astype(np.float32)
     x[1, 4, 2, 3] = np.nan
     weight = rng.standard_normal((7, 10, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(7).astype(np.float32)
-    out_size = tuple(s + 2 * p - 2 for s, p in zip(x.shape[2:], padding))
+    out_size = tuple((s + 2 * p - 3) // stride + 1 for s, p in zip(x.shape[2:], padding))
     dy = rng.standard_normal((3, 7) + out_size).astype(np.float32)
-    args = ((1, 1), padding, (1, 1), 1)
+    args = ((stride, stride), padding, (1, 1), 1)
     y = conv.conv2d_forward(x, weight, bias, *args, out_size)
     grads = conv.conv2d_backward(x, weight, dy, *args)
     with pytest.MonkeyPatch.context() as patch:
@@ -667,7 +682,7 @@ def _chunked_cases(count, seed=3):
     rng = np.random.default_rng(seed)
     cases = [((7, 6, 14, 14), (16, 6, 4, 4), dict()),                             # a 4x4 window: no tiles
              ((5, 3, 9, 8), (4, 3, 3, 3), dict(stride=2, padding=2, dilation=2)),
-             ((3, 4, 9, 11), (5, 4, 3, 3), dict(stride=2, padding=1))]             # odd width, stride 2
+             ((3, 4, 9, 11), (5, 4, 3, 2), dict(stride=2, padding=1))]             # odd width, stride 2
     for _ in range(count - len(cases)):
         kh, kw = (int(k) for k in rng.integers(1, 5, 2))
         options = dict(stride=(int(rng.integers(2, 4)), int(rng.integers(1, 4))),  # strided: not direct

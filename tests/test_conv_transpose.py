@@ -61,6 +61,30 @@ def test_float32_without_bias_matches_torch():
     assert_close(ours[1].grad, theirs[1].grad, 1e-4, 1e-4)
 
 
+# float32 stride-2 layers with one group and 3x3 or 5x5 windows, which run on register_conv's
+# phase-plane tiles: every padding below the window, output_padding 0 and 1, odd sizes
+TILE_CASES_2D = [
+    (32, 16, 3, 2, 1, 1, 1, 1, (16, 16)),   # the bench's layer
+    (5, 9, 3, 2, 0, 0, 1, 1, (7, 6)),
+    (3, 17, 3, 2, 2, 1, 1, 1, (5, 9)),
+    (7, 4, 5, 2, 2, 1, 1, 1, (6, 5)),
+    (2, 8, 5, 2, 4, 0, 1, 1, (8, 7)),
+]
+
+
+@pytest.mark.parametrize("case", TILE_CASES_2D)
+def test_float32_stride_2_on_the_tiles_matches_torch(case):
+    from minidl.kernels.cpu import conv
+    cin, cout, k, s = case[:4]
+    assert conv._algorithm_for(np.zeros(1, np.float32), np.zeros((cin, cout, k, k), np.float32), (s, s),
+                               (case[4],) * 2, (1, 1), 1, (1, 1)) == "register tiles"
+    y, ty, ours, theirs = _run_both(case, np.float32)
+    assert y.dtype == np.float32
+    assert_close(y, ty, 1e-4, 1e-4, "output")
+    for i, (a, t) in enumerate(zip(ours, theirs)):
+        assert_close(a.grad, t.grad, 1e-4, 1e-4, f"gradient of input {i}")
+
+
 @pytest.mark.parametrize("case", [CASES_2D[1], CASES_1D[0]])
 def test_gradcheck(case):
     cin, cout, k, s, p, op, d, g, spatial = case
@@ -124,12 +148,13 @@ def test_cuda_matches_cpu():
 ])
 @pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
 def test_strided_layers_over_many_images_match_torch(case, needs):
-    """Batch 9, shares of images: the cpu's chunked path, where dX and dK come from one unfold of
-    dY (conv2d_forward_and_weight_grad), or from one of the two calls when one is not needed."""
+    """Batch 9, shares of images: the cpu's chunked path (float64: float32's 3x3 stride-2 layers
+    take the tiles), where dX and dK come from one unfold of dY (conv2d_forward_and_weight_grad),
+    or from one of the two calls when one is not needed."""
     from minidl.kernels.cpu import conv
     cin, cout, k, s, p, op, d, spatial = case
     ks, s2, p2, d2 = (pair if isinstance(pair, tuple) else (pair, pair) for pair in (k, s, p, d))
-    assert conv._algorithm((cin, cout) + ks, s2, p2, d2, 1, spatial) == "im2col chunks"
+    assert conv._algorithm_for(np.zeros(1), np.zeros((cin, cout) + ks), s2, p2, d2, 1, spatial) == "im2col chunks"
     rng = np.random.default_rng(1)
     arrays = [rng.standard_normal((9, cin) + spatial), rng.standard_normal((cin, cout) + ks), rng.standard_normal(cout)]
     ours = [minidl.tensor(a, requires_grad=need) for a, need in zip(arrays, needs + (True,))]

@@ -410,8 +410,9 @@ def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
     layers of at most a few hundred weights by the per-row loops of direct_conv ("direct",
     direct_conv.chosen; those register_conv supports only below its MIN_OUTPUTS outputs); other
     layers with fewer channels, 3x3 with padding 0 or 1, by register_conv's tiles in float32 and
-    direct_conv's blocked loops otherwise ("direct 3x3", direct_conv.chosen_3x3), other windows
-    register_conv supports (5x5) by its tiles in float32 ("register tiles"; im2col otherwise);
+    direct_conv's blocked loops otherwise ("direct 3x3", direct_conv.chosen_3x3), other layers
+    register_conv supports (5x5, stride 2) by its tiles in float32 ("register tiles"; im2col
+    otherwise);
     every other shape (other layers with >= 128 channels too: on small planes GEMMs beat both
     other paths) by im2col, in chunks of images where ``chunked`` says ("im2col chunks"), else
     over the whole batch; all of them by the reference whole-batch im2col under
@@ -447,7 +448,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     """Y_n = K' X'_n + b per group and image n; weight (O, C / groups, kh, kw), bias (O,) or None."""
     algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
     if algorithm == "register tiles":
-        return register_conv.conv2d_forward(x, weight, bias, padding)
+        return register_conv.conv2d_forward(x, weight, bias, stride, padding)
     if algorithm == "winograd":
         return winograd.conv2d_forward(x, weight, bias, padding, out_size)
     if algorithm == "im2col chunks":
@@ -490,7 +491,7 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
     algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
     if algorithm == "register tiles":
-        return register_conv.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
+        return register_conv.conv2d_backward(x, weight, dy, stride, padding, need_dx, need_dw)
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, _bias_grad(dy.reshape(n_batch, n_out, -1))

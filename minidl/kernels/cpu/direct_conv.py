@@ -128,17 +128,17 @@ def _fill_planes(image, top, left, wq, planes):
     return check == 0.0
 
 
-def _weight_grad_of_nonfinite(x, dy, padding, dilation, nonfinite, dweight):
+def _weight_grad_of_nonfinite(x, dy, padding, dilation, nonfinite, dweight, stride=(1, 1)):
     """dweight += dK of the images flagged in ``nonfinite``, which the kernels skipped: summed
     over the output positions alone, because the sums over wide positions would multiply the
     zeros past ow by their NaN or inf and spread it to taps whose PyTorch gradient is finite."""
     if nonfinite.any():
-        _add_exact_weight_grad(x[nonfinite], dy[nonfinite], *padding, *dilation, dweight)
+        _add_exact_weight_grad(x[nonfinite], dy[nonfinite], *padding, *stride, *dilation, dweight)
 
 
 @njit(cache=True)
-def _add_exact_weight_grad(x, dy, ph, pw, dh, dw, dweight):
-    """dweight[o, c', u, v] += sum_{n, i < oh, j < ow} dy[n, o, i, j] Xp[n, c, i + u dh, j + v dw]
+def _add_exact_weight_grad(x, dy, ph, pw, sh, sw, dh, dw, dweight):
+    """dweight[o, c', u, v] += sum_{n, i < oh, j < ow} dy[n, o, i, j] Xp[n, c, i sh + u dh, j sw + v dw]
     for the input channels c = g C / g + c' of output o's group g."""
     n_out, oh, ow = dy.shape[1:]
     channels, height, width = x.shape[1:]
@@ -155,9 +155,9 @@ def _add_exact_weight_grad(x, dy, ph, pw, dh, dw, dweight):
                     for v in range(kw):
                         total = 0.0
                         for i in range(oh):
-                            row, grad = planes[first + c, (i + u * dh) * wp + v * dw:], dy[n, o, i]
+                            row, grad = planes[first + c, (i * sh + u * dh) * wp + v * dw:], dy[n, o, i]
                             for j in range(ow):
-                                total += grad[j] * row[j]
+                                total += grad[j] * row[j * sw]
                         dweight[o, c, u, v] += total
 
 
@@ -507,13 +507,13 @@ def conv3x3_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
     return run_backward(_backward_3x3, _blocked(flipped), x, weight, dy, padding, need_dx, need_dw, _BLOCK)
 
 
-def run_backward(kernel, flipped_kernels, x, weight, dy, padding, need_dx, need_dw, rows):
+def run_backward(kernel, flipped_kernels, x, weight, dy, padding, need_dx, need_dw, rows, stride=(1, 1)):
     """(dx, dweight, dbias), dx / dweight None when not needed, from a per-image backward kernel
     run over shares of the images, kernel(share, first, last, x, flipped_kernels, dy, ph, pw,
     need_dx, need_dw, dx, dweight_parts, dbias_parts, nonfinite): each share adds its images' dK
     and db to its own parts (float64; dK's output channels padded to a multiple of ``rows``),
     summed here in share order, and flags images holding a NaN or inf, whose dK is summed
-    exactly (``_weight_grad_of_nonfinite``)."""
+    exactly (``_weight_grad_of_nonfinite``, at ``stride``)."""
     n_out, channels = weight.shape[:2]
     dx = np.empty_like(x)
     balance = balanced(x.shape, weight.shape, dy.shape[2:])
@@ -526,7 +526,7 @@ def run_backward(kernel, flipped_kernels, x, weight, dy, padding, need_dx, need_
     dweight = None
     if need_dw:
         dweight = dweight_parts.sum(axis=0)[:n_out]
-        _weight_grad_of_nonfinite(x, dy, padding, (1, 1), nonfinite, dweight)
+        _weight_grad_of_nonfinite(x, dy, padding, (1, 1), nonfinite, dweight, stride)
         dweight = dweight.astype(x.dtype)
     return (dx if need_dx else None), dweight, dbias_parts.sum(axis=0).astype(x.dtype)
 

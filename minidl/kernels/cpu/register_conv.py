@@ -1,5 +1,5 @@
-"""Direct convolution in register tiles (float32): kh x kw kernels of SIZES, stride 1, dilation 1,
-one group, padding 0 to k - 1 on each side.
+"""Direct convolution in register tiles (float32): kh x kw kernels of SIZES, stride 1 or 2,
+dilation 1, one group, padding 0 to k - 1 on each side.
 
 Every pass is a correlation of zero-padded planes stored Wq wide, as in ``direct_conv``: with
 f = i Wq + j the "wide" position of output (i, j) (only j < ow kept), tap (c, u, v) of output
@@ -23,6 +23,23 @@ on 2 Zen4 cores, ms (GFLOP/s), ``direct_conv``'s blocked loops / tiles: forward 
 32x32 5.0-6.3 / 3.2 (188), 32->64 at 14x14 4.5-5.6 / 2.6 (178); backward (dX, dK, db) 8.0 / 7.2
 and 7.9 / 6.5.
 
+Stride 2 runs on phase planes, P_pq[c, m, n] = Xp[c, 2m + p, 2n + q] (p, q < 2): the output is
+the sum over the four phases of stride-1 correlations with the taps (2du + p, 2dv + q) of each,
+
+    Y[o, f]   = b[o] + sum_(p,q) sum_(c,du,dv) K[o, c, 2du + p, 2dv + q] P_pq[c, f + du Wq + dv]
+
+and dX's phase (p, q) is a stride-1 correlation of dYq (dY after ceil(kh / 2) - 1 zero rows
+and ceil(kw / 2) - 1 zero columns) with the taps that reach it,
+
+    dXp[c, 2m + p, 2n + q] = sum_(o,du,dv) K[o, c, 2du + p, 2dv + q] dY[o, m - du, n - dv],
+
+dK[o, c, 2du + p, 2dv + q] = sum_f dYq[o, g0 + f] P_pq[c, f + du Wq + dv]; the tiles take the
+taps of each phase as ``register_tiles.tap_groups`` lists them, no zero taps. A transposed
+convolution is such a convolution run backwards (nn.functional.conv_transpose): the bench's
+ConvTranspose2d(32, 16, 3, stride 2) at batch 64, per pass (ms, im2col chunks / tiles),
+forward of the convolution it transposes 1.73 / 0.77 (193 GFLOP/s), whole layer fwd+bwd 5.1 /
+3.6 on 2 Zen 5 cores.
+
 The backward pass is one kernel over shares of the images (``tasks.run``), each share adding
 its images' dK and db to partial sums of its own (float64), summed in share order; an image
 holding a NaN or inf is left to ``direct_conv``'s exact sum over the output positions (a wide
@@ -31,14 +48,17 @@ position's 0 x inf would be NaN).
 import functools
 
 import numpy as np
-from numba import literally, njit
+from numba import literally, njit, types
+from numba.extending import overload
 
 from . import tasks
-from .direct_conv import _cache_aligned, _fill_planes, balanced, image_parts, run_backward
+from .direct_conv import _cache_aligned, balanced, image_parts, run_backward
 from .elementary import row_sum
-from .register_tiles import LANES, TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, weight_grad_tile
+from .register_tiles import (LANES, TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, tap_groups,
+                             weight_grad_tile)
 
 SIZES = ((3, 3), (5, 5))  # kernel windows with tiles of their own
+STRIDES = ((1, 1), (2, 2))
 
 #: fewest output channels for which a small layer (at most direct_conv.MAX_WEIGHTS weights)
 #: takes the tiles rather than direct_conv's per-row loops: fwd+bwd at batch 64 (ms, per-row /
@@ -54,45 +74,56 @@ TILE_CHUNK = 8 * TILE_LANES  # wide positions swept by every block of output cha
 def supported(weight_shape, stride, padding, dilation, groups):
     """Whether the tiles compute this convolution (float32 only; see the module docstring)."""
     kernel = tuple(weight_shape[2:])
-    return (kernel in SIZES and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+    return (kernel in SIZES and tuple(stride) in STRIDES and tuple(dilation) == (1, 1) and groups == 1
             and all(0 <= p < k for p, k in zip(padding, kernel)))
 
 
-def conv2d_forward(x, weight, bias, padding):
+def conv2d_forward(x, weight, bias, stride, padding):
     """Y = K * X + b (float32); bias (O,) or None."""
     n_out, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
-    out_size = tuple(s + 2 * p - k + 1 for s, p, k in zip(x.shape[2:], padding, (kh, kw)))
+    out_size = tuple((s + 2 * p - k) // stride[0] + 1 for s, p, k in zip(x.shape[2:], padding, (kh, kw)))
     y = np.empty((x.shape[0], n_out) + out_size, dtype=x.dtype)
     shift = np.zeros(n_out, dtype=x.dtype) if bias is None else bias
-    return _correlate(x, weight, shift, padding, y)
+    return _correlate(x, weight, shift, stride[0], padding, y)
 
 
-def conv2d_backward(x, weight, dy, padding, need_dx=True, need_dw=True):
+def conv2d_backward(x, weight, dy, stride, padding, need_dx=True, need_dw=True):
     """(dx, dweight, dbias) (float32), dx / dweight None when not needed."""
     kh, kw = weight.shape[2:]
-    flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # K[o, c, kh-1-u, kw-1-v]
-    return run_backward(_kernels(kh, kw)[1], _packed(flipped), x, weight, dy, padding, need_dx, need_dw,
-                        WEIGHT_GRAD_ROWS)
+    step = stride[0]
+    transposed = weight.transpose(1, 0, 2, 3)  # dX's rows are x's channels
+    if step == 1:  # the correlation of dYq with the flipped kernel, K[o, c, kh-1-u, kw-1-v]
+        dx_kernels = _packed(transposed[:, :, ::-1, ::-1], tap_groups(kh, kw, 1, -1))
+    else:  # each phase of dX by the taps that reach it
+        dx_kernels = np.concatenate([_packed(transposed, tap_groups(kh, kw, step, phase))
+                                     for phase in range(step * step)])
+    return run_backward(_kernels(kh, kw, step)[1], dx_kernels, x, weight, dy, padding, need_dx, need_dw,
+                        WEIGHT_GRAD_ROWS, tuple(stride))
 
 
-def _correlate(x, weight, bias, padding, y):
-    """y[n, o] = bias[o] + sum_(c,u,v) weight[o, c, u, v] Xp[n, c, i + u, j + v], Xp: x after
+def _correlate(x, weight, bias, stride, padding, y):
+    """y[n, o] = bias[o] + sum_(c,u,v) weight[o, c, u, v] Xp[n, c, s i + u, s j + v], Xp: x after
     padding[0] zero rows and padding[1] zero columns. Returns y."""
     n_batch, (n_out, _, kh, kw) = x.shape[0], weight.shape
     parts = image_parts(-(-n_out // TILE_ROWS), n_batch)
-    tasks.run(_kernels(kh, kw)[0], n_batch * parts, x, _packed(weight), bias, padding[0], padding[1], parts, y,
-              balance=balanced(x.shape, weight.shape, y.shape[2:]))
+    tasks.run(_kernels(kh, kw, stride)[0], n_batch * parts, x, _packed(weight, tap_groups(kh, kw, stride, -1)), bias,
+              padding[0], padding[1], parts, y, balance=balanced(x.shape, weight.shape, y.shape[2:]))
     return y
 
 
-def _packed(weight):
-    """(O, C, kh, kw) -> flat (ceil(O / TILE_ROWS), C, kh kw, TILE_ROWS): each tile's kernels, tap
-    t = kw u + v, output channel last; the missing channels of the last tile are zero."""
-    n_out, channels, kh, kw = weight.shape
+def _packed(weight, groups):
+    """(O, C, kh, kw) -> flat, for every tile of TILE_ROWS output channels in turn and in it for
+    every group of ``tap_groups``: (C, the group's taps, TILE_ROWS), output channel last; the
+    missing channels of the last tile are zero."""
+    n_out, channels = weight.shape[:2]
     n_tiles = -(-n_out // TILE_ROWS)
-    packed = np.zeros((n_tiles * TILE_ROWS, channels, kh * kw), dtype=weight.dtype)
-    packed[:n_out] = weight.reshape(n_out, channels, kh * kw)
-    return np.ascontiguousarray(packed.reshape(n_tiles, TILE_ROWS, channels, kh * kw).transpose(0, 2, 3, 1)).reshape(-1)
+    parts = []
+    for _, taps in groups:
+        rows, cols = zip(*[(u, v) for u, v, _, _ in taps])
+        part = np.zeros((n_tiles * TILE_ROWS, channels, len(taps)), dtype=weight.dtype)
+        part[:n_out] = weight[:, :, list(rows), list(cols)]
+        parts.append(part.reshape(n_tiles, TILE_ROWS, channels * len(taps)).transpose(0, 2, 1).reshape(n_tiles, -1))
+    return np.ascontiguousarray(np.concatenate(parts, axis=1)).reshape(-1)
 
 
 @njit(inline="always")
@@ -101,24 +132,95 @@ def _rounded(length, step):
 
 
 @njit(cache=True)
-def _correlate_blocks(kh, kw, stack, size, wq, channels, kernels, bias, first_block, last_block, out, acc):
-    """out[o] = bias[o] + the kh x kw correlation of planes stack[c size:] (Wq wide, followed by the
-    tiles' slack) with the tile-packed kernels of blocks [first_block, last_block); ``acc``:
-    TILE_ROWS x length floats per block."""
-    n_out, oh, ow = out.shape
-    length = _rounded((oh - 1) * wq + ow, TILE_LANES)
+def _correlate_blocks(kh, kw, stride, phase, taps, stack, size, wq, channels, kernels, kernel_base, bias, first_block,
+                      last_block, out, acc, rows, cols, step, top, left):
+    """The tiles of ``tap_groups(kh, kw, stride, phase)`` (``taps`` in all) over the planes of
+    ``stack`` (``size`` apart, Wq wide, followed by the tiles' slack) and the tile-packed kernels
+    from kernel_base, for blocks [first_block, last_block) of output channels and rows x cols
+    positions; out[o, step i - top, step j - left] = bias[o] + position (i, j)'s sum, where in
+    range. ``acc``: TILE_ROWS x length floats per block."""
+    n_out, height, width = out.shape
+    length = _rounded((rows - 1) * wq + cols, TILE_LANES)
     for chunk in range(0, length, TILE_CHUNK):
         for block in range(first_block, last_block):
-            rows = (block - first_block) * TILE_ROWS * length
+            acc_start = (block - first_block) * TILE_ROWS * length
             for start in range(chunk, min(chunk + TILE_CHUNK, length), TILE_LANES):
-                correlate_tile(literally(kh), literally(kw), kernels, block * channels * kh * kw * TILE_ROWS, stack,
-                               start, size, wq, channels, acc, rows + start, length)
+                correlate_tile(literally(kh), literally(kw), literally(stride), literally(phase), kernels,
+                               kernel_base + block * channels * taps * TILE_ROWS, stack, start, size, wq, channels,
+                               acc, acc_start + start, length)
+    first_col, last_col = max(0, -(-left // step)), min(cols, (width - 1 + left) // step + 1)
     for o in range(first_block * TILE_ROWS, min(last_block * TILE_ROWS, n_out)):
         channel, shift = out[o], bias[o]
-        for i in range(oh):
-            row, src = channel[i], acc[(o - first_block * TILE_ROWS) * length + i * wq:]
-            for j in range(ow):
-                row[j] = src[j] + shift
+        for i in range(rows):
+            r = step * i - top
+            if r < 0 or r >= height:
+                continue
+            row, src = channel[r], acc[(o - first_block * TILE_ROWS) * length + i * wq:]
+            if step == 1:
+                for j in range(first_col, last_col):
+                    row[j - left] = src[j] + shift
+            else:
+                for j in range(first_col, last_col):
+                    row[step * j - left] = src[j] + shift
+
+
+def _transposed(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
+                out, acc, rows, cols, ph, pw):
+    """dX = the transposed correlation of the dYq planes in ``stack`` with ``conv2d_backward``'s
+    dx_kernels, for a constant ``stride``: with stride 1 the correlation with the flipped kernel
+    over rows x cols positions of x; with stride 2 its four phases (p, q) in turn, each by the
+    taps that reach it, over rows x cols phase positions."""
+
+
+@overload(_transposed, prefer_literal=True)
+def _transposed_at(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
+                   out, acc, rows, cols, ph, pw):
+    if not isinstance(stride, types.IntegerLiteral):
+        return None
+    if stride.literal_value == 1:
+        def unit(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
+                 out, acc, rows, cols, ph, pw):
+            _correlate_blocks(kh, kw, 1, -1, taps, stack, size, wq, channels, kernels, 0, bias, np.int64(0), n_blocks,
+                              out, acc, rows, cols, 1, 0, 0)
+        return unit
+
+    def phases(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
+               out, acc, rows, cols, ph, pw):
+        first, per_tap = np.int64(0), n_blocks * TILE_ROWS * channels  # floats of ``kernels`` per tap of a phase
+        _correlate_blocks(kh, kw, 2, 0, phase_taps[0], stack, size, wq, channels, kernels, taps_before[0] * per_tap,
+                          bias, first, n_blocks, out, acc, rows, cols, 2, ph, pw)
+        _correlate_blocks(kh, kw, 2, 1, phase_taps[1], stack, size, wq, channels, kernels, taps_before[1] * per_tap,
+                          bias, first, n_blocks, out, acc, rows, cols, 2, ph, pw - 1)
+        _correlate_blocks(kh, kw, 2, 2, phase_taps[2], stack, size, wq, channels, kernels, taps_before[2] * per_tap,
+                          bias, first, n_blocks, out, acc, rows, cols, 2, ph - 1, pw)
+        _correlate_blocks(kh, kw, 2, 3, phase_taps[3], stack, size, wq, channels, kernels, taps_before[3] * per_tap,
+                          bias, first, n_blocks, out, acc, rows, cols, 2, ph - 1, pw - 1)
+    return phases
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _fill_phases(image, top, left, stride, wq, rows, planes):
+    """planes[(s p + q) C + c] (flat, ``rows`` rows Wq wide) = phase (p, q) of image[c] after
+    ``top`` zero rows and ``left`` zero columns, P[m, n] = Xp[s m + p, s n + q], zero elsewhere
+    (positions past the rows or Wq dropped). Returns whether the image is finite."""
+    channels, height, width = image.shape
+    planes[:] = 0.0
+    check = 0.0
+    for c in range(channels):
+        for h in range(height):
+            m, p = divmod(h + top, stride)
+            if m >= rows:
+                break
+            src = image[c, h]
+            for q in range(stride):
+                first = (q - left) % stride  # the first column of phase q
+                n = (first + left) // stride
+                row = planes[(p * stride + q) * channels + c, m * wq + n:]
+                for k in range(min((width - first + stride - 1) // stride, wq - n)):
+                    value = src[first + k * stride]
+                    row[k] = value
+                    check += 0.0 * value
+    return check == 0.0
 
 
 @njit(inline="always")
@@ -132,10 +234,14 @@ def _stack_of(count, rows, wq, dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def _kernels(kh, kw):
+def _kernels(kh, kw, stride):
     """(correlate, backward): the task kernels of ``_correlate`` and ``conv2d_backward`` for a
-    kh x kw window, compiled around its tiles."""
+    kh x kw window at ``stride``, compiled around its tiles."""
     taps = kh * kw
+    tap_rows, tap_cols = -(-kh // stride), -(-kw // stride)  # taps per phase plane, at most
+    phases = stride * stride
+    phase_taps = tuple(len(tap_groups(kh, kw, stride, phase)[0][1]) for phase in range(phases))
+    taps_before = tuple(sum(phase_taps[:phase]) for phase in range(phases))
 
     @njit(cache=True, nogil=True)
     def correlate(share, first, last, x, kernels, bias, top, left, parts, y):
@@ -143,47 +249,55 @@ def _kernels(kh, kw):
         channels = x.shape[1]
         n_out, oh, ow = y.shape[1:]
         n_blocks = -(-n_out // TILE_ROWS)
-        wq = ow + kw - 1
-        stack, planes = _stack_of(channels, oh + kh - 1, wq, x.dtype)
+        wq, rows = ow + tap_cols - 1, oh + tap_rows - 1
+        stack, planes = _stack_of(phases * channels, rows, wq, x.dtype)
         length = _rounded((oh - 1) * wq + ow, TILE_LANES)
         acc = _cache_aligned(-(-n_blocks // parts) * TILE_ROWS * length, x.dtype)  # a part's blocks
         for task in range(first, last):
             n, part = task // parts, task % parts
             if task == first or part == 0:
-                _fill_planes(x[n], top, left, wq, planes)
-            _correlate_blocks(kh, kw, stack, planes.shape[1], wq, channels, kernels, bias, part * n_blocks // parts,
-                             (part + 1) * n_blocks // parts, y[n], acc)
+                _fill_phases(x[n], top, left, stride, wq, rows, planes)
+            _correlate_blocks(kh, kw, stride, -1, taps, stack, planes.shape[1], wq, channels, kernels, 0, bias,
+                              part * n_blocks // parts, (part + 1) * n_blocks // parts, y[n], acc, oh, ow, 1, 0, 0)
 
     @njit(cache=True, nogil=True)
-    def backward(share, first, last, x, flipped_kernels, dy, ph, pw, need_dx, need_dw, dx, dweight_parts,
-                 dbias_parts, nonfinite):
+    def backward(share, first, last, x, dx_kernels, dy, ph, pw, need_dx, need_dw, dx, dweight_parts, dbias_parts,
+                 nonfinite):
         """dx[n] (when need_dx) for the images first <= n < last, and their dK and db added to this
         share's part (an image holding a NaN or inf is flagged in ``nonfinite`` instead)."""
         channels, height, width = x.shape[1:]
         n_out, oh, ow = dy.shape[1:]
-        wq = width + kw - 1
-        grad_stack, grad_planes = _stack_of(dweight_parts.shape[1], height + kh - 1, wq, x.dtype)
-        stack, planes = _stack_of(channels, height + kh - 1, wq, x.dtype)
+        if stride == 1:  # planes as wide as x's rows and their kw - 1 zeros
+            rows, cols = height, width
+            wq, plane_rows = width + kw - 1, height + kh - 1
+            grad_top, grad_left = kh - 1 - ph, kw - 1 - pw
+        else:  # the phase planes of x and their dX rows and columns
+            rows, cols = -(-(height + ph) // stride), -(-(width + pw) // stride)
+            wq, plane_rows = cols + tap_cols - 1, rows + tap_rows - 1
+            grad_top, grad_left = tap_rows - 1, tap_cols - 1
+        grad_stack, grad_planes = _stack_of(dweight_parts.shape[1], plane_rows, wq, x.dtype)
+        stack, planes = _stack_of(phases * channels, plane_rows, wq, x.dtype)
         size = planes.shape[1]
         length = _rounded((oh - 1) * wq + ow, LANES)
-        start = (kh - 1 - ph) * wq + kw - 1 - pw  # g0: where output (0, 0) sits in dYq
+        start = grad_top * wq + grad_left  # where output (0, 0) sits in dYq
         n_blocks = -(-channels // TILE_ROWS)
-        acc = _cache_aligned(n_blocks * TILE_ROWS * _rounded((height - 1) * wq + width, TILE_LANES), x.dtype)
+        acc = _cache_aligned(n_blocks * TILE_ROWS * _rounded((rows - 1) * wq + cols, TILE_LANES), x.dtype)
         no_bias = np.zeros(channels, dtype=x.dtype)
         dweight, dbias = dweight_parts[share].reshape(-1), dbias_parts[share]
         for n in range(first, last):
-            _fill_planes(dy[n], kh - 1 - ph, kw - 1 - pw, wq, grad_planes[:n_out])
+            _fill_phases(dy[n], grad_top, grad_left, 1, wq, plane_rows, grad_planes[:n_out])
             for o in range(n_out):
                 dbias[o] += row_sum(dy[n, o].reshape(-1))
-            if need_dw and not _fill_planes(x[n], ph, pw, wq, planes):
+            if need_dw and not _fill_phases(x[n], ph, pw, stride, wq, plane_rows, planes):
                 nonfinite[n] = True
             elif need_dw:
                 for o in range(0, dweight_parts.shape[1], WEIGHT_GRAD_ROWS):
                     for c in range(channels):
-                        weight_grad_tile(kh, kw, grad_stack, o * size + start, size, stack, c * size, wq, length,
-                                         dweight, (o * channels + c) * taps, channels * taps)
+                        weight_grad_tile(kh, kw, stride, grad_stack, o * size + start, size, stack, c * size,
+                                         channels * size, wq, length, dweight, (o * channels + c) * taps,
+                                         channels * taps)
             if need_dx:
-                _correlate_blocks(kh, kw, grad_stack, size, wq, n_out, flipped_kernels, no_bias, np.int64(0), n_blocks,
-                                 dx[n], acc)
+                _transposed(stride, kh, kw, taps, phase_taps, taps_before, grad_stack, size, wq, n_out, dx_kernels,
+                            no_bias, n_blocks, dx[n], acc, rows, cols, ph, pw)
 
     return correlate, backward

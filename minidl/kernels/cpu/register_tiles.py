@@ -19,8 +19,9 @@ with AVX-512 (and 16.5 through the old blocked loops).
 
 ``weight_grad_tile`` is the dK pass's tile: 2 output channels x up to 9 taps of one input channel,
 summed over the wide positions in up to 18 vector registers (2 + 9 vector loads per 18
-multiply-adds), one sweep per group of 9 taps. Both take the window (kh, kw) as constants, and
-each window gets IR of its own, its taps unrolled. ``register_conv`` runs convolutions on them.
+multiply-adds), one sweep per group of 9 taps. Both take the window (kh, kw) and the stride as
+constants (with stride 2 the taps of the four phase planes in turn, ``tap_groups``), and each
+gets IR of its own, its taps unrolled. ``register_conv`` runs convolutions on them.
 """
 import functools
 
@@ -48,28 +49,54 @@ _VECTORS = TILE_LANES // LANES
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
 
 
+def tap_groups(kh, kw, stride, phase):
+    """The taps of a tile for a kh x kw window at ``stride`` (1 or 2 in each direction alike):
+    [(plane group, [(u, v, row offset, column offset), ...]), ...], kernel tap (u, v) read at
+    that offset of the group's planes.
+
+    phase -1, the correlation Y[o, a, b] = sum_(c,u,v) K[o, c, u, v] Xp[c, s a + u, s b + v]: one
+    group per phase plane P_pq[c, m, n] = Xp[c, s m + p, s n + q] (p, q < s, group s p + q), whose
+    taps u = s du + p, v = s dv + q sit at offset (du, dv); with stride 1 one group of every tap.
+    phase k = s p + q >= 0, the transposed correlation into output phase (p, q), dXp[c, s m + p,
+    s n + q] = sum_(o,du,dv) K[o, c, s du + p, s dv + q] dY[o, m - du, n - dv]: one group of
+    dYq = dY after ceil(kh / s) - 1 zero rows and ceil(kw / s) - 1 zero columns, tap (s du + p,
+    s dv + q) at offset (ceil(kh / s) - 1 - du, ceil(kw / s) - 1 - dv)."""
+    rows, cols = -(-kh // stride), -(-kw // stride)
+    if phase < 0:
+        groups = [(stride * p + q, [(stride * du + p, stride * dv + q, du, dv)
+                                    for du in range(-(-(kh - p) // stride)) for dv in range(-(-(kw - q) // stride))])
+                  for p in range(stride) for q in range(stride)]
+    else:
+        p, q = divmod(phase, stride)
+        groups = [(0, [(stride * du + p, stride * dv + q, rows - 1 - du, cols - 1 - dv)
+                       for du in range(-(-(kh - p) // stride)) for dv in range(-(-(kw - q) // stride))])]
+    return [(group, taps) for group, taps in groups if taps]
+
+
 @intrinsic(prefer_literal=True)
-def correlate_tile(typingctx, kh, kw, kernels, kernel_start, planes, plane_start, plane_size, wq, channels, out,
-                   out_start, out_stride):
-    """correlate_tile(kh, kw, kernels, kernel_start, planes, plane_start, plane_size, wq, channels, out,
-    out_start, out_stride) for a kh x kw window (constants): stores the tile's sums (module
-    docstring) at out[out_start + r out_stride + j]; the K of channel c and tap t = kw u + v at
-    kernels[kernel_start + (kh kw c + t) TILE_ROWS + r] and X[c, p] at planes[plane_start +
-    c plane_size + p]. 1-d C-contiguous float32 arrays, channels >= 1; reads run TILE_LANES +
-    (kh - 1) Wq + kw - 2 floats past the tile's first position in every plane."""
+def correlate_tile(typingctx, kh, kw, stride, phase, kernels, kernel_start, planes, plane_start, plane_size, wq,
+                   channels, out, out_start, out_stride):
+    """correlate_tile(kh, kw, stride, phase, kernels, kernel_start, planes, plane_start, plane_size,
+    wq, channels, out, out_start, out_stride) for a kh x kw window at ``stride`` (constants; phase
+    and groups as ``tap_groups`` says): stores the tile's sums (module docstring, summed over the
+    groups too) at out[out_start + r out_stride + j]; X[c, p] of group g at planes[plane_start +
+    (g channels + c) plane_size + p] and the K of group g's channel c and tap t at
+    kernels[kernel_start + (channels T_<g + T_g c + t) TILE_ROWS + r], T_g the group's taps and T_<g
+    those of the groups before it. 1-d C-contiguous float32 arrays, channels >= 1; reads run
+    TILE_LANES + (kh - 1) Wq + kw - 2 floats past the tile's first position in every plane."""
     arrays = (kernels, planes, out)
-    if not (_constants(kh, kw)
+    if not (_constants(kh, kw, stride, phase)
             and all(isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1 for a in arrays)):
         return None
-    sig = types.void(kh, kw, kernels, kernel_start, planes, plane_start, plane_size, wq, channels, out, out_start,
-                     out_stride)
-    return sig, _after_window(_correlate_codegen(kh.literal_value, kw.literal_value))
+    sig = types.void(kh, kw, stride, phase, kernels, kernel_start, planes, plane_start, plane_size, wq, channels,
+                     out, out_start, out_stride)
+    return sig, _after_window(_correlate_codegen(kh.literal_value, kw.literal_value, stride.literal_value,
+                                                 phase.literal_value))
 
 
 @functools.lru_cache(maxsize=None)
-def _correlate_codegen(kh, kw):
+def _correlate_codegen(kh, kw, stride, phase):
     """The LLVM IR of ``correlate_tile`` for a kh x kw window, its taps unrolled."""
-    taps = kh * kw
 
     def codegen(context, builder, signature, args):
         kernel_ptr, plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 2, 7))
@@ -78,21 +105,28 @@ def _correlate_codegen(kh, kw):
         fma = _fma(builder)
         undefined = ir.Constant(_VECTOR, ir.Undefined)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        loop, channel, sums = _open_loop(builder, "tile.channel", TILE_ROWS * _VECTORS)
-        plane = builder.gep(plane_ptr, [builder.mul(channel, plane_size)])
-        weights = builder.gep(kernel_ptr, [builder.mul(channel, _constant(taps * TILE_ROWS))])
-        updated = list(sums)
-        for tap in range(taps):
-            shift = builder.add(builder.mul(_constant(tap // kw), wq), _constant(tap % kw))
-            inputs = [builder.load(_vector_pointer(builder, plane, builder.add(shift, _constant(v * LANES))), align=4)
-                      for v in range(_VECTORS)]
-            for r in range(TILE_ROWS):
-                weight = builder.load(builder.gep(weights, [_constant(tap * TILE_ROWS + r)]))
-                broadcast = builder.shuffle_vector(
-                    builder.insert_element(undefined, weight, ir.Constant(ir.IntType(32), 0)), undefined, splat)
-                for v in range(_VECTORS):
-                    updated[r * _VECTORS + v] = builder.call(fma, [broadcast, inputs[v], updated[r * _VECTORS + v]])
-        _close_loop(builder, loop, channel, builder.add(channel, _constant(1)), channels, sums, updated)
+        updated, taps_before = [ir.Constant(_VECTOR, [0.0] * LANES)] * (TILE_ROWS * _VECTORS), 0
+        for group, taps in tap_groups(kh, kw, stride, phase):
+            loop, channel, sums = _open_loop(builder, "tile.channel", updated)
+            plane = builder.gep(plane_ptr, [builder.mul(builder.add(builder.mul(_constant(group), channels), channel),
+                                                        plane_size)])
+            weights = builder.gep(kernel_ptr, [builder.mul(builder.add(builder.mul(channels, _constant(taps_before)),
+                                                                       builder.mul(channel, _constant(len(taps)))),
+                                                           _constant(TILE_ROWS))])
+            updated = list(sums)
+            for tap, (_, _, du, dv) in enumerate(taps):
+                shift = builder.add(builder.mul(_constant(du), wq), _constant(dv))
+                inputs = [builder.load(_vector_pointer(builder, plane, builder.add(shift, _constant(v * LANES))),
+                                       align=4) for v in range(_VECTORS)]
+                for r in range(TILE_ROWS):
+                    weight = builder.load(builder.gep(weights, [_constant(tap * TILE_ROWS + r)]))
+                    broadcast = builder.shuffle_vector(
+                        builder.insert_element(undefined, weight, ir.Constant(ir.IntType(32), 0)), undefined, splat)
+                    for v in range(_VECTORS):
+                        updated[r * _VECTORS + v] = builder.call(fma, [broadcast, inputs[v],
+                                                                       updated[r * _VECTORS + v]])
+            _close_loop(builder, loop, channel, builder.add(channel, _constant(1)), channels, sums, updated)
+            taps_before += len(taps)
         for r in range(TILE_ROWS):
             row = builder.gep(out_ptr, [builder.mul(_constant(r), out_stride)])
             for v in range(_VECTORS):
@@ -106,34 +140,35 @@ WEIGHT_GRAD_TAPS = 9  # most taps per dK tile
 
 
 @intrinsic(prefer_literal=True)
-def weight_grad_tile(typingctx, kh, kw, grad, grad_start, grad_stride, planes, plane_start, wq, length, out,
-                     out_start, out_stride):
-    """weight_grad_tile(kh, kw, grad, grad_start, grad_stride, planes, plane_start, wq, length, out,
-    out_start, out_stride) for a kh x kw window (constants): out[out_start + r out_stride + kw u + v]
-    += sum_(f < length) dY[r, f] X[f + u Wq + v] for r < WEIGHT_GRAD_ROWS and every tap (u, v),
-    with dY[r, f] = grad[grad_start + r grad_stride + f] and X[p] = planes[plane_start + p].
-    The taps go in groups of WEIGHT_GRAD_TAPS, one sweep over f each; the sums over f run in
-    LANES float32 lanes (each lane's terms in order), are added up lane by lane in a fixed tree
-    and then added to ``out`` (float64). grad and planes 1-d C-contiguous float32, out float64;
-    length a positive multiple of LANES."""
-    if not (_constants(kh, kw) and all(isinstance(a, types.Array) and a.ndim == 1 for a in (grad, planes, out))
+def weight_grad_tile(typingctx, kh, kw, stride, grad, grad_start, grad_stride, planes, plane_start, group_stride, wq,
+                     length, out, out_start, out_stride):
+    """weight_grad_tile(kh, kw, stride, grad, grad_start, grad_stride, planes, plane_start, group_stride,
+    wq, length, out, out_start, out_stride) for a kh x kw window at ``stride`` (constants): out[out_start
+    + r out_stride + kw u + v] += sum_(f < length) dY[r, f] X_g[f + du Wq + dv] for r <
+    WEIGHT_GRAD_ROWS and every tap (u, v) of the correlation's ``tap_groups`` (group g, offset
+    (du, dv)), with dY[r, f] = grad[grad_start + r grad_stride + f] and X_g[p] = planes[plane_start
+    + g group_stride + p]. The taps go in groups of WEIGHT_GRAD_TAPS, one sweep over f each; the
+    sums over f run in LANES float32 lanes (each lane's terms in order), are added up lane by lane
+    in a fixed tree and then added to ``out`` (float64). grad and planes 1-d C-contiguous float32,
+    out float64; length a positive multiple of LANES."""
+    if not (_constants(kh, kw, stride) and all(isinstance(a, types.Array) and a.ndim == 1 for a in (grad, planes, out))
             and grad.dtype == planes.dtype == types.float32 and out.dtype == types.float64):
         return None
-    sig = types.void(kh, kw, grad, grad_start, grad_stride, planes, plane_start, wq, length, out, out_start,
-                     out_stride)
-    return sig, _after_window(_weight_grad_codegen(kh.literal_value, kw.literal_value))
+    sig = types.void(kh, kw, stride, grad, grad_start, grad_stride, planes, plane_start, group_stride, wq, length, out,
+                     out_start, out_stride)
+    return sig, _after_window(_weight_grad_codegen(kh.literal_value, kw.literal_value, stride.literal_value), 3)
 
 
 @functools.lru_cache(maxsize=None)
-def _weight_grad_codegen(kh, kw):
-    """The LLVM IR of ``weight_grad_tile`` for a kh x kw window, its taps unrolled."""
-    taps = [(kw * u + v, u, v) for u in range(kh) for v in range(kw)]
+def _weight_grad_codegen(kh, kw, stride):
+    """The LLVM IR of ``weight_grad_tile`` for a kh x kw window at ``stride``, its taps unrolled."""
+    taps = [(kw * u + v, group, du, dv) for group, taps in tap_groups(kh, kw, stride, -1) for u, v, du, dv in taps]
     groups = [taps[k:k + WEIGHT_GRAD_TAPS] for k in range(0, len(taps), WEIGHT_GRAD_TAPS)]
 
     def codegen(context, builder, signature, args):
-        grad_ptr, plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 3, 7))
-        grad_stride, wq, length, out_stride = (_int64(context, builder, signature, args, index)
-                                               for index in (2, 5, 6, 9))
+        grad_ptr, plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 3, 8))
+        grad_stride, group_stride, wq, length, out_stride = (_int64(context, builder, signature, args, index)
+                                                             for index in (2, 5, 6, 7, 10))
         fma = _fma(builder)
 
         def vector_at(pointer, offset):
@@ -141,19 +176,21 @@ def _weight_grad_codegen(kh, kw):
 
         for group in groups:
             count = len(group)
-            loop, position, sums = _open_loop(builder, "dk.position", WEIGHT_GRAD_ROWS * count)
+            loop, position, sums = _open_loop(builder, "dk.position",
+                                              [ir.Constant(_VECTOR, [0.0] * LANES)] * (WEIGHT_GRAD_ROWS * count))
             grads = [vector_at(grad_ptr, builder.add(builder.mul(_constant(r), grad_stride), position))
                      for r in range(WEIGHT_GRAD_ROWS)]
             updated = list(sums)
-            for tap, (_, u, v) in enumerate(group):
-                inputs = vector_at(plane_ptr, builder.add(position, builder.add(builder.mul(_constant(u), wq),
-                                                                                _constant(v))))
+            for tap, (_, plane_group, du, dv) in enumerate(group):
+                offset = builder.add(builder.mul(_constant(plane_group), group_stride),
+                                     builder.add(builder.mul(_constant(du), wq), _constant(dv)))
+                inputs = vector_at(plane_ptr, builder.add(position, offset))
                 for r in range(WEIGHT_GRAD_ROWS):
                     updated[count * r + tap] = builder.call(fma, [grads[r], inputs, updated[count * r + tap]])
             _close_loop(builder, loop, position, builder.add(position, _constant(LANES)), length, sums, updated)
             undefined = ir.Constant(_VECTOR, ir.Undefined)
             for r in range(WEIGHT_GRAD_ROWS):
-                for tap, (index, _, _) in enumerate(group):
+                for tap, (index, _, _, _) in enumerate(group):
                     total, width = updated[count * r + tap], LANES
                     while width > 1:  # lanes [0, width / 2) += lanes [width / 2, width)
                         width //= 2
@@ -201,16 +238,16 @@ def _constants(*values):
     return all(isinstance(value, types.IntegerLiteral) for value in values)
 
 
-def _after_window(codegen):
-    """``codegen`` of the arguments after the first two (the window's kh and kw)."""
+def _after_window(codegen, constants=4):
+    """``codegen`` of the arguments after the first ``constants`` (the window's kh, kw, ...)."""
     def lowered(context, builder, signature, args):
-        return codegen(context, builder, types.void(*signature.args[2:]), args[2:])
+        return codegen(context, builder, types.void(*signature.args[constants:]), args[constants:])
     return lowered
 
 
-def _open_loop(builder, name, count):
-    """A loop's first block, entered from here: (the block, its counter from 0, ``count`` running
-    vector sums from 0); ``_close_loop`` ends it."""
+def _open_loop(builder, name, initial):
+    """A loop's first block, entered from here: (the block, its counter from 0, running vector sums
+    from the values ``initial``); ``_close_loop`` ends it."""
     entry = builder.block
     loop = builder.append_basic_block(name)
     builder.branch(loop)
@@ -218,9 +255,9 @@ def _open_loop(builder, name, count):
     counter = builder.phi(ir.IntType(64))
     counter.add_incoming(ir.Constant(ir.IntType(64), 0), entry)
     sums = []
-    for _ in range(count):
+    for value in initial:
         running = builder.phi(_VECTOR)
-        running.add_incoming(ir.Constant(_VECTOR, [0.0] * LANES), entry)
+        running.add_incoming(value, entry)
         sums.append(running)
     return loop, counter, sums
 
