@@ -55,6 +55,17 @@ def short_spin():
     return restarted
 
 
+def core_name(library):
+    """The kernels an OpenBLAS library runs ("Haswell", "SkylakeX", ...: its CPU's, or
+    OPENBLAS_CORETYPE's), or None."""
+    for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+        function = getattr(library, name, None)
+        if function is not None:
+            function.argtypes, function.restype = [], ctypes.c_char_p
+            return function().decode()
+    return None
+
+
 def loaded_openblas():
     """The OpenBLAS libraries this process has mapped (Linux's /proc/self/maps)."""
     try:

@@ -28,6 +28,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minidl  # noqa: E402
+from minidl import blas_threads  # noqa: E402
 from bench_common import measuring_ways, print_table, time_contestants, torch_twin  # noqa: E402
 
 
@@ -186,6 +187,15 @@ def _module_steps(layer, t_layer, x, upstream, only=None):
     return steps if only is None else {only: steps[only]}
 
 
+def blas_cores():
+    """The kernels numpy's OpenBLAS runs (OPENBLAS_CORETYPE can force AVX2 kernels on an AVX-512
+    CPU, where PyTorch's MKL runs AVX-512 ones: GEMM-bound rows depend on it)."""
+    names = [blas_threads.core_name(library) for library in blas_threads.loaded_openblas()]
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return (", ".join(str(name) for name in names) or "none loaded") + (f" (OPENBLAS_CORETYPE={forced})"
+                                                                         if forced else "")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append",
@@ -202,7 +212,7 @@ def main(argv=None):
                              else ["startup", "mlp", "conv", "rnn", "tree", "transformer"])
     repeats = 3 if args.quick else 5
     print(f"minidl {minidl.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads, "
-          f"{numba.config.THREADING_LAYER} layer), numpy {np.__version__}")
+          f"{numba.config.THREADING_LAYER} layer), numpy {np.__version__}; OpenBLAS kernels: {blas_cores()}")
     started = time.perf_counter()
     if "startup" in sections:
         print_table(startup_rows(), "Start-up")
