@@ -226,6 +226,42 @@ def test_embedding_index_out_of_range():
         nn.Embedding(5, 2)(minidl.tensor(np.array([1, 9])))
 
 
+@pytest.mark.parametrize("mode", list(LAYERS))
+def test_float32_step_products_on_the_tiles_match_torch(mode, rng):
+    """Hidden 32: every step product's width (H, 3H, 4H) is a multiple of the tiles' lanes, so the
+    float32 time loops run them on register tiles; batch 19 leaves a share short of a tile's rows."""
+    cls, torch_cls, kwargs = LAYERS[mode]
+    reference = torch_cls(6, 32, **kwargs)
+    model = copy_of(reference, cls, np.float32, 6, 32, **kwargs)
+    x, tx = both(rng.standard_normal((7, 19, 6)).astype(np.float32))
+    out, _ = model(x)
+    t_out, _ = reference(tx)
+    assert_close(out, t_out, what="output", rtol=1e-4, atol=1e-5)
+    weights = rng.standard_normal(tuple(t_out.shape)).astype(np.float32)
+    (out * minidl.tensor(weights)).sum().backward()
+    (t_out * torch.from_numpy(weights)).sum().backward()
+    assert_close(x.grad, tx.grad, what="d input", rtol=1e-4, atol=1e-5)
+    for (name, param), (_, t_param) in zip(model.named_parameters(), reference.named_parameters()):
+        assert_close(param.grad, t_param.grad, what=f"d {name}", rtol=1e-4, atol=1e-4)
+
+
+def test_step_product_tiles_equal_numpy(rng):
+    """rnn._step_product in float32 (tiles where the width is a multiple of TILE_LANES, rows in
+    tiles of TILE_ROWS and a short last one) against numpy's product in float64."""
+    from numba import njit
+    from minidl.kernels.cpu import rnn
+
+    @njit
+    def product(a, b, out):
+        rnn._step_product(a, b, out)
+
+    for rows, depth, width in [(8, 128, 512), (19, 5, 32), (1, 1, 64), (3, 70, 96), (9, 4, 20)]:
+        a, b = rng.standard_normal((rows, depth)), rng.standard_normal((depth, width))
+        out = np.full((rows, width), np.nan, np.float32)
+        product(a.astype(np.float32), b.astype(np.float32), out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-4 * np.sqrt(depth))
+
+
 @pytest.mark.parametrize("mode", ["rnn_tanh", "lstm", "gru"])
 def test_time_loop_split_over_rows_equals_one_share(mode, rng, monkeypatch):
     """The kernels run shares of the batch's rows at once (each its own products); all rows in

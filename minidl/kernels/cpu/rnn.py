@@ -3,18 +3,20 @@
 Arrays are time-major and C-contiguous: a sequence is (T, N, F). The input projection
 ``xw = x W_ih^T + b`` of all T steps is one GEMM done by the caller before the loop, and the
 weight gradients are GEMMs done by the caller after it; the kernels hold only what is
-sequential: one (N, H) x (H, G) product per step (BLAS, through ``np.dot``) and the gates.
+sequential: one (N, H) x (H, G) product per step (``_step_product``) and the gates.
 
 The rows (samples) of a batch never meet in the time loop, so the loop runs on shares of the
-rows at once (``tasks.run``), each share with its own (N / shares, H) x (H, G) products on a
-single-threaded BLAS (``blas_threads.serial_kernel_blas``): no thread is woken per step. On 2
-cores, over 50 steps of batch 64 (input 64, hidden 128), forward + backward, the LSTM's two
-kernels went from 12.8 to 9.3 ms (its whole layer 20-22 -> 18-19.6 ms) and the bench's ratios
-to PyTorch from 2.0 to 1.4-1.8 (LSTM), 1.13 to 0.85-1.03 (RNN), 1.11 to 0.88-0.96 (GRU).
-Without a BLAS of its own to make single-threaded, all rows run in one share.
+rows at once (``tasks.run``), each share with its own (N / shares, H) x (H, G) products. In
+float32, where its width is a multiple of TILE_LANES, a step's product runs on register tiles
+(``register_tiles.correlate_tile``, TILE_ROWS rows x TILE_LANES columns in vector registers),
+else on a single-threaded BLAS (np.dot, ``blas_threads.serial_kernel_blas``): no thread is
+woken per step. Forward + backward over 50 steps of batch 64 (input 64, hidden 128) on 2 Zen 5
+cores, the whole layer, BLAS (OpenBLAS's AVX2 kernels) / tiles: LSTM 18.7 / 9.5 ms, GRU 14.5 /
+7.8, Elman RNN 3.3 / 2.7. Without a BLAS of its own to make single-threaded, all float64 rows
+run in one share.
 
-The LSTM and GRU split the batch into shares of ROWS_PER_SHARE rows, taken in turn by whichever
-thread is free, instead of one share per thread: on 2 cores, forward + backward over 50 steps,
+The LSTM and GRU split the batch into shares of ROWS_PER_SHARE rows (a tile's), taken in turn
+by whichever thread is free, instead of one share per thread: on 2 cores, forward + backward over 50 steps,
 input 64, hidden 128, batch 64 (ms, one share per thread / 8-row shares): LSTM 16.6-17.2 /
 13.9-14.7, GRU 13.1-13.4 / 11.2-11.6, and with PyTorch's OpenMP workers spinning on one core
 after each of its ops (the bench's interleaved runs) LSTM 23.5 / 20.0, GRU 19.1 / 16.5: a
@@ -33,12 +35,52 @@ the same bits: as three loops (sigmoid, tanh, sigmoid) one of them stayed scalar
 forward kernel measured 4.5 -> 3.9 ms (backward, its five loops in one: 3.8 -> 3.7 ms).
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from . import tasks
 from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
+from .register_tiles import TILE_LANES, TILE_ROWS, correlate_tile
 
-ROWS_PER_SHARE = 8  # LSTM and GRU (module docstring)
+ROWS_PER_SHARE = TILE_ROWS  # LSTM and GRU (module docstring): 8 with AVX-512
+
+
+def _step_product(a, b, out):
+    """out = a b, a step's (rows, K) x (K, width) product (C-contiguous arrays)."""
+
+
+@overload(_step_product)
+def _step_product_for(a, b, out):
+    """float32 with width a multiple of TILE_LANES: register tiles, each TILE_ROWS rows x
+    TILE_LANES columns summed over K in vector registers (``register_tiles.correlate_tile`` with
+    a 1 x 1 window: its channels are K); other shapes and dtypes: np.dot (BLAS)."""
+    if not all(isinstance(array, types.Array) and array.dtype == types.float32 for array in (a, b, out)):
+        return lambda a, b, out: np.dot(a, b, out)
+
+    def tiles(a, b, out):
+        rows, depth = a.shape
+        width = b.shape[1]
+        if width % TILE_LANES:
+            np.dot(a, b, out)
+            return
+        packed = np.empty(depth * TILE_ROWS, dtype=a.dtype)  # a tile's rows of a, K-major
+        partial = np.empty(TILE_ROWS * width, dtype=a.dtype)  # the sums of a last tile short of rows
+        flat_b, flat_out = b.reshape(-1), out.reshape(-1)
+        for first in range(0, rows, TILE_ROWS):
+            count = min(TILE_ROWS, rows - first)
+            for k in range(depth):
+                for r in range(count):
+                    packed[k * TILE_ROWS + r] = a[first + r, k]
+                for r in range(count, TILE_ROWS):
+                    packed[k * TILE_ROWS + r] = 0.0
+            target, start = (flat_out, first * width) if count == TILE_ROWS else (partial, 0)
+            for column in range(0, width, TILE_LANES):
+                correlate_tile(1, 1, 1, -1, packed, 0, flat_b, column, width, 0, depth, target, start + column,
+                               width)
+            if count < TILE_ROWS:
+                for r in range(count):
+                    out[first + r] = partial[r * width:(r + 1) * width]
+    return tiles
 
 
 # ---------------------------------------------------------------- Elman RNN
@@ -59,7 +101,7 @@ def _rnn_forward_rows(share, first, last, xw, h0, w_hh_t, relu, h_seq):
     h = h0[first:last]
     for t in range(steps):
         step = h_seq[t, first:last]
-        np.dot(h, w_hh_t, step)
+        _step_product(h, w_hh_t, step)
         for n in range(last - first):
             a, x = step[n], xw[t, first + n]
             if relu:
@@ -95,7 +137,7 @@ def _rnn_backward_rows(share, first, last, grad_h, h_seq, w_hh, relu, da, carry)
             else:
                 for j in range(hidden):
                     d[j] = (g[j] + c[j]) * (one - h[j] * h[j])
-        np.dot(da[t, first:last], w_hh, rows)
+        _step_product(da[t, first:last], w_hh, rows)
 
 
 # ---------------------------------------------------------------- LSTM (gates i, f, g, o)
@@ -123,7 +165,7 @@ def _lstm_forward_rows(share, first, last, xw, h0, c0, w_hh_t, out, c_seq, gates
     one, half, zero = xw.dtype.type(1), xw.dtype.type(0.5), xw.dtype.type(0)
     h, c = h0[first:last], c0[first:last]
     for t in range(steps):
-        np.dot(h, w_hh_t, gates[t, first:last])
+        _step_product(h, w_hh_t, gates[t, first:last])
         for n in range(first, last):
             a, x = gates[t, n], xw[t, n]
             for gate in range(4):  # i, f, o: sigmoid(v) = 1/2 + 1/2 tanh(v / 2);  g: tanh(v)
@@ -180,7 +222,7 @@ def _lstm_backward_rows(share, first, last, grad_out, gates, c_seq, tanh_c, c0, 
                 d[hidden + j] = dc_j * c_old[j] * f * (one - f)
                 d[2 * hidden + j] = dc_j * i * (one - g * g)
                 dc_t[j] = dc_j * f
-        np.dot(da[t, first:last], w_hh, dh[first:last])
+        _step_product(da[t, first:last], w_hh, dh[first:last])
 
 
 # ---------------------------------------------------------------- GRU (gates r, z, n)
@@ -205,7 +247,7 @@ def _gru_forward_rows(share, first, last, xw, h0, w_hh_t, b_hh, h_seq, saved, hw
     hidden = width // 3
     h = h0[first:last]
     for t in range(steps):
-        np.dot(h, w_hh_t, hw[first:last])
+        _step_product(h, w_hh_t, hw[first:last])
         for n in range(first, last):
             x, s, p = xw[t, n], saved[t, n], hw[n]
             for j in range(2 * hidden):
@@ -262,5 +304,5 @@ def _gru_backward_rows(share, first, last, grad_h, saved, h_seq, h0, w_hh, dxw, 
             for j in range(hidden):
                 direct[j] = dh_t[j] * s[hidden + j]
         rows = dh[first:last]
-        np.dot(dhw[t, first:last], w_hh, rows)
+        _step_product(dhw[t, first:last], w_hh, rows)
         rows += through_z[first:last]
