@@ -476,13 +476,19 @@ for (n, c, h, w, o, k, s, p) in ((2, 5, 9, 8, 13, 3, 1, (1, 0)), (3, 4, 7, 9, 7,
     pairs += zip(register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (s, s), p),
                  conv.conv2d_backward(x, weight, dy, *args))
     worst = max([worst] + [np.abs(a - b).max() / max(1.0, np.abs(b).max()) for a, b in pairs])
+from minidl.kernels.cpu import rnn
+rnn.TILED_PRODUCT_FROM = 0
+a, b = rng.standard_normal((48, 300)), rng.standard_normal((300, 64))
+for ours in (rnn.product(a.astype(np.float32), b.astype(np.float32)),
+             rnn.transposed_product(np.ascontiguousarray(a.T, np.float32), b.astype(np.float32))):
+    worst = max(worst, np.abs(ours - a @ b).max() / np.abs(a @ b).max())
 print(register_tiles.LANES, register_tiles.TILE_ROWS, worst)
 """
 
 
 def test_register_tiles_with_avx2_vectors(tmp_path):
     """Compiled for an AVX2 CPU (NUMBA_CPU_NAME=haswell, a cache of its own) the tiles take
-    8-float vectors and 6-channel tiles, and compute the same convolutions as float64."""
+    8-float vectors and 6-channel tiles, and compute the same convolutions and products as float64."""
     import platform
     import subprocess
     import sys

@@ -22,6 +22,9 @@ summed over the wide positions in up to 18 vector registers (2 + 9 vector loads 
 multiply-adds), one sweep per group of 9 taps. Both take the window (kh, kw) and the stride as
 constants (with stride 2 the taps of the four phase planes in turn, ``tap_groups``), and each
 gets IR of its own, its taps unrolled. ``register_conv`` runs convolutions on them.
+
+``product_tile`` is the 1 x 1 window with strides of its own, a GEMM's micro-kernel: the
+recurrent layers' step products and their big GEMMs run on it (``rnn``).
 """
 import functools
 
@@ -102,9 +105,6 @@ def _correlate_codegen(kh, kw, stride, phase):
         kernel_ptr, plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 2, 7))
         plane_size, wq, channels, out_stride = (_int64(context, builder, signature, args, index)
                                                 for index in (4, 5, 6, 9))
-        fma = _fma(builder)
-        undefined = ir.Constant(_VECTOR, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
         updated, taps_before = [ir.Constant(_VECTOR, [0.0] * LANES)] * (TILE_ROWS * _VECTORS), 0
         for group, taps in tap_groups(kh, kw, stride, phase):
             loop, channel, sums = _open_loop(builder, "tile.channel", updated)
@@ -113,26 +113,72 @@ def _correlate_codegen(kh, kw, stride, phase):
             weights = builder.gep(kernel_ptr, [builder.mul(builder.add(builder.mul(channels, _constant(taps_before)),
                                                                        builder.mul(channel, _constant(len(taps)))),
                                                            _constant(TILE_ROWS))])
-            updated = list(sums)
-            for tap, (_, _, du, dv) in enumerate(taps):
-                shift = builder.add(builder.mul(_constant(du), wq), _constant(dv))
-                inputs = [builder.load(_vector_pointer(builder, plane, builder.add(shift, _constant(v * LANES))),
-                                       align=4) for v in range(_VECTORS)]
-                for r in range(TILE_ROWS):
-                    weight = builder.load(builder.gep(weights, [_constant(tap * TILE_ROWS + r)]))
-                    broadcast = builder.shuffle_vector(
-                        builder.insert_element(undefined, weight, ir.Constant(ir.IntType(32), 0)), undefined, splat)
-                    for v in range(_VECTORS):
-                        updated[r * _VECTORS + v] = builder.call(fma, [broadcast, inputs[v],
-                                                                       updated[r * _VECTORS + v]])
+            updated = _add_taps(builder, list(sums), weights, plane,
+                                [builder.add(builder.mul(_constant(du), wq), _constant(dv)) for _, _, du, dv in taps])
             _close_loop(builder, loop, channel, builder.add(channel, _constant(1)), channels, sums, updated)
             taps_before += len(taps)
-        for r in range(TILE_ROWS):
-            row = builder.gep(out_ptr, [builder.mul(_constant(r), out_stride)])
-            for v in range(_VECTORS):
-                builder.store(updated[r * _VECTORS + v], _vector_pointer(builder, row, _constant(v * LANES)), align=4)
+        _store_tile(builder, updated, out_ptr, out_stride)
         return context.get_dummy_value()
     return codegen
+
+
+@intrinsic
+def product_tile(typingctx, a, a_start, a_stride, b, b_start, b_stride, depth, out, out_start, out_stride, accumulate):
+    """product_tile(a, a_start, a_stride, b, b_start, b_stride, depth, out, out_start, out_stride,
+    accumulate): a GEMM's tile, out[out_start + r out_stride + j] = sum_(k < depth) A[k, r] B[k, j]
+    (added to what out holds there when ``accumulate``) for r <
+    TILE_ROWS, j < TILE_LANES, with A[k, r] = a[a_start + k a_stride + r] (A^T's rows: TILE_ROWS
+    consecutive floats) and B[k, j] = b[b_start + k b_stride + j]: the 1 x 1 window of
+    ``correlate_tile`` with strides of its own. 1-d C-contiguous float32 arrays, depth >= 1."""
+    if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
+               for array in (a, b, out)):
+        return None
+    sig = types.void(a, a_start, a_stride, b, b_start, b_stride, depth, out, out_start, out_stride, types.boolean)
+
+    def codegen(context, builder, signature, args):
+        a_ptr, b_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 3, 7))
+        a_stride, b_stride, depth, out_stride = (_int64(context, builder, signature, args, index)
+                                                 for index in (2, 5, 6, 9))
+        accumulate = context.cast(builder, args[10], signature.args[10], types.boolean)
+        zero = ir.Constant(_VECTOR, [0.0] * LANES)
+        initial = []
+        for r in range(TILE_ROWS):
+            row = builder.gep(out_ptr, [builder.mul(_constant(r), out_stride)])
+            initial += [builder.select(accumulate, builder.load(_vector_pointer(builder, row, _constant(v * LANES)),
+                                                                align=4), zero) for v in range(_VECTORS)]
+        loop, k, sums = _open_loop(builder, "product.k", initial)
+        updated = _add_taps(builder, list(sums), builder.gep(a_ptr, [builder.mul(k, a_stride)]),
+                            builder.gep(b_ptr, [builder.mul(k, b_stride)]), [_constant(0)])
+        _close_loop(builder, loop, k, builder.add(k, _constant(1)), depth, sums, updated)
+        _store_tile(builder, updated, out_ptr, out_stride)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+def _add_taps(builder, sums, weights, plane, offsets):
+    """sums[r, v] + sum over taps t of weights[t TILE_ROWS + r] x the LANES floats at plane +
+    offsets[t] + v LANES (llvm.fma), for a tile's TILE_ROWS x _VECTORS running sums."""
+    fma = _fma(builder)
+    undefined = ir.Constant(_VECTOR, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+    for tap, offset in enumerate(offsets):
+        inputs = [builder.load(_vector_pointer(builder, plane, builder.add(offset, _constant(v * LANES))), align=4)
+                  for v in range(_VECTORS)]
+        for r in range(TILE_ROWS):
+            weight = builder.load(builder.gep(weights, [_constant(tap * TILE_ROWS + r)]))
+            broadcast = builder.shuffle_vector(
+                builder.insert_element(undefined, weight, ir.Constant(ir.IntType(32), 0)), undefined, splat)
+            for v in range(_VECTORS):
+                sums[r * _VECTORS + v] = builder.call(fma, [broadcast, inputs[v], sums[r * _VECTORS + v]])
+    return sums
+
+
+def _store_tile(builder, sums, out, out_stride):
+    """Stores a tile's TILE_ROWS x TILE_LANES sums at out + r out_stride + j."""
+    for r in range(TILE_ROWS):
+        row = builder.gep(out, [builder.mul(_constant(r), out_stride)])
+        for v in range(_VECTORS):
+            builder.store(sums[r * _VECTORS + v], _vector_pointer(builder, row, _constant(v * LANES)), align=4)
 
 
 WEIGHT_GRAD_ROWS = 2 if LANES == 16 else 1  # output channels per dK tile: 2 (1) x 9 running sums, 2 (1) + 9 loads

@@ -2,28 +2,30 @@
 
 Arrays are time-major and C-contiguous: a sequence is (T, N, F). The input projection
 ``xw = x W_ih^T + b`` of all T steps is one GEMM done by the caller before the loop, and the
-weight gradients are GEMMs done by the caller after it; the kernels hold only what is
-sequential: one (N, H) x (H, G) product per step (``_step_product``) and the gates.
+weight gradients are GEMMs done by the caller after it (``product``, ``transposed_product``:
+register tiles in float32); the time-loop kernels hold only what is sequential: one (N, H) x
+(H, G) product per step (``_step_product``) and the gates. The bench's LSTM (T=50, N=64, I=64,
+H=128) fwd+bwd on 2 Zen 5 cores with OpenBLAS's AVX2 kernels: 18.7 ms all on BLAS, 9.5 with the
+step products on tiles, 6.5 with the GEMMs too (GRU 14.5, 7.8, 5.4; Elman RNN 3.3, 2.7, 1.9).
 
 The rows (samples) of a batch never meet in the time loop, so the loop runs on shares of the
 rows at once (``tasks.run``), each share with its own (N / shares, H) x (H, G) products. In
 float32, where its width is a multiple of TILE_LANES, a step's product runs on register tiles
-(``register_tiles.correlate_tile``, TILE_ROWS rows x TILE_LANES columns in vector registers),
+(``register_tiles.product_tile``, TILE_ROWS rows x TILE_LANES columns in vector registers),
 else on a single-threaded BLAS (np.dot, ``blas_threads.serial_kernel_blas``): no thread is
-woken per step. Forward + backward over 50 steps of batch 64 (input 64, hidden 128) on 2 Zen 5
-cores, the whole layer, BLAS (OpenBLAS's AVX2 kernels) / tiles: LSTM 18.7 / 9.5 ms, GRU 14.5 /
-7.8, Elman RNN 3.3 / 2.7. Without a BLAS of its own to make single-threaded, all float64 rows
-run in one share.
+woken per step. Without a BLAS of its own to make single-threaded, all float64 rows run in
+one share.
 
-The LSTM and GRU split the batch into shares of ROWS_PER_SHARE rows (a tile's), taken in turn
-by whichever thread is free, instead of one share per thread: on 2 cores, forward + backward over 50 steps,
-input 64, hidden 128, batch 64 (ms, one share per thread / 8-row shares): LSTM 16.6-17.2 /
-13.9-14.7, GRU 13.1-13.4 / 11.2-11.6, and with PyTorch's OpenMP workers spinning on one core
-after each of its ops (the bench's interleaved runs) LSTM 23.5 / 20.0, GRU 19.1 / 16.5: a
-thread slowed on a shared core leaves its later shares to the other. At batch 256 they tie
-(LSTM 59-62 / 60). Shares of 16 or 32 rows measured slower than either (LSTM at batch 64 with
-16-row shares: 19-21 ms). The Elman RNN, whose step product is a quarter of the LSTM's, keeps
-one share per thread (8-row shares: 3.6 / 3.8 ms at batch 64, 17.7 / 20.5 at 256).
+The LSTM and GRU split the batch into shares of ROWS_PER_SHARE rows (a tile's), taken in turn by
+whichever thread is free, instead of one share per thread: on 2 cores (Zen 4, BLAS step
+products), forward + backward over 50 steps, input 64, hidden 128, batch 64 (ms, one share per
+thread / 8-row shares): LSTM 16.6-17.2 / 13.9-14.7, GRU 13.1-13.4 / 11.2-11.6, and with
+PyTorch's OpenMP workers spinning on one core after each of its ops (the bench's interleaved
+runs) LSTM 23.5 / 20.0, GRU 19.1 / 16.5: a thread slowed on a shared core leaves its later
+shares to the other. At batch 256 they tie (LSTM 59-62 / 60). Shares of 16 or 32 rows measured
+slower than either (LSTM at batch 64 with 16-row shares: 19-21 ms). The Elman RNN, whose step
+product is a quarter of the LSTM's, keeps one share per thread (8-row shares: 3.6 / 3.8 ms at
+batch 64, 17.7 / 20.5 at 256).
 
 Row convention (rows are samples): a step computes ``h_(t-1) W_hh^T``; backward sends
 ``da_t W_hh`` to h_(t-1). ``w_hh_t`` is W_hh^T made contiguous.
@@ -40,7 +42,7 @@ from numba.extending import overload
 
 from . import tasks
 from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
-from .register_tiles import TILE_LANES, TILE_ROWS, correlate_tile
+from .register_tiles import TILE_LANES, TILE_ROWS, product_tile
 
 ROWS_PER_SHARE = TILE_ROWS  # LSTM and GRU (module docstring): 8 with AVX-512
 
@@ -52,8 +54,8 @@ def _step_product(a, b, out):
 @overload(_step_product)
 def _step_product_for(a, b, out):
     """float32 with width a multiple of TILE_LANES: register tiles, each TILE_ROWS rows x
-    TILE_LANES columns summed over K in vector registers (``register_tiles.correlate_tile`` with
-    a 1 x 1 window: its channels are K); other shapes and dtypes: np.dot (BLAS)."""
+    TILE_LANES columns summed over K in vector registers (``register_tiles.product_tile``, a's
+    rows packed K-major); other shapes and dtypes: np.dot (BLAS)."""
     if not all(isinstance(array, types.Array) and array.dtype == types.float32 for array in (a, b, out)):
         return lambda a, b, out: np.dot(a, b, out)
 
@@ -75,12 +77,66 @@ def _step_product_for(a, b, out):
                     packed[k * TILE_ROWS + r] = 0.0
             target, start = (flat_out, first * width) if count == TILE_ROWS else (partial, 0)
             for column in range(0, width, TILE_LANES):
-                correlate_tile(1, 1, 1, -1, packed, 0, flat_b, column, width, 0, depth, target, start + column,
-                               width)
+                product_tile(packed, 0, TILE_ROWS, flat_b, column, width, depth, target, start + column, width, False)
             if count < TILE_ROWS:
                 for r in range(count):
                     out[first + r] = partial[r * width:(r + 1) * width]
     return tiles
+
+
+def product(a, b):
+    """a b for (M, K) and (K, N) C-contiguous arrays: the input projection x W_ih^T of all steps
+    and its gradient d_xw W_ih (``_tiled_product``)."""
+    return _tiled_product(a, b, False)
+
+
+def transposed_product(a, b):
+    """a^T b for (K, M) and (K, N) C-contiguous arrays: the weight gradients, sums over all steps
+    of d_rows^T inputs (``_tiled_product``)."""
+    return _tiled_product(a, b, True)
+
+
+#: fewest multiply-adds for the tiles (below, the pool's launch costs more than BLAS's product)
+TILED_PRODUCT_FROM = 1 << 20
+DEPTH_CHUNK = 256  # steps of K per sweep of a share's tiles: their A and B chunks stay in L2
+
+
+def _tiled_product(a, b, transposed):
+    """A B with A = a^T when ``transposed``, else a. float32 with M a multiple of TILE_ROWS, N of
+    TILE_LANES and at least TILED_PRODUCT_FROM multiply-adds: register tiles over shares of the
+    row blocks (``register_tiles.product_tile``: A's rows read in place from a^T, packed K-major
+    from a), K in chunks of DEPTH_CHUNK; otherwise numpy's product (BLAS). Products of an LSTM
+    (T=50, N=64, I=64, H=128) on 2 Zen 5 cores, ms, OpenBLAS's AVX2 kernels / tiles: dW_hh 1.79 /
+    0.98, dW_ih 0.99 / 0.51."""
+    (depth, rows), width = (a.shape if transposed else a.shape[::-1]), b.shape[1]
+    if (a.dtype != np.float32 or b.dtype != np.float32 or rows % TILE_ROWS or width % TILE_LANES
+            or depth * rows * width < TILED_PRODUCT_FROM):
+        return (a.T if transposed else a) @ b
+    out = np.empty((rows, width), dtype=a.dtype)
+    tasks.run(_product_tiles, rows // TILE_ROWS, a, transposed, b.reshape(-1), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _product_tiles(share, first, last, a, transposed, b, out):
+    """Row blocks [first, last) of out = A B (``_tiled_product``)."""
+    rows, width = out.shape
+    depth = a.shape[0] if transposed else a.shape[1]
+    flat_a, flat_out = a.reshape(-1), out.reshape(-1)
+    packed = np.empty(DEPTH_CHUNK * TILE_ROWS, dtype=a.dtype)
+    for chunk in range(0, depth, DEPTH_CHUNK):
+        count = min(DEPTH_CHUNK, depth - chunk)
+        for block in range(first * TILE_ROWS, last * TILE_ROWS, TILE_ROWS):
+            if transposed:
+                source, start, stride = flat_a, chunk * rows + block, rows
+            else:  # the block's rows of this chunk, K-major
+                for k in range(count):
+                    for r in range(TILE_ROWS):
+                        packed[k * TILE_ROWS + r] = a[block + r, chunk + k]
+                source, start, stride = packed, 0, TILE_ROWS
+            for column in range(0, width, TILE_LANES):
+                product_tile(source, start, stride, b, chunk * width + column, width, count, flat_out,
+                             block * width + column, width, chunk > 0)
 
 
 # ---------------------------------------------------------------- Elman RNN
