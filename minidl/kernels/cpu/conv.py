@@ -471,7 +471,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     for out_rows, in_rows in _group_slices(n_out, n_rows, groups):
         np.matmul(weight_2d[out_rows], cols[:, in_rows], out=y[:, out_rows])
     if bias is not None:
-        _add_channel_bias(y, bias)
+        add_channel_bias(y, bias)
     return y.reshape((n_batch, n_out) + tuple(out_size))
 
 
@@ -494,15 +494,15 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
         return register_conv.conv2d_backward(x, weight, dy, stride, padding, need_dx, need_dw)
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
-        return dx, dweight, _bias_grad(dy.reshape(n_batch, n_out, -1))
+        return dx, dweight, bias_grad(dy)
     if algorithm == "im2col chunks":
         return chunked_conv_backward(x, weight, dy, stride, padding, dilation, need_dx, need_dw) + (
-            _bias_grad(dy.reshape(n_batch, n_out, -1)),)
+            bias_grad(dy),)
     if algorithm == "direct":
         return direct_conv.conv2d_backward(x, weight, dy, padding, dilation, need_dx, need_dw)
     if algorithm == "direct 3x3":
         return direct_conv.conv3x3_backward(x, weight, dy, padding, need_dx, need_dw)
-    dbias = _bias_grad(dy.reshape(n_batch, n_out, -1))
+    dbias = bias_grad(dy)
     if not _image_major(out_size):
         dx, dweight, _ = shared_conv_backward(x, weight.reshape(1, n_out, -1), dy, kernel, stride, padding,
                                               dilation, (1, 1), groups, need_dx, need_dw)
@@ -540,9 +540,15 @@ def _image_major(out_size):
     return out_size[0] * out_size[1] >= IMAGE_MAJOR_POSITIONS
 
 
-def _add_channel_bias(y, bias):
-    """y[n, o, :] += b[o] for y of shape (N, O, L)."""
-    tasks.run(_add_channel_bias_tasks, y.shape[0] * y.shape[1], y, bias, work=y.size * 2)
+def add_channel_bias(y, bias):
+    """y[n, o] += b[o] in place for C-contiguous y of shape (N, O, ...); returns y."""
+    tasks.run(_add_channel_bias_tasks, y.shape[0] * y.shape[1], _rows_of_channels(y), bias, work=y.size * 2)
+    return y
+
+
+def _rows_of_channels(a):
+    """(N, O, ...) -> (N, O, L) (a view of contiguous a)."""
+    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:])))
 
 
 @njit(cache=True, nogil=True)
@@ -554,10 +560,10 @@ def _add_channel_bias_tasks(share, first, last, y, bias):
             row[k] += shift
 
 
-def _bias_grad(dy):
-    """db[o] = sum_(n, l) dy[n, o, l] for dy of shape (N, O, L), added in float64."""
+def bias_grad(dy):
+    """db[o] = sum_(n, ...) dy[n, o, ...] for C-contiguous dy of shape (N, O, ...), added in float64."""
     sums = np.empty(dy.shape[1], dtype=dy.dtype)
-    tasks.run(_bias_grad_tasks, dy.shape[1], dy, sums, work=dy.size)
+    tasks.run(_bias_grad_tasks, dy.shape[1], _rows_of_channels(dy), sums, work=dy.size)
     return sums
 
 

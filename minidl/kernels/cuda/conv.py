@@ -199,3 +199,14 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
         (1, 1), groups, need_dx, need_dw)
     dweight = None if dweight_k is None else dweight_k.reshape(weight.shape)
     return dx, dweight, dbias.sum(axis=(1, 2))
+
+
+def add_channel_bias(y, bias):
+    """y[n, o] += b[o] in place for y of shape (N, O, H, W); returns y."""
+    y += bias.reshape(-1, 1, 1)
+    return y
+
+
+def bias_grad(dy):
+    """db[o] = sum_(n, i, j) dy[n, o, i, j]."""
+    return dy.sum(axis=(0, 2, 3))

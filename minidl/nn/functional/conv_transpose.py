@@ -62,7 +62,7 @@ class TransposedConvolution(Function):
             y, _, _ = for_device(ctx.device, "conv").conv2d_backward(
                 conv_input, weight, x, stride, padding, dilation, groups, True, False)
         if bias is not None:
-            y += np.asarray(bias, dtype=x.dtype, like=like(x)).reshape(-1, 1, 1)
+            for_device(ctx.device, "conv").add_channel_bias(y, np.asarray(bias, dtype=x.dtype, like=like(x)))
         return y[:, :, 0, :] if ctx.squeeze else y
 
     @staticmethod
@@ -85,7 +85,7 @@ class TransposedConvolution(Function):
             elif need_dw:
                 _, dw, _ = kernels.conv2d_backward(grad, weight, x, stride, padding, dilation,
                                                    groups, False, True)
-        db = grad.sum(axis=(0, 2, 3)) if has_bias and ctx.needs_input_grad[2] else None
+        db = for_device(ctx.device, "conv").bias_grad(grad) if has_bias and ctx.needs_input_grad[2] else None
         if ctx.squeeze:
             dx = None if dx is None else dx[:, :, 0, :]
             dw = None if dw is None else dw[:, :, 0, :]
