@@ -476,11 +476,11 @@ for (n, c, h, w, o, k, s, p) in ((2, 5, 9, 8, 13, 3, 1, (1, 0)), (3, 4, 7, 9, 7,
     pairs += zip(register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (s, s), p),
                  conv.conv2d_backward(x, weight, dy, *args))
     worst = max([worst] + [np.abs(a - b).max() / max(1.0, np.abs(b).max()) for a, b in pairs])
-from minidl.kernels.cpu import rnn
-rnn.TILED_PRODUCT_FROM = 0
+from minidl.kernels.cpu import matmul
+matmul.TILED_PRODUCT_FROM = 0
 a, b = rng.standard_normal((48, 300)), rng.standard_normal((300, 64))
-for ours in (rnn.product(a.astype(np.float32), b.astype(np.float32)),
-             rnn.transposed_product(np.ascontiguousarray(a.T, np.float32), b.astype(np.float32))):
+for ours in (matmul.product(a.astype(np.float32), b.astype(np.float32)),
+             matmul.transposed_product(np.ascontiguousarray(a.T, np.float32), b.astype(np.float32))):
     worst = max(worst, np.abs(ours - a @ b).max() / np.abs(a @ b).max())
 print(register_tiles.LANES, register_tiles.TILE_ROWS, worst)
 """

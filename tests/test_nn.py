@@ -178,6 +178,31 @@ def test_linear_of_a_4d_and_a_permuted_input_matches_torch(rng):
             np.testing.assert_allclose(np.asarray(mine.data), theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("in_features, out_features", [(40, 64), (300, 32), (64, 48)])
+def test_float32_linear_on_the_tiles_matches_torch(rng, monkeypatch, in_features, out_features):
+    """Y = X W^T, dX = dY W and dW = dY^T X on register tiles (TILED_PRODUCT_FROM 0) for a
+    (3, 8, in) input of 24 rows; 48 outputs or 40 inputs leave those products to numpy; a
+    permuted (non-contiguous) input too."""
+    torch = pytest.importorskip("torch")
+    from minidl.kernels.cpu import matmul
+    monkeypatch.setattr(matmul, "TILED_PRODUCT_FROM", 0)
+    weight = rng.standard_normal((out_features, in_features)).astype(np.float32)
+    bias = rng.standard_normal(out_features).astype(np.float32)
+    data = rng.standard_normal((8, 3, in_features)).astype(np.float32)
+    x = minidl.tensor(data, requires_grad=True)
+    w, b = minidl.tensor(weight, requires_grad=True), minidl.tensor(bias, requires_grad=True)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (data, weight, bias))
+    out = F.linear(x.permute(1, 0, 2), w, b)
+    expected = torch.nn.functional.linear(tx.permute(1, 0, 2), tw, tb)
+    upstream = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    assert out.dtype == np.float32
+    for mine, theirs, what in ((out, expected, "y"), (x.grad, tx.grad, "dx"), (w.grad, tw.grad, "dw"),
+                               (b.grad, tb.grad, "db")):
+        assert_close(mine, theirs, rtol=1e-4, atol=1e-4 * np.sqrt(in_features), what=what)
+
+
 def test_linear_error_names_the_layer_and_shapes():
     with pytest.raises(ValueError, match=r"Linear\(in_features=784, out_features=10, bias=True\): "
                                          r"linear: expected input of shape \(\*, 784\), got \(8, 28, 28\)"):

@@ -249,8 +249,8 @@ def test_float32_step_products_on_the_tiles_match_torch(mode, rng):
 def test_float32_layer_products_on_the_tiles_match_torch(mode, rng, monkeypatch):
     """The layer's GEMMs (x W_ih^T, d_xw W_ih, dW_ih, dW_hh) on register tiles at any size
     (TILED_PRODUCT_FROM 0): T x N = 80 rows, input and hidden 32."""
-    from minidl.kernels.cpu import rnn
-    monkeypatch.setattr(rnn, "TILED_PRODUCT_FROM", 0)
+    from minidl.kernels.cpu import matmul
+    monkeypatch.setattr(matmul, "TILED_PRODUCT_FROM", 0)
     cls, torch_cls, kwargs = LAYERS[mode]
     reference = torch_cls(32, 32, **kwargs)
     model = copy_of(reference, cls, np.float32, 32, 32, **kwargs)
@@ -269,15 +269,15 @@ def test_float32_layer_products_on_the_tiles_match_torch(mode, rng, monkeypatch)
 @pytest.mark.parametrize("rows, depth, width", [(16, 600, 64), (8, 1, 32), (24, 256, 96), (12, 40, 64), (16, 40, 48)])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_tiled_products_equal_numpy(rng, monkeypatch, rows, depth, width, transposed):
-    """rnn.product and transposed_product in float32 against float64 products: K over several
+    """matmul.product and transposed_product in float32 against float64 products: K over several
     chunks and a short last one; rows or columns the tiles do not take (12 rows, 48 columns) and
     float64 go to numpy."""
-    from minidl.kernels.cpu import rnn
-    monkeypatch.setattr(rnn, "TILED_PRODUCT_FROM", 0)
+    from minidl.kernels.cpu import matmul
+    monkeypatch.setattr(matmul, "TILED_PRODUCT_FROM", 0)
     a = rng.standard_normal((depth, rows) if transposed else (rows, depth))
     b = rng.standard_normal((depth, width))
     expected = (a.T if transposed else a) @ b
-    function = rnn.transposed_product if transposed else rnn.product
+    function = matmul.transposed_product if transposed else matmul.product
     ours = function(a.astype(np.float32), b.astype(np.float32))
     assert ours.dtype == np.float32 and ours.shape == (rows, width)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4 * np.sqrt(depth))

@@ -2,8 +2,8 @@
 
 Arrays are time-major and C-contiguous: a sequence is (T, N, F). The input projection
 ``xw = x W_ih^T + b`` of all T steps is one GEMM done by the caller before the loop, and the
-weight gradients are GEMMs done by the caller after it (``product``, ``transposed_product``:
-register tiles in float32); the time-loop kernels hold only what is sequential: one (N, H) x
+weight gradients are GEMMs done by the caller after it (``matmul.product`` and
+``transposed_product``: register tiles in float32); the time-loop kernels hold only what is sequential: one (N, H) x
 (H, G) product per step (``_step_product``) and the gates. The bench's LSTM (T=50, N=64, I=64,
 H=128) fwd+bwd on 2 Zen 5 cores with OpenBLAS's AVX2 kernels: 18.7 ms all on BLAS, 9.5 with the
 step products on tiles, 6.5 with the GEMMs too (GRU 14.5, 7.8, 5.4; Elman RNN 3.3, 2.7, 1.9).
@@ -82,61 +82,6 @@ def _step_product_for(a, b, out):
                 for r in range(count):
                     out[first + r] = partial[r * width:(r + 1) * width]
     return tiles
-
-
-def product(a, b):
-    """a b for (M, K) and (K, N) C-contiguous arrays: the input projection x W_ih^T of all steps
-    and its gradient d_xw W_ih (``_tiled_product``)."""
-    return _tiled_product(a, b, False)
-
-
-def transposed_product(a, b):
-    """a^T b for (K, M) and (K, N) C-contiguous arrays: the weight gradients, sums over all steps
-    of d_rows^T inputs (``_tiled_product``)."""
-    return _tiled_product(a, b, True)
-
-
-#: fewest multiply-adds for the tiles (below, the pool's launch costs more than BLAS's product)
-TILED_PRODUCT_FROM = 1 << 20
-DEPTH_CHUNK = 256  # steps of K per sweep of a share's tiles: their A and B chunks stay in L2
-
-
-def _tiled_product(a, b, transposed):
-    """A B with A = a^T when ``transposed``, else a. float32 with M a multiple of TILE_ROWS, N of
-    TILE_LANES and at least TILED_PRODUCT_FROM multiply-adds: register tiles over shares of the
-    row blocks (``register_tiles.product_tile``: A's rows read in place from a^T, packed K-major
-    from a), K in chunks of DEPTH_CHUNK; otherwise numpy's product (BLAS). Products of an LSTM
-    (T=50, N=64, I=64, H=128) on 2 Zen 5 cores, ms, OpenBLAS's AVX2 kernels / tiles: dW_hh 1.79 /
-    0.98, dW_ih 0.99 / 0.51."""
-    (depth, rows), width = (a.shape if transposed else a.shape[::-1]), b.shape[1]
-    if (a.dtype != np.float32 or b.dtype != np.float32 or rows % TILE_ROWS or width % TILE_LANES
-            or depth * rows * width < TILED_PRODUCT_FROM):
-        return (a.T if transposed else a) @ b
-    out = np.empty((rows, width), dtype=a.dtype)
-    tasks.run(_product_tiles, rows // TILE_ROWS, a, transposed, b.reshape(-1), out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _product_tiles(share, first, last, a, transposed, b, out):
-    """Row blocks [first, last) of out = A B (``_tiled_product``)."""
-    rows, width = out.shape
-    depth = a.shape[0] if transposed else a.shape[1]
-    flat_a, flat_out = a.reshape(-1), out.reshape(-1)
-    packed = np.empty(DEPTH_CHUNK * TILE_ROWS, dtype=a.dtype)
-    for chunk in range(0, depth, DEPTH_CHUNK):
-        count = min(DEPTH_CHUNK, depth - chunk)
-        for block in range(first * TILE_ROWS, last * TILE_ROWS, TILE_ROWS):
-            if transposed:
-                source, start, stride = flat_a, chunk * rows + block, rows
-            else:  # the block's rows of this chunk, K-major
-                for k in range(count):
-                    for r in range(TILE_ROWS):
-                        packed[k * TILE_ROWS + r] = a[block + r, chunk + k]
-                source, start, stride = packed, 0, TILE_ROWS
-            for column in range(0, width, TILE_LANES):
-                product_tile(source, start, stride, b, chunk * width + column, width, count, flat_out,
-                             block * width + column, width, chunk > 0)
 
 
 # ---------------------------------------------------------------- Elman RNN

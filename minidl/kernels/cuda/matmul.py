@@ -103,3 +103,13 @@ def matmul(a, b, out, batch_shape, a_bst, b_bst):
     kernel[grid, (t, t)](m, n, k, shape, a.base, a_bst, a.offset, a.elem_strides[-2], a.elem_strides[-1],
                          b.base, b_bst, b.offset, b.elem_strides[-2], b.elem_strides[-1], out.base)
     return out
+
+
+def product(a, b):
+    """a b (the cpu's register tiles' counterpart, kernels/cpu/matmul.py)."""
+    return a @ b
+
+
+def transposed_product(a, b):
+    """a^T b."""
+    return a.T @ b

@@ -278,12 +278,3 @@ def gru_backward(grad_h, saved, h_seq, h0, w_hh):
         dh = matmul(dhw[t], w_hh) + through_z
     return dxw, dhw, dh
 
-
-def product(a, b):
-    """a b (the cpu's register tiles' counterpart: the device's matmul)."""
-    return a @ b
-
-
-def transposed_product(a, b):
-    """a^T b."""
-    return a.T @ b

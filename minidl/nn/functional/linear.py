@@ -2,6 +2,7 @@
 import warnings
 
 from ...function import Function, require_float
+from ...kernels import for_device
 from ...meta import MetaArray
 from ...ops import same_meta
 from ...random import default_generator
@@ -27,7 +28,7 @@ class Linear(Function):
         ctx.save_for_backward(rows, weight)
         ctx.x_shape = x.shape
         ctx.has_bias = bias is not None
-        y = rows @ weight.T
+        y = for_device(ctx.device, "matmul").product(rows, weight.T)
         if bias is not None:
             y += bias
         return y.reshape(x.shape[:-1] + weight.shape[:1])
@@ -36,8 +37,9 @@ class Linear(Function):
     def backward(ctx, grad):
         rows, weight = ctx.saved_arrays
         grad_rows = _rows(grad)
-        dx = (grad_rows @ weight).reshape(ctx.x_shape) if ctx.needs_input_grad[0] else None
-        dw = grad_rows.T @ rows if ctx.needs_input_grad[1] else None
+        products = for_device(ctx.device, "matmul")
+        dx = products.product(grad_rows, weight).reshape(ctx.x_shape) if ctx.needs_input_grad[0] else None
+        dw = products.transposed_product(grad_rows, rows) if ctx.needs_input_grad[1] else None
         db = grad_rows.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 

@@ -25,10 +25,10 @@ from ...tensor import Tensor, concatenate, stack
 from .linear import dropout as dropout_entries
 
 
-def _project(kernel, x, w_ih, bias):
+def _project(device, x, w_ih, bias):
     """xw = x W_ih^T + bias for all steps in one GEMM: (T, N, I) -> (T, N, G)."""
     steps, batch, _ = x.shape
-    xw = kernel.product(x.reshape(steps * batch, -1), np.ascontiguousarray(w_ih.T, like=like(x)))
+    xw = for_device(device, "matmul").product(x.reshape(steps * batch, -1), w_ih.T)
     if bias is not None:
         xw += bias
     return xw.reshape(steps, batch, -1)
@@ -40,13 +40,14 @@ def _sum_bias(b_ih, b_hh):
     return b_ih + b_hh
 
 
-def _layer_grads(kernel, needs, x, h0, h_seq, w_ih, d_xw, d_hw):
+def _layer_grads(device, needs, x, h0, h_seq, w_ih, d_xw, d_hw):
     """Gradients of (x, W_ih, W_hh, b_ih, b_hh) from the pre-activation gradients of the input
     side, d_xw, and of the hidden side, d_hw (the same array for RNN and LSTM), over all steps:
         dx_t = d_xw_t W_ih,  dW_ih = sum_t d_xw_t^T x_t,  dW_hh = sum_t d_hw_t^T h_(t-1),
         db_ih = sum_t d_xw_t,  db_hh = sum_t d_hw_t        (rows are samples).
     ``needs`` holds the needs_input_grad flags of those five inputs."""
     steps, batch, width = d_xw.shape
+    kernel = for_device(device, "matmul")
     rows_xw, rows_hw = d_xw.reshape(-1, width), d_hw.reshape(-1, width)
     dx = kernel.product(rows_xw, w_ih).reshape(x.shape) if needs[0] else None
     dw_ih = kernel.transposed_product(rows_xw, x.reshape(steps * batch, -1)) if needs[1] else None
@@ -77,7 +78,7 @@ class RNNLayer(Function):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, relu=False):
         kernel = for_device(ctx.device, "rnn")
         x, h0 = np.ascontiguousarray(x, like=like(x)), np.ascontiguousarray(h0, like=like(x))
-        xw = _project(kernel, x, w_ih, _sum_bias(b_ih, b_hh))
+        xw = _project(ctx.device, x, w_ih, _sum_bias(b_ih, b_hh))
         h_seq = kernel.rnn_forward(xw, h0, np.ascontiguousarray(w_hh.T, like=like(x)), relu)
         ctx.save_for_backward(x, h0, h_seq, w_ih, w_hh)
         ctx.relu = relu
@@ -90,7 +91,7 @@ class RNNLayer(Function):
         da, dh0 = kernel.rnn_backward(np.ascontiguousarray(grad, like=like(grad)), h_seq, w_hh, ctx.relu)
         needs = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _layer_grads(
-            kernel, needs[:1] + needs[2:], x, h0, h_seq, w_ih, da, da)
+            ctx.device, needs[:1] + needs[2:], x, h0, h_seq, w_ih, da, da)
         return dx, (dh0 if needs[1] else None), dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -113,7 +114,7 @@ class LSTMLayer(Function):
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
         kernel = for_device(ctx.device, "rnn")
         x, h0, c0 = (np.ascontiguousarray(a, like=like(x)) for a in (x, h0, c0))
-        xw = _project(kernel, x, w_ih, _sum_bias(b_ih, b_hh))
+        xw = _project(ctx.device, x, w_ih, _sum_bias(b_ih, b_hh))
         out, c_seq, gates, tanh_c = kernel.lstm_forward(xw, h0, c0,
                                                         np.ascontiguousarray(w_hh.T, like=like(x)))
         ctx.save_for_backward(x, h0, c0, out, c_seq, gates, tanh_c, w_ih, w_hh)
@@ -127,7 +128,7 @@ class LSTMLayer(Function):
                                             tanh_c, c0, w_hh)
         needs = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _layer_grads(
-            kernel, needs[:1] + needs[3:], x, h0, out[:-1], w_ih, da, da)
+            ctx.device, needs[:1] + needs[3:], x, h0, out[:-1], w_ih, da, da)
         return (dx, dh0 if needs[1] else None, dc0 if needs[2] else None,
                 dw_ih, dw_hh, db_ih, db_hh)
 
@@ -149,7 +150,7 @@ class GRULayer(Function):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
         kernel = for_device(ctx.device, "rnn")
         x, h0 = np.ascontiguousarray(x, like=like(x)), np.ascontiguousarray(h0, like=like(x))
-        xw = _project(kernel, x, w_ih, b_ih)
+        xw = _project(ctx.device, x, w_ih, b_ih)
         b_hh = np.zeros(w_hh.shape[0], dtype=x.dtype, like=like(x)) if b_hh is None else b_hh
         h_seq, saved = kernel.gru_forward(xw, h0, np.ascontiguousarray(w_hh.T, like=like(x)), b_hh)
         ctx.save_for_backward(x, h0, h_seq, saved, w_ih, w_hh)
@@ -163,7 +164,7 @@ class GRULayer(Function):
                                               h0, w_hh)
         needs = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _layer_grads(
-            kernel, needs[:1] + needs[2:], x, h0, h_seq, w_ih, d_xw, d_hw)
+            ctx.device, needs[:1] + needs[2:], x, h0, h_seq, w_ih, d_xw, d_hw)
         return dx, (dh0 if needs[1] else None), dw_ih, dw_hh, db_ih, db_hh
 
 
