@@ -227,34 +227,19 @@ def test_embedding_index_out_of_range():
 
 
 @pytest.mark.parametrize("mode", list(LAYERS))
-def test_float32_step_products_on_the_tiles_match_torch(mode, rng):
+@pytest.mark.parametrize("shape, all_products", [((7, 19, 6), False), ((5, 16, 32), True)], ids=["steps", "all"])
+def test_float32_products_on_the_tiles_match_torch(mode, shape, all_products, rng, monkeypatch):
     """Hidden 32: every step product's width (H, 3H, 4H) is a multiple of the tiles' lanes, so the
-    float32 time loops run them on register tiles; batch 19 leaves a share short of a tile's rows."""
-    cls, torch_cls, kwargs = LAYERS[mode]
-    reference = torch_cls(6, 32, **kwargs)
-    model = copy_of(reference, cls, np.float32, 6, 32, **kwargs)
-    x, tx = both(rng.standard_normal((7, 19, 6)).astype(np.float32))
-    out, _ = model(x)
-    t_out, _ = reference(tx)
-    assert_close(out, t_out, what="output", rtol=1e-4, atol=1e-5)
-    weights = rng.standard_normal(tuple(t_out.shape)).astype(np.float32)
-    (out * minidl.tensor(weights)).sum().backward()
-    (t_out * torch.from_numpy(weights)).sum().backward()
-    assert_close(x.grad, tx.grad, what="d input", rtol=1e-4, atol=1e-5)
-    for (name, param), (_, t_param) in zip(model.named_parameters(), reference.named_parameters()):
-        assert_close(param.grad, t_param.grad, what=f"d {name}", rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("mode", ["rnn_tanh", "lstm", "gru"])
-def test_float32_layer_products_on_the_tiles_match_torch(mode, rng, monkeypatch):
-    """The layer's GEMMs (x W_ih^T, d_xw W_ih, dW_ih, dW_hh) on register tiles at any size
-    (TILED_PRODUCT_FROM 0): T x N = 80 rows, input and hidden 32."""
+    float32 time loops run them on register tiles; batch 19 leaves a share short of a tile's rows.
+    With ``all_products`` the layer's GEMMs (x W_ih^T, d_xw W_ih, dW_ih, dW_hh) run on tiles too
+    (TILED_PRODUCT_FROM 0): T x N = 80 rows, input 32."""
     from minidl.kernels.cpu import matmul
-    monkeypatch.setattr(matmul, "TILED_PRODUCT_FROM", 0)
+    if all_products:
+        monkeypatch.setattr(matmul, "TILED_PRODUCT_FROM", 0)
     cls, torch_cls, kwargs = LAYERS[mode]
-    reference = torch_cls(32, 32, **kwargs)
-    model = copy_of(reference, cls, np.float32, 32, 32, **kwargs)
-    x, tx = both(rng.standard_normal((5, 16, 32)).astype(np.float32))
+    reference = torch_cls(shape[2], 32, **kwargs)
+    model = copy_of(reference, cls, np.float32, shape[2], 32, **kwargs)
+    x, tx = both(rng.standard_normal(shape).astype(np.float32))
     out, _ = model(x)
     t_out, _ = reference(tx)
     assert_close(out, t_out, what="output", rtol=1e-4, atol=1e-5)
