@@ -217,13 +217,17 @@ def _fill_phases(image, top, left, stride, wq, rows, planes):
                 m, p = (h + top) >> 1, (h + top) & 1
                 if m >= rows:
                     break
+                # columns 2k and 2k + 1 go to phases (left & 1) and ((1 + left) & 1), at k + offset
                 src = image[c, h]
-                for q in range(2):
-                    first = (q - left) & 1  # the first column of phase q
-                    n = (first + left) >> 1
-                    row = planes[(2 * p + q) * channels + c, m * wq + n:]
-                    for k in range(min((width - first + 1) >> 1, wq - n)):
-                        row[k] = src[first + 2 * k]
+                even = planes[(2 * p + (left & 1)) * channels + c, m * wq + (left >> 1):]
+                odd = planes[(2 * p + ((1 + left) & 1)) * channels + c, m * wq + ((1 + left) >> 1):]
+                pairs = min(width >> 1, wq - ((1 + left) >> 1))
+                for k in range(pairs):  # two streams of constant steps: vectorised as interleaved loads
+                    even[k] = src[2 * k]
+                    odd[k] = src[2 * k + 1]
+                for w in range(2 * pairs, width):  # an odd width's last column, or columns past Wq
+                    if (w + left) >> 1 < wq:
+                        planes[(2 * p + ((w + left) & 1)) * channels + c, m * wq + ((w + left) >> 1)] = src[w]
     return _finite(image)
 
 
