@@ -180,12 +180,13 @@ def test_linear_of_a_4d_and_a_permuted_input_matches_torch(rng):
 
 @pytest.mark.parametrize("in_features, out_features", [(40, 64), (300, 32), (64, 48)])
 def test_float32_linear_on_the_tiles_matches_torch(rng, monkeypatch, in_features, out_features):
-    """Y = X W^T, dX = dY W and dW = dY^T X on register tiles (TILED_PRODUCT_FROM 0) for a
+    """Y = X W^T, dX = dY W and dW = dY^T X on register tiles (TILED_PRODUCT_FROM and COPIED_B_ROWS 0) for a
     (3, 8, in) input of 24 rows; 48 outputs or 40 inputs leave those products to numpy; a
     permuted (non-contiguous) input too."""
     torch = pytest.importorskip("torch")
     from minidl.kernels.cpu import matmul
     monkeypatch.setattr(matmul, "TILED_PRODUCT_FROM", 0)
+    monkeypatch.setattr(matmul, "COPIED_B_ROWS", 0)
     weight = rng.standard_normal((out_features, in_features)).astype(np.float32)
     bias = rng.standard_normal(out_features).astype(np.float32)
     data = rng.standard_normal((8, 3, in_features)).astype(np.float32)

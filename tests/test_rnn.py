@@ -232,10 +232,11 @@ def test_float32_products_on_the_tiles_match_torch(mode, shape, all_products, rn
     """Hidden 32: every step product's width (H, 3H, 4H) is a multiple of the tiles' lanes, so the
     float32 time loops run them on register tiles; batch 19 leaves a share short of a tile's rows.
     With ``all_products`` the layer's GEMMs (x W_ih^T, d_xw W_ih, dW_ih, dW_hh) run on tiles too
-    (TILED_PRODUCT_FROM 0): T x N = 80 rows, input 32."""
+    (TILED_PRODUCT_FROM and COPIED_B_ROWS 0): T x N = 80 rows, input 32."""
     from minidl.kernels.cpu import matmul
     if all_products:
         monkeypatch.setattr(matmul, "TILED_PRODUCT_FROM", 0)
+        monkeypatch.setattr(matmul, "COPIED_B_ROWS", 0)
     cls, torch_cls, kwargs = LAYERS[mode]
     reference = torch_cls(shape[2], 32, **kwargs)
     model = copy_of(reference, cls, np.float32, shape[2], 32, **kwargs)

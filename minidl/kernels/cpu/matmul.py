@@ -28,8 +28,12 @@ def transposed_product(a, b):
     return _tiled_product(a, b, True)
 
 
-#: fewest multiply-adds for the tiles (below, the pool's launch costs more than BLAS's product)
-TILED_PRODUCT_FROM = 1 << 20
+#: fewest multiply-adds for the tiles: below, waking the pool's threads costs about what the tiles
+#: save (an MLP 784-256-128-10 step's 2M-multiply-add products at batch 64 measured slower on tiles)
+TILED_PRODUCT_FROM = 1 << 23
+#: fewest rows of A for the tiles when B must be copied first (Linear's W^T): below, the copy of
+#: K x N floats costs as much as the product saves (the MLP's first layer at batch 64: 64 rows)
+COPIED_B_ROWS = 256
 DEPTH_CHUNK = 256  # steps of K per sweep of a share's tiles: their A and B chunks stay in L2
 
 
@@ -37,7 +41,7 @@ def _tiled_product(a, b, transposed):
     """A B with A = a^T when ``transposed``, else a (module docstring)."""
     (depth, rows), width = (a.shape if transposed else a.shape[::-1]), b.shape[1]
     if (a.dtype != np.float32 or b.dtype != np.float32 or rows % TILE_ROWS or width % TILE_LANES
-            or depth * rows * width < TILED_PRODUCT_FROM):
+            or depth * rows * width < TILED_PRODUCT_FROM or (rows < COPIED_B_ROWS and not b.flags.c_contiguous)):
         return (a.T if transposed else a) @ b
     out = np.empty((rows, width), dtype=a.dtype)
     tasks.run(_product_tiles, rows // TILE_ROWS, np.ascontiguousarray(a), transposed,
