@@ -6,16 +6,17 @@ output is a multiple of TILE_ROWS x TILE_LANES and which hold at least TILED_PRO
 multiply-adds on ``register_tiles.product_tile`` (TILE_ROWS x TILE_LANES sums in vector
 registers, K in chunks of DEPTH_CHUNK) over shares of the output's row blocks; everything else
 on numpy's matmul (BLAS). A^T's rows are read in place (a^T b: the weight gradients dW = dY^T X);
-a's rows are packed K-major per block first (a b). Where numpy's OpenBLAS runs AVX2 kernels on
-an AVX-512 CPU (OPENBLAS_CORETYPE=Haswell on 2 Zen 5 cores) the tiles run AVX-512: an LSTM's
-(T=50, N=64, I=64, H=128) products, ms, BLAS / tiles: dW_hh 1.79 / 0.98, dW_ih 0.99 / 0.51,
-x W_ih^T 0.85 / 0.51, d_xw W_ih 0.87 / 0.86.
+a's rows are packed K-major per block first (a b; 8 x 8 blocks transposed in registers, which
+took d_xw W_ih from 0.86 to 0.51 ms against scalar copies). Where numpy's OpenBLAS runs AVX2
+kernels on an AVX-512 CPU (OPENBLAS_CORETYPE=Haswell on 2 Zen 5 cores) the tiles run AVX-512:
+an LSTM's (T=50, N=64, I=64, H=128) products, ms, BLAS / tiles: dW_hh 1.79 / 0.98, dW_ih 0.99 /
+0.51, x W_ih^T 0.85 / 0.46, d_xw W_ih 0.85 / 0.51.
 """
 import numpy as np
 from numba import njit
 
 from . import tasks
-from .register_tiles import TILE_LANES, TILE_ROWS, product_tile
+from .register_tiles import TILE_LANES, TILE_ROWS, pack_rows, product_tile
 
 
 def product(a, b):
@@ -62,9 +63,7 @@ def _product_tiles(share, first, last, a, transposed, b, out):
             if transposed:
                 source, start, stride = flat_a, chunk * rows + block, rows
             else:  # the block's rows of this chunk, K-major
-                for k in range(count):
-                    for r in range(TILE_ROWS):
-                        packed[k * TILE_ROWS + r] = a[block + r, chunk + k]
+                pack_rows(flat_a, block * depth + chunk, depth, count, packed)
                 source, start, stride = packed, 0, TILE_ROWS
             for column in range(0, width, TILE_LANES):
                 product_tile(source, start, stride, b, chunk * width + column, width, count, flat_out,

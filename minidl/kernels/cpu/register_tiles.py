@@ -24,13 +24,14 @@ constants (with stride 2 the taps of the four phase planes in turn, ``tap_groups
 gets IR of its own, its taps unrolled. ``register_conv`` runs convolutions on them.
 
 ``product_tile`` is the 1 x 1 window with strides of its own, a GEMM's micro-kernel: the
-recurrent layers' step products and their big GEMMs run on it (``rnn``).
+recurrent layers' step products and the big GEMMs of ``matmul`` run on it, their rows packed
+K-major by ``pack_rows`` (``transpose_8x8``: 8 x 8 blocks transposed in vector registers).
 """
 import functools
 
 import numba
 from llvmlite import binding, ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -153,6 +154,54 @@ def product_tile(typingctx, a, a_start, a_stride, b, b_start, b_stride, depth, o
         _store_tile(builder, updated, out_ptr, out_stride)
         return context.get_dummy_value()
     return sig, codegen
+
+
+@intrinsic
+def transpose_8x8(typingctx, src, src_start, src_stride, dst, dst_start):
+    """transpose_8x8(src, src_start, src_stride, dst, dst_start): dst[dst_start + 8 i + r] =
+    src[src_start + r src_stride + i] for r, i < 8, through 8 vector loads, 24 shuffles and 8
+    vector stores (a scalar loop takes 64 loads and stores): the K-major packing of 8 rows for
+    ``product_tile``. 1-d C-contiguous float32 arrays."""
+    if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
+               for array in (src, dst)):
+        return None
+    eight = ir.VectorType(ir.FloatType(), 8)
+
+    def codegen(context, builder, signature, args):
+        src_ptr, dst_ptr = (_element(context, builder, signature, args, index) for index in (0, 3))
+        src_stride = _int64(context, builder, signature, args, 2)
+
+        def shuffle(a, b, lanes):
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), lanes))
+
+        rows = [builder.load(builder.bitcast(builder.gep(src_ptr, [builder.mul(_constant(r), src_stride)]),
+                                             eight.as_pointer()), align=4) for r in range(8)]
+        pairs = [[0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]]  # rows 2p, 2p + 1 interleaved
+        firsts = [shuffle(rows[p], rows[p + 1], lanes) for p in range(0, 8, 2) for lanes in pairs]
+        quads = [[0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]]
+        seconds = [shuffle(firsts[base + half], firsts[base + 2 + half], lanes)
+                   for base in (0, 4) for half in (0, 1) for lanes in quads]
+        for i in range(4):  # columns i and i + 4: the low and high halves of seconds i and i + 4
+            for column, lanes in ((i, [0, 1, 2, 3, 8, 9, 10, 11]), (i + 4, [4, 5, 6, 7, 12, 13, 14, 15])):
+                builder.store(shuffle(seconds[i], seconds[i + 4], lanes),
+                              builder.bitcast(builder.gep(dst_ptr, [_constant(8 * column)]), eight.as_pointer()),
+                              align=4)
+        return context.get_dummy_value()
+    return types.void(src, src_start, src_stride, dst, dst_start), codegen
+
+
+@njit(cache=True, nogil=True)
+def pack_rows(src, start, stride, depth, packed):
+    """packed[TILE_ROWS k + r] = src[start + r stride + k] for r < TILE_ROWS, k < depth: TILE_ROWS
+    rows of a matrix, K-major, as ``product_tile`` reads A (8 x 8 blocks by ``transpose_8x8``)."""
+    done = 0
+    if TILE_ROWS == 8:
+        for k in range(0, depth - 7, 8):
+            transpose_8x8(src, start + k, stride, packed, 8 * k)
+        done = depth - depth % 8
+    for k in range(done, depth):
+        for r in range(TILE_ROWS):
+            packed[TILE_ROWS * k + r] = src[start + r * stride + k]
 
 
 def _add_taps(builder, sums, weights, plane, offsets):

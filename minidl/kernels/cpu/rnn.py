@@ -42,7 +42,7 @@ from numba.extending import overload
 
 from . import tasks
 from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
-from .register_tiles import TILE_LANES, TILE_ROWS, product_tile
+from .register_tiles import TILE_LANES, TILE_ROWS, pack_rows, product_tile
 
 ROWS_PER_SHARE = TILE_ROWS  # LSTM and GRU (module docstring): 8 with AVX-512
 
@@ -68,13 +68,17 @@ def _step_product_for(a, b, out):
         packed = np.empty(depth * TILE_ROWS, dtype=a.dtype)  # a tile's rows of a, K-major
         partial = np.empty(TILE_ROWS * width, dtype=a.dtype)  # the sums of a last tile short of rows
         flat_b, flat_out = b.reshape(-1), out.reshape(-1)
+        flat_a = a.reshape(-1)
         for first in range(0, rows, TILE_ROWS):
             count = min(TILE_ROWS, rows - first)
-            for k in range(depth):
-                for r in range(count):
-                    packed[k * TILE_ROWS + r] = a[first + r, k]
-                for r in range(count, TILE_ROWS):
-                    packed[k * TILE_ROWS + r] = 0.0
+            if count == TILE_ROWS:
+                pack_rows(flat_a, first * depth, depth, depth, packed)
+            else:  # a last tile short of rows: zeros for the rows it lacks
+                for k in range(depth):
+                    for r in range(count):
+                        packed[k * TILE_ROWS + r] = a[first + r, k]
+                    for r in range(count, TILE_ROWS):
+                        packed[k * TILE_ROWS + r] = 0.0
             target, start = (flat_out, first * width) if count == TILE_ROWS else (partial, 0)
             for column in range(0, width, TILE_LANES):
                 product_tile(packed, 0, TILE_ROWS, flat_b, column, width, depth, target, start + column, width, False)
