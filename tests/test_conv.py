@@ -417,7 +417,8 @@ def _register_tile_cases(count, seed=5):
              (2, 16, 32, 32, 32, 3, 2, (1, 1)),   # the bench's ConvTranspose2d, as the convolution it transposes
              (1, 5, 8, 7, 9, 3, 2, (0, 2)),       # an odd width: x's last column reaches no output
              (2, 3, 3, 4, 10, 3, 2, (2, 1)),      # one output row
-             (1, 4, 11, 12, 17, 5, 2, (3, 4))]
+             (1, 4, 11, 12, 17, 5, 2, (3, 4)),
+             (2, 3, 1, 5, 9, 3, 2, (1, 1))]      # one row of x: dX's phase 0 has no rows
     while len(cases) < count:
         k, stride = int(rng.choice([3, 5])), int(rng.choice([1, 2]))
         padding = tuple(int(p) for p in rng.integers(0, k, 2))

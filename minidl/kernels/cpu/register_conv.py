@@ -193,15 +193,32 @@ def _transposed_at(stride, kh, kw, taps, phase_taps, taps_before, stack, size, w
     def phases(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
                out, acc, rows, cols, ph, pw):
         first, per_tap = np.int64(0), n_blocks * TILE_ROWS * channels  # floats of ``kernels`` per tap of a phase
-        _correlate_blocks(kh, kw, 2, 0, phase_taps[0], stack, size, wq, channels, kernels, taps_before[0] * per_tap,
-                          bias, first, n_blocks, out, acc, rows, cols, 2, ph, pw)
-        _correlate_blocks(kh, kw, 2, 1, phase_taps[1], stack, size, wq, channels, kernels, taps_before[1] * per_tap,
-                          bias, first, n_blocks, out, acc, rows, cols, 2, ph, pw - 1)
-        _correlate_blocks(kh, kw, 2, 2, phase_taps[2], stack, size, wq, channels, kernels, taps_before[2] * per_tap,
-                          bias, first, n_blocks, out, acc, rows, cols, 2, ph - 1, pw)
-        _correlate_blocks(kh, kw, 2, 3, phase_taps[3], stack, size, wq, channels, kernels, taps_before[3] * per_tap,
-                          bias, first, n_blocks, out, acc, rows, cols, 2, ph - 1, pw - 1)
+        height, width = out.shape[1:]
+        top0, rows0 = _phase_span(height, ph, 0)  # the phase rows (and columns) that hold x's
+        top1, rows1 = _phase_span(height, ph, 1)
+        left0, cols0 = _phase_span(width, pw, 0)
+        left1, cols1 = _phase_span(width, pw, 1)
+        _correlate_blocks(kh, kw, 2, 0, phase_taps[0], stack[top0 * wq + left0:], size, wq, channels, kernels,
+                          taps_before[0] * per_tap, bias, first, n_blocks, out, acc, rows0, cols0, 2, ph - 2 * top0,
+                          pw - 2 * left0)
+        _correlate_blocks(kh, kw, 2, 1, phase_taps[1], stack[top0 * wq + left1:], size, wq, channels, kernels,
+                          taps_before[1] * per_tap, bias, first, n_blocks, out, acc, rows0, cols1, 2, ph - 2 * top0,
+                          pw - 1 - 2 * left1)
+        _correlate_blocks(kh, kw, 2, 2, phase_taps[2], stack[top1 * wq + left0:], size, wq, channels, kernels,
+                          taps_before[2] * per_tap, bias, first, n_blocks, out, acc, rows1, cols0, 2,
+                          ph - 1 - 2 * top1, pw - 2 * left0)
+        _correlate_blocks(kh, kw, 2, 3, phase_taps[3], stack[top1 * wq + left1:], size, wq, channels, kernels,
+                          taps_before[3] * per_tap, bias, first, n_blocks, out, acc, rows1, cols1, 2,
+                          ph - 1 - 2 * top1, pw - 1 - 2 * left1)
     return phases
+
+
+@njit(inline="always")
+def _phase_span(length, pad, phase):
+    """(first, count) of the phase-``phase`` positions m (2m + phase - pad = a position of x) that
+    fall inside x's ``length``: dX's phase tiles start there, not on padding."""
+    first = max(0, (pad - phase + 1) >> 1)
+    return first, ((length - 1 + pad - phase) >> 1) - first + 1
 
 
 @njit(cache=True)
