@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from . import tasks
-from .register_tiles import TILE_LANES, TILE_ROWS, pack_rows, product_tile
+from .register_tiles import TILE_LANES, TILE_ROWS, pack_rows, row_block_product
 
 
 def product(a, b):
@@ -65,6 +65,5 @@ def _product_tiles(share, first, last, a, transposed, b, out):
             else:  # the block's rows of this chunk, K-major
                 pack_rows(flat_a, block * depth + chunk, depth, count, packed)
                 source, start, stride = packed, 0, TILE_ROWS
-            for column in range(0, width, TILE_LANES):
-                product_tile(source, start, stride, b, chunk * width + column, width, count, flat_out,
-                             block * width + column, width, chunk > 0)
+            row_block_product(source, start, stride, b, chunk * width, width, count, flat_out, block * width,
+                              chunk > 0)

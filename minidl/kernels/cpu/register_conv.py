@@ -42,9 +42,8 @@ forward of the convolution it transposes 1.73 / 0.77 (193 GFLOP/s), whole layer 
 
 Filling the planes costs as much as a pass's tiles on small images unless its loops vectorise:
 rows copied in loops of constant steps (stride 2 as two interleaved streams), no division per
-row, and the finiteness test as one integer pass over the image's exponent bits (a float64 sum
-of 0 x value in the copies doubled their time): 64 images of (16, 32, 32) on one Zen 5 core
-0.61 -> 0.15 ms (stride 2: 0.74 -> 0.29).
+row, and the finiteness test apart from them (``direct_conv.finite``): 64 images of
+(16, 32, 32) on one Zen 5 core 0.61 -> 0.15 ms (stride 2: 0.74 -> 0.29).
 
 The backward pass is one kernel over shares of the images (``tasks.run``), each share adding
 its images' dK and db to partial sums of its own (float64), summed in share order; an image
@@ -58,7 +57,7 @@ from numba import literally, njit, types
 from numba.extending import overload
 
 from . import tasks
-from .direct_conv import _cache_aligned, balanced, image_parts, run_backward
+from .direct_conv import _cache_aligned, balanced, finite, image_parts, run_backward
 from .elementary import row_sum
 from .register_tiles import (LANES, TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, tap_groups,
                              weight_grad_tile)
@@ -192,25 +191,29 @@ def _transposed_at(stride, kh, kw, taps, phase_taps, taps_before, stack, size, w
 
     def phases(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
                out, acc, rows, cols, ph, pw):
-        first, per_tap = np.int64(0), n_blocks * TILE_ROWS * channels  # floats of ``kernels`` per tap of a phase
-        height, width = out.shape[1:]
-        top0, rows0 = _phase_span(height, ph, 0)  # the phase rows (and columns) that hold x's
-        top1, rows1 = _phase_span(height, ph, 1)
-        left0, cols0 = _phase_span(width, pw, 0)
-        left1, cols1 = _phase_span(width, pw, 1)
-        _correlate_blocks(kh, kw, 2, 0, phase_taps[0], stack[top0 * wq + left0:], size, wq, channels, kernels,
-                          taps_before[0] * per_tap, bias, first, n_blocks, out, acc, rows0, cols0, 2, ph - 2 * top0,
-                          pw - 2 * left0)
-        _correlate_blocks(kh, kw, 2, 1, phase_taps[1], stack[top0 * wq + left1:], size, wq, channels, kernels,
-                          taps_before[1] * per_tap, bias, first, n_blocks, out, acc, rows0, cols1, 2, ph - 2 * top0,
-                          pw - 1 - 2 * left1)
-        _correlate_blocks(kh, kw, 2, 2, phase_taps[2], stack[top1 * wq + left0:], size, wq, channels, kernels,
-                          taps_before[2] * per_tap, bias, first, n_blocks, out, acc, rows1, cols0, 2,
-                          ph - 1 - 2 * top1, pw - 2 * left0)
-        _correlate_blocks(kh, kw, 2, 3, phase_taps[3], stack[top1 * wq + left1:], size, wq, channels, kernels,
-                          taps_before[3] * per_tap, bias, first, n_blocks, out, acc, rows1, cols1, 2,
-                          ph - 1 - 2 * top1, pw - 1 - 2 * left1)
+        per_tap = n_blocks * TILE_ROWS * channels  # floats of ``kernels`` per tap of a phase
+        _transposed_phase(kh, kw, 0, phase_taps[0], taps_before[0] * per_tap, stack, size, wq, channels, kernels,
+                          bias, n_blocks, out, acc, ph, pw)
+        _transposed_phase(kh, kw, 1, phase_taps[1], taps_before[1] * per_tap, stack, size, wq, channels, kernels,
+                          bias, n_blocks, out, acc, ph, pw)
+        _transposed_phase(kh, kw, 2, phase_taps[2], taps_before[2] * per_tap, stack, size, wq, channels, kernels,
+                          bias, n_blocks, out, acc, ph, pw)
+        _transposed_phase(kh, kw, 3, phase_taps[3], taps_before[3] * per_tap, stack, size, wq, channels, kernels,
+                          bias, n_blocks, out, acc, ph, pw)
     return phases
+
+
+@njit(cache=True)
+def _transposed_phase(kh, kw, phase, taps, kernel_base, stack, size, wq, channels, kernels, bias, n_blocks, out, acc,
+                      ph, pw):
+    """Phase (p, q) = (phase // 2, phase % 2) of a stride-2 dX: the correlation of the dYq planes
+    with the ``taps`` that reach it (``kernels`` from kernel_base), over the phase positions that
+    hold x's (``_phase_span``)."""
+    p, q = phase >> 1, phase & 1
+    top, rows = _phase_span(out.shape[1], ph, p)
+    left, cols = _phase_span(out.shape[2], pw, q)
+    _correlate_blocks(kh, kw, 2, phase, taps, stack[top * wq + left:], size, wq, channels, kernels, kernel_base, bias,
+                      np.int64(0), n_blocks, out, acc, rows, cols, 2, ph - p - 2 * top, pw - q - 2 * left)
 
 
 @njit(inline="always")
@@ -251,17 +254,6 @@ def _fill_phases(image, top, left, stride, wq, rows, planes):
                 for w in range(2 * pairs, width):  # an odd width's last column, or columns past Wq
                     if (w + left) >> 1 < wq:
                         planes[(2 * p + ((w + left) & 1)) * channels + c, m * wq + ((w + left) >> 1)] = src[w]
-
-
-@njit(cache=True)
-def _finite(image):
-    """Whether no entry of the float32 ``image`` is a NaN or inf (exponent bits all ones): one
-    integer pass (a float64 sum of 0 x value in the copy loops cost more than the copies)."""
-    bits = image.reshape(-1).view(np.int32)
-    worst = 0
-    for k in range(bits.size):
-        worst = max(worst, bits[k] & 0x7F800000)
-    return worst < 0x7F800000
 
 
 @njit(inline="always")
@@ -329,7 +321,7 @@ def _kernels(kh, kw, stride):
             _fill_phases(dy[n], grad_top, grad_left, 1, wq, plane_rows, grad_planes[:n_out])
             for o in range(n_out):
                 dbias[o] += row_sum(dy[n, o].reshape(-1))
-            if need_dw and _finite(x[n]):
+            if need_dw and finite(x[n]):
                 _fill_phases(x[n], ph, pw, stride, wq, plane_rows, planes)
                 for o in range(0, dweight_parts.shape[1], WEIGHT_GRAD_ROWS):
                     for c in range(channels):

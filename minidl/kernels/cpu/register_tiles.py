@@ -66,14 +66,16 @@ def tap_groups(kh, kw, stride, phase):
     dYq = dY after ceil(kh / s) - 1 zero rows and ceil(kw / s) - 1 zero columns, tap (s du + p,
     s dv + q) at offset (ceil(kh / s) - 1 - du, ceil(kw / s) - 1 - dv)."""
     rows, cols = -(-kh // stride), -(-kw // stride)
+
+    def steps(p, q):  # (du, dv) of the taps (s du + p, s dv + q) inside the window
+        return [(du, dv) for du in range(-(-(kh - p) // stride)) for dv in range(-(-(kw - q) // stride))]
+
     if phase < 0:
-        groups = [(stride * p + q, [(stride * du + p, stride * dv + q, du, dv)
-                                    for du in range(-(-(kh - p) // stride)) for dv in range(-(-(kw - q) // stride))])
+        groups = [(stride * p + q, [(stride * du + p, stride * dv + q, du, dv) for du, dv in steps(p, q)])
                   for p in range(stride) for q in range(stride)]
     else:
         p, q = divmod(phase, stride)
-        groups = [(0, [(stride * du + p, stride * dv + q, rows - 1 - du, cols - 1 - dv)
-                       for du in range(-(-(kh - p) // stride)) for dv in range(-(-(kw - q) // stride))])]
+        groups = [(0, [(stride * du + p, stride * dv + q, rows - 1 - du, cols - 1 - dv) for du, dv in steps(p, q)])]
     return [(group, taps) for group, taps in groups if taps]
 
 
@@ -127,10 +129,10 @@ def _correlate_codegen(kh, kw, stride, phase):
 def product_tile(typingctx, a, a_start, a_stride, b, b_start, b_stride, depth, out, out_start, out_stride, accumulate):
     """product_tile(a, a_start, a_stride, b, b_start, b_stride, depth, out, out_start, out_stride,
     accumulate): a GEMM's tile, out[out_start + r out_stride + j] = sum_(k < depth) A[k, r] B[k, j]
-    (added to what out holds there when ``accumulate``) for r <
-    TILE_ROWS, j < TILE_LANES, with A[k, r] = a[a_start + k a_stride + r] (A^T's rows: TILE_ROWS
-    consecutive floats) and B[k, j] = b[b_start + k b_stride + j]: the 1 x 1 window of
-    ``correlate_tile`` with strides of its own. 1-d C-contiguous float32 arrays, depth >= 1."""
+    (added to what out holds there when ``accumulate``) for r < TILE_ROWS, j < TILE_LANES, with
+    A[k, r] = a[a_start + k a_stride + r] (A^T's rows: TILE_ROWS consecutive floats) and B[k, j] =
+    b[b_start + k b_stride + j]: the 1 x 1 window of ``correlate_tile`` with strides of its own.
+    1-d C-contiguous float32 arrays, depth >= 1."""
     if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
                for array in (a, b, out)):
         return None
@@ -202,6 +204,16 @@ def pack_rows(src, start, stride, depth, packed):
     for k in range(done, depth):
         for r in range(TILE_ROWS):
             packed[TILE_ROWS * k + r] = src[start + r * stride + k]
+
+
+@njit(inline="always")
+def row_block_product(a, a_start, a_stride, b, b_start, width, depth, out, out_start, accumulate):
+    """One block of TILE_ROWS rows of out (rows ``width`` apart, from out_start) = A B over
+    ``depth`` steps of K: ``product_tile`` for each TILE_LANES columns of B (rows ``width`` apart,
+    from b_start); width a multiple of TILE_LANES."""
+    for column in range(0, width, TILE_LANES):
+        product_tile(a, a_start, a_stride, b, b_start + column, width, depth, out, out_start + column, width,
+                     accumulate)
 
 
 def _add_taps(builder, sums, weights, plane, offsets):

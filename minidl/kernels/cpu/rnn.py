@@ -42,7 +42,7 @@ from numba.extending import overload
 
 from . import tasks
 from .elementary import NO_ZERO_DIVISION_CHECK, sigmoid, tanh
-from .register_tiles import TILE_LANES, TILE_ROWS, pack_rows, product_tile
+from .register_tiles import TILE_LANES, TILE_ROWS, pack_rows, row_block_product
 
 ROWS_PER_SHARE = TILE_ROWS  # LSTM and GRU (module docstring): 8 with AVX-512
 
@@ -80,8 +80,7 @@ def _step_product_for(a, b, out):
                     for r in range(count, TILE_ROWS):
                         packed[k * TILE_ROWS + r] = 0.0
             target, start = (flat_out, first * width) if count == TILE_ROWS else (partial, 0)
-            for column in range(0, width, TILE_LANES):
-                product_tile(packed, 0, TILE_ROWS, flat_b, column, width, depth, target, start + column, width, False)
+            row_block_product(packed, 0, TILE_ROWS, flat_b, 0, width, depth, target, start, False)
             if count < TILE_ROWS:
                 for r in range(count):
                     out[first + r] = partial[r * width:(r + 1) * width]
