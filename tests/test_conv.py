@@ -461,6 +461,73 @@ def test_stride_2_tiles_match_torch(rng, n, c, h, w, o, k, padding):
                           stride=2)
 
 
+def _winograd_tile_cases(count, seed=7):
+    """(n, c, h, w, o, padding): paddings 0 to 2, odd output sizes (a last tile row or column
+    half outside), blocks of tiles that end inside a row of tiles, rows of tiles longer than a
+    block, channels that do not fill the last tile of output channels."""
+    rng = np.random.default_rng(seed)
+    cases = [(2, 16, 32, 32, 32, (1, 1)),   # the bench's conv2d: full blocks
+             (2, 17, 13, 30, 33, (2, 2)),   # rows of 16 tiles over blocks; a last tile of 1 output channel
+             (1, 9, 3, 3, 8, (0, 0)),       # one output position
+             (2, 3, 2, 70, 40, (1, 1)),     # rows of 35 tiles: blocks end inside them
+             (1, 1, 9, 7, 5, (1, 0)),       # one input channel
+             (2, 5, 5, 6, 8, (2, 0))]
+    while len(cases) < count:
+        padding = tuple(int(p) for p in rng.integers(0, 3, 2))
+        h, w = (int(3 - 2 * p + rng.integers(0, 20)) for p in padding)
+        cases.append((int(rng.integers(1, 4)), int(rng.integers(1, 20)), max(h, 1), max(w, 1),
+                      int(rng.integers(1, 41)), padding))
+    return cases
+
+
+@pytest.mark.parametrize("n, c, h, w, o, padding", _winograd_tile_cases(20))
+def test_winograd_tiles_equal_the_float64_paths(rng, n, c, h, w, o, padding):
+    """register_winograd's F(2x2, 3x3) tiles in float32 against conv2d's float64 paths: the same
+    convolution of the same values, within float32 rounding."""
+    from minidl.kernels.cpu import conv, register_winograd
+    out_size = tuple(s + 2 * p - 2 for s, p in zip((h, w), padding))
+    if min(out_size) < 1:
+        pytest.skip("no output")
+    x = rng.standard_normal((n, c, h, w))
+    weight, bias = rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
+    ours = register_winograd.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), padding)
+    assert ours.dtype == np.float32
+    assert_close(ours, conv.conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1), 1, out_size), what="y",
+                 rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("where", ["input", "weight", "bias"])
+def test_winograd_tiles_leave_a_nonfinite_value_to_the_direct_tiles(rng, where):
+    """In a transform inf - inf is NaN: an image holding an inf (or every image, when the weight
+    or bias holds one) is computed by the direct tiles, the same outputs bit for bit; the other
+    images stay on the Winograd tiles."""
+    from minidl.kernels.cpu import register_conv, register_winograd
+    x = rng.standard_normal((3, 16, 8, 9)).astype(np.float32)
+    weight = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    array, index = {"input": (x, (1, 2, 3, 4)), "weight": (weight, (3, 2, 1, 2)), "bias": (bias, 2)}[where]
+    array[index] = np.inf
+    ours = register_winograd.conv2d_forward(x, weight, bias, (1, 1))
+    direct = register_conv.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+    assert np.isinf(direct).any()
+    held = [1] if where == "input" else [0, 1, 2]
+    np.testing.assert_array_equal(ours[held], direct[held])
+    if where == "input":
+        assert np.isfinite(ours[[0, 2]]).all() and not np.array_equal(ours[[0, 2]], direct[[0, 2]])
+        np.testing.assert_allclose(ours[[0, 2]], direct[[0, 2]], rtol=1e-4, atol=1e-4)
+
+
+def test_bench_conv2d_runs_on_the_winograd_tiles_and_matches_torch(rng):
+    """The bench's conv2d row (a smaller batch) takes the Winograd tiles forward and the direct
+    tiles backward; F.conv2d forward and backward against PyTorch in float32."""
+    from minidl.kernels.cpu import conv, register_tiles
+    if register_tiles.LANES != 16:
+        pytest.skip("the Winograd tiles are chosen with AVX-512 only")
+    x, weight = np.zeros((2, 16, 32, 32), np.float32), np.zeros((32, 16, 3, 3), np.float32)
+    assert conv._algorithm_for(x, weight, (1, 1), (1, 1), (1, 1), 1, (32, 32)) == "winograd tiles"
+    _conv2d_matches_torch(rng, np.float32, x.shape, weight.shape, (1, 1), 1, dict(rtol=1e-4, atol=1e-4))
+
+
 AVX2_TILES = """
 import numpy as np
 from minidl.kernels.cpu import conv, register_conv, register_tiles
@@ -477,6 +544,11 @@ for (n, c, h, w, o, k, s, p) in ((2, 5, 9, 8, 13, 3, 1, (1, 0)), (3, 4, 7, 9, 7,
     pairs += zip(register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (s, s), p),
                  conv.conv2d_backward(x, weight, dy, *args))
     worst = max([worst] + [np.abs(a - b).max() / max(1.0, np.abs(b).max()) for a, b in pairs])
+from minidl.kernels.cpu import register_winograd
+x, weight, bias = rng.standard_normal((2, 5, 9, 40)), rng.standard_normal((13, 5, 3, 3)), rng.standard_normal(13)
+ours = register_winograd.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), (1, 2))
+reference = conv.conv2d_forward(x, weight, bias, (1, 1), (1, 2), (1, 1), 1, (9, 42))
+worst = max(worst, np.abs(ours - reference).max() / np.abs(reference).max())
 from minidl.kernels.cpu import matmul
 matmul.TILED_PRODUCT_FROM = 0
 a, b = rng.standard_normal((48, 300)), rng.standard_normal((300, 64))
@@ -489,7 +561,8 @@ print(register_tiles.LANES, register_tiles.TILE_ROWS, worst)
 
 def test_register_tiles_with_avx2_vectors(tmp_path):
     """Compiled for an AVX2 CPU (NUMBA_CPU_NAME=haswell, a cache of its own) the tiles take
-    8-float vectors and 6-channel tiles, and compute the same convolutions and products as float64."""
+    8-float vectors and 6-channel tiles, and compute the same convolutions (direct and Winograd)
+    and products as float64."""
     import platform
     import subprocess
     import sys

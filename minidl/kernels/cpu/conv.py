@@ -435,10 +435,13 @@ def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
 
 def _algorithm_for(x, weight, stride, padding, dilation, groups, out_size):
     """``_algorithm`` for these arrays: float32 takes register_conv's tiles where it says so
-    ("register tiles" in other dtypes is im2col)."""
+    ("register tiles" in other dtypes is im2col), and of those 3x3 stride-1 layers the Winograd
+    tiles (``register_winograd.chosen``: "winograd tiles"; their backward pass is the tiles')."""
     algorithm = _algorithm(weight.shape, stride, padding, dilation, groups, out_size)
     if algorithm in ("direct 3x3", "register tiles") and x.dtype == np.float32:
-        return "register tiles"
+        winograd_tiles = tuple(weight.shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and register_winograd.chosen(
+            x.shape, weight.shape, out_size)
+        return "winograd tiles" if winograd_tiles else "register tiles"
     if algorithm == "register tiles":
         return "im2col chunks" if chunked(weight.shape, groups) else "im2col"
     return algorithm
@@ -449,6 +452,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
     if algorithm == "register tiles":
         return register_conv.conv2d_forward(x, weight, bias, stride, padding)
+    if algorithm == "winograd tiles":
+        return register_winograd.conv2d_forward(x, weight, bias, padding)
     if algorithm == "winograd":
         return winograd.conv2d_forward(x, weight, bias, padding, out_size)
     if algorithm == "im2col chunks":
@@ -490,7 +495,7 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     n_batch, channels = x.shape[:2]
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
     algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
-    if algorithm == "register tiles":
+    if algorithm in ("register tiles", "winograd tiles"):
         return register_conv.conv2d_backward(x, weight, dy, stride, padding, need_dx, need_dw)
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
@@ -855,4 +860,5 @@ def _fold_chunk(cols, phase_width, count, kh, kw, sh, sw, dh, dw, oh, ow, dxq):
                             target[j] += source[j]
 
 
-from . import direct_conv, register_conv, winograd  # noqa: E402  (at the end: winograd takes this module's workspaces)
+# at the end: winograd takes this module's workspaces
+from . import direct_conv, register_conv, register_winograd, winograd  # noqa: E402

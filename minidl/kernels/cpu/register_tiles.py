@@ -25,7 +25,10 @@ gets IR of its own, its taps unrolled. ``register_conv`` runs convolutions on th
 
 ``product_tile`` is the 1 x 1 window with strides of its own, a GEMM's micro-kernel: the
 recurrent layers' step products and the big GEMMs of ``matmul`` run on it, their rows packed
-K-major by ``pack_rows`` (``transpose_8x8``: 8 x 8 blocks transposed in vector registers).
+K-major by ``pack_rows`` (``transpose_8x8``: 8 x 8 blocks transposed in vector registers), and
+so do the 16 GEMMs of ``register_winograd``'s F(2x2, 3x3) between its transforms on vectors of
+LANES tiles (``winograd_input_tile``, ``winograd_output_tile``), which store with masks
+(llvm.masked.store) where a row of tiles ends.
 """
 import functools
 
@@ -214,6 +217,101 @@ def row_block_product(a, a_start, a_stride, b, b_start, width, depth, out, out_s
     for column in range(0, width, TILE_LANES):
         product_tile(a, a_start, a_stride, b, b_start + column, width, depth, out, out_start + column, width,
                      accumulate)
+
+
+@intrinsic
+def winograd_input_tile(typingctx, planes, start, phase_stride, wq, v, v_start, v_step, count):
+    """winograd_input_tile(planes, start, phase_stride, wq, v, v_start, v_step, count): the input
+    transform V = B^T D B of F(2x2, 3x3) for LANES consecutive tiles of one channel (those below
+    ``count`` stored), v[v_start + (4a + b) v_step + l] = V_l[a, b] with D_l[i, j] = Xp[2ty + i,
+    2(tx + l) + j] read from the stride-2 phase planes P_pq[m, n] = Xp[2m + p, 2n + q]
+    (``register_conv._fill_phases``): P_pq at planes[start + (2p + q) phase_stride + m' wq + n'],
+    (m', n') = (m - ty, n - tx), so that a vector of tiles loads consecutive floats. With D's rows
+    d_i, B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3), and the same along the columns.
+    1-d C-contiguous float32 arrays; the lanes past ``count`` are neither stored nor used."""
+    if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
+               for array in (planes, v)):
+        return None
+    sig = types.void(planes, start, phase_stride, wq, v, v_start, v_step, count)
+
+    def codegen(context, builder, signature, args):
+        plane_ptr, v_ptr = (_element(context, builder, signature, args, index) for index in (0, 4))
+        phase_stride, wq, v_step, count = (_int64(context, builder, signature, args, index) for index in (2, 3, 6, 7))
+        two_phases = builder.mul(_constant(2), phase_stride)
+        rows = [_constant(0), two_phases, wq, builder.add(two_phases, wq)]  # Xp rows 2ty + i: phase p = i % 2
+        columns = [_constant(0), phase_stride, _constant(1), builder.add(phase_stride, _constant(1))]
+        d = [[builder.load(_vector_pointer(builder, plane_ptr, builder.add(row, column)), align=4)
+              for column in columns] for row in rows]  # d[i][j], columns j = 2tx, 2tx + 1, 2tx + 2, 2tx + 3
+
+        def b_transposed(d0, d1, d2, d3):
+            return [builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)]
+
+        rows_done = list(zip(*[b_transposed(*[d[i][j] for i in range(4)]) for j in range(4)]))  # [a][j]
+        mask = _lanes_below(builder, count, 0)
+        for a in range(4):
+            for b, value in enumerate(b_transposed(*rows_done[a])):
+                slab = builder.mul(_constant(4 * a + b), v_step)
+                _masked_store(builder, value, _vector_pointer(builder, v_ptr, slab), mask)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def winograd_output_tile(typingctx, m, m_start, m_step, shift, y, top, bottom, top_count, bottom_count):
+    """winograd_output_tile(m, m_start, m_step, shift, y, top, bottom, top_count, bottom_count): the
+    output transform Y = A^T M A + shift of F(2x2, 3x3) for LANES consecutive tiles, M_l[a, b] =
+    m[m_start + (4a + b) m_step + l]: row 0 of each tile's 2 x 2 outputs at y[top + 2l], y[top + 2l
+    + 1], row 1 at y[bottom + ...], the first top_count (bottom_count) of those 2 LANES floats
+    stored. A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]. 1-d C-contiguous float32 arrays."""
+    if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
+               for array in (m, y)):
+        return None
+    sig = types.void(m, m_start, m_step, types.float32, y, top, bottom, top_count, bottom_count)
+
+    def codegen(context, builder, signature, args):
+        m_ptr = _element(context, builder, signature, args, 0)
+        y_ptr = cgutils.create_struct_proxy(signature.args[4])(context, builder, value=args[4]).data
+        m_step, top, bottom, top_count, bottom_count = (_int64(context, builder, signature, args, index)
+                                                        for index in (2, 5, 6, 7, 8))
+        undefined = ir.Constant(_VECTOR, ir.Undefined)
+        shift = builder.shuffle_vector(builder.insert_element(undefined, args[3], ir.Constant(ir.IntType(32), 0)),
+                                       undefined, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+        mk = [builder.load(_vector_pointer(builder, m_ptr, builder.mul(_constant(k), m_step)), align=4)
+              for k in range(16)]
+
+        def a_transposed(m0, m1, m2, m3):
+            return builder.fadd(builder.fadd(m0, m1), m2), builder.fsub(builder.fsub(m1, m2), m3)
+
+        by_row = list(zip(*[a_transposed(*[mk[4 * a + b] for a in range(4)]) for b in range(4)]))  # [i][b]
+        for (first, second), row, count in zip([a_transposed(*values) for values in by_row], (top, bottom),
+                                               (top_count, bottom_count)):
+            first, second = builder.fadd(first, shift), builder.fadd(second, shift)
+            for half in range(2):  # outputs 2l and 2l + 1 side by side
+                order = [half * LANES // 2 + k // 2 + (LANES if k % 2 else 0) for k in range(LANES)]
+                pair = builder.shuffle_vector(first, second, ir.Constant(ir.VectorType(ir.IntType(32), LANES), order))
+                _masked_store(builder, pair, _vector_pointer(builder, y_ptr, builder.add(row, _constant(half * LANES))),
+                              _lanes_below(builder, count, half * LANES))
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+def _lanes_below(builder, count, first):
+    """The mask of the lanes l with first + l < count."""
+    indices = ir.VectorType(ir.IntType(64), LANES)
+    bound = builder.shuffle_vector(
+        builder.insert_element(ir.Constant(indices, ir.Undefined), count, ir.Constant(ir.IntType(32), 0)),
+        ir.Constant(indices, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return builder.icmp_signed("<", ir.Constant(indices, [first + lane for lane in range(LANES)]), bound)
+
+
+def _masked_store(builder, value, pointer, mask):
+    """llvm.masked.store: the lanes of ``value`` that ``mask`` sets, to ``pointer``; no other
+    memory is touched (another thread may be writing the floats past a row's end)."""
+    store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [_VECTOR, _VECTOR.as_pointer(), ir.IntType(32),
+                                                        ir.VectorType(ir.IntType(1), LANES)]),
+        f"llvm.masked.store.v{LANES}f32.p0")
+    builder.call(store, [value, pointer, ir.Constant(ir.IntType(32), 4), mask])
 
 
 def _add_taps(builder, sums, weights, plane, offsets):
