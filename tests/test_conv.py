@@ -482,49 +482,62 @@ def _winograd_tile_cases(count, seed=7):
 
 @pytest.mark.parametrize("n, c, h, w, o, padding", _winograd_tile_cases(20))
 def test_winograd_tiles_equal_the_float64_paths(rng, n, c, h, w, o, padding):
-    """register_winograd's F(2x2, 3x3) tiles in float32 against conv2d's float64 paths: the same
-    convolution of the same values, within float32 rounding."""
-    from minidl.kernels.cpu import conv, register_winograd
+    """register_conv's passes on the F(2x2, 3x3) tiles (forward; dX beside the direct tiles' dK
+    and db) in float32 against conv2d's float64 paths: the same convolution of the same values,
+    within float32 rounding."""
+    from minidl.kernels.cpu import conv, register_conv
     out_size = tuple(s + 2 * p - 2 for s, p in zip((h, w), padding))
     if min(out_size) < 1:
         pytest.skip("no output")
+    args = ((1, 1), padding, (1, 1), 1)
     x = rng.standard_normal((n, c, h, w))
     weight, bias = rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
-    ours = register_winograd.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), padding)
+    dy = rng.standard_normal((n, o) + out_size)
+    as32 = [a.astype(np.float32) for a in (x, weight, bias, dy)]
+    ours = register_conv.conv2d_forward(*as32[:3], *args[:2], winograd=True)
     assert ours.dtype == np.float32
-    assert_close(ours, conv.conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1), 1, out_size), what="y",
-                 rtol=1e-4, atol=1e-4)
+    assert_close(ours, conv.conv2d_forward(x, weight, bias, *args, out_size), what="y", rtol=1e-4, atol=1e-4)
+    grads = register_conv.conv2d_backward(as32[0], as32[1], as32[3], *args[:2], winograd=True)
+    for name, grad, reference in zip(("dx", "dweight", "dbias"), grads, conv.conv2d_backward(x, weight, dy, *args)):
+        assert grad.dtype == np.float32
+        assert_close(grad, reference, what=name, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("where", ["input", "weight", "bias"])
+@pytest.mark.parametrize("where", ["input", "weight", "bias", "dy"])
 def test_winograd_tiles_leave_a_nonfinite_value_to_the_direct_tiles(rng, where):
-    """In a transform inf - inf is NaN: an image holding an inf (or every image, when the weight
-    or bias holds one) is computed by the direct tiles, the same outputs bit for bit; the other
-    images stay on the Winograd tiles."""
-    from minidl.kernels.cpu import register_conv, register_winograd
+    """In a transform inf - inf is NaN: an image holding an inf (of x in the forward pass, of dY
+    in dX), or every image when the weight (or the forward's bias) holds one, is computed by the
+    direct tiles, the same outputs bit for bit; the other images stay on the Winograd tiles."""
+    from minidl.kernels.cpu import register_conv
     x = rng.standard_normal((3, 16, 8, 9)).astype(np.float32)
     weight = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(32).astype(np.float32)
-    array, index = {"input": (x, (1, 2, 3, 4)), "weight": (weight, (3, 2, 1, 2)), "bias": (bias, 2)}[where]
+    dy = rng.standard_normal((3, 32, 8, 9)).astype(np.float32)
+    array, index = {"input": (x, (1, 2, 3, 4)), "weight": (weight, (3, 2, 1, 2)), "bias": (bias, 2),
+                    "dy": (dy, (1, 5, 3, 4))}[where]
     array[index] = np.inf
-    ours = register_winograd.conv2d_forward(x, weight, bias, (1, 1))
-    direct = register_conv.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+    if where == "dy":
+        ours, direct = (register_conv.conv2d_backward(x, weight, dy, (1, 1), (1, 1), True, False, tiles)[0]
+                        for tiles in (True, False))
+    else:
+        ours, direct = (register_conv.conv2d_forward(x, weight, bias, (1, 1), (1, 1), tiles) for tiles in (True, False))
     assert np.isinf(direct).any()
-    held = [1] if where == "input" else [0, 1, 2]
+    held = [0, 1, 2] if where in ("weight", "bias") else [1]
     np.testing.assert_array_equal(ours[held], direct[held])
-    if where == "input":
+    if len(held) == 1:
         assert np.isfinite(ours[[0, 2]]).all() and not np.array_equal(ours[[0, 2]], direct[[0, 2]])
         np.testing.assert_allclose(ours[[0, 2]], direct[[0, 2]], rtol=1e-4, atol=1e-4)
 
 
 def test_bench_conv2d_runs_on_the_winograd_tiles_and_matches_torch(rng):
-    """The bench's conv2d row (a smaller batch) takes the Winograd tiles forward and the direct
-    tiles backward; F.conv2d forward and backward against PyTorch in float32."""
+    """The bench's conv2d row (a smaller batch) takes the Winograd tiles forward; F.conv2d
+    forward and backward against PyTorch in float32."""
     from minidl.kernels.cpu import conv, register_tiles
     if register_tiles.LANES != 16:
         pytest.skip("the Winograd tiles are chosen with AVX-512 only")
     x, weight = np.zeros((2, 16, 32, 32), np.float32), np.zeros((32, 16, 3, 3), np.float32)
-    assert conv._algorithm_for(x, weight, (1, 1), (1, 1), (1, 1), 1, (32, 32)) == "winograd tiles"
+    assert conv._algorithm_for(x, weight, (1, 1), (1, 1), (1, 1), 1, (32, 32)) == "register tiles"
+    assert conv._winograd_tiles(weight.shape, (1, 1), (32, 32))
     _conv2d_matches_torch(rng, np.float32, x.shape, weight.shape, (1, 1), 1, dict(rtol=1e-4, atol=1e-4))
 
 
@@ -544,11 +557,13 @@ for (n, c, h, w, o, k, s, p) in ((2, 5, 9, 8, 13, 3, 1, (1, 0)), (3, 4, 7, 9, 7,
     pairs += zip(register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (s, s), p),
                  conv.conv2d_backward(x, weight, dy, *args))
     worst = max([worst] + [np.abs(a - b).max() / max(1.0, np.abs(b).max()) for a, b in pairs])
-from minidl.kernels.cpu import register_winograd
 x, weight, bias = rng.standard_normal((2, 5, 9, 40)), rng.standard_normal((13, 5, 3, 3)), rng.standard_normal(13)
-ours = register_winograd.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), (1, 2))
-reference = conv.conv2d_forward(x, weight, bias, (1, 1), (1, 2), (1, 1), 1, (9, 42))
-worst = max(worst, np.abs(ours - reference).max() / np.abs(reference).max())
+dy = rng.standard_normal((2, 13, 9, 42))
+ours = [register_conv.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), (1, 1), (1, 2), True)]
+ours += register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (1, 1), (1, 2), True, True, True)
+args = ((1, 1), (1, 2), (1, 1), 1)
+for a, b in zip(ours, [conv.conv2d_forward(x, weight, bias, *args, (9, 42))] + list(conv.conv2d_backward(x, weight, dy, *args))):
+    worst = max(worst, np.abs(a - b).max() / np.abs(b).max())
 from minidl.kernels.cpu import matmul
 matmul.TILED_PRODUCT_FROM = 0
 a, b = rng.standard_normal((48, 300)), rng.standard_normal((300, 64))

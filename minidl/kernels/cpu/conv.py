@@ -435,25 +435,29 @@ def _algorithm(weight_shape, stride, padding, dilation, groups, out_size):
 
 def _algorithm_for(x, weight, stride, padding, dilation, groups, out_size):
     """``_algorithm`` for these arrays: float32 takes register_conv's tiles where it says so
-    ("register tiles" in other dtypes is im2col), and of those 3x3 stride-1 layers the Winograd
-    tiles (``register_winograd.chosen``: "winograd tiles"; their backward pass is the tiles')."""
+    ("register tiles" in other dtypes is im2col)."""
     algorithm = _algorithm(weight.shape, stride, padding, dilation, groups, out_size)
     if algorithm in ("direct 3x3", "register tiles") and x.dtype == np.float32:
-        winograd_tiles = tuple(weight.shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and register_winograd.chosen(
-            x.shape, weight.shape, out_size)
-        return "winograd tiles" if winograd_tiles else "register tiles"
+        return "register tiles"
     if algorithm == "register tiles":
         return "im2col chunks" if chunked(weight.shape, groups) else "im2col"
     return algorithm
+
+
+def _winograd_tiles(weight_shape, stride, out_size):
+    """Whether register_conv's correlation of weight_shape[1] planes into weight_shape[0] (the
+    forward pass; dX's is (C, O)) runs on the Winograd tiles: 3x3, stride 1, and where
+    ``register_winograd.chosen`` says."""
+    return (tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (1, 1)
+            and register_winograd.chosen(weight_shape[1], weight_shape[0], out_size))
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
     """Y_n = K' X'_n + b per group and image n; weight (O, C / groups, kh, kw), bias (O,) or None."""
     algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
     if algorithm == "register tiles":
-        return register_conv.conv2d_forward(x, weight, bias, stride, padding)
-    if algorithm == "winograd tiles":
-        return register_winograd.conv2d_forward(x, weight, bias, padding)
+        return register_conv.conv2d_forward(x, weight, bias, stride, padding,
+                                            _winograd_tiles(weight.shape, stride, out_size))
     if algorithm == "winograd":
         return winograd.conv2d_forward(x, weight, bias, padding, out_size)
     if algorithm == "im2col chunks":
@@ -495,8 +499,9 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     n_batch, channels = x.shape[:2]
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
     algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
-    if algorithm in ("register tiles", "winograd tiles"):
-        return register_conv.conv2d_backward(x, weight, dy, stride, padding, need_dx, need_dw)
+    if algorithm == "register tiles":
+        return register_conv.conv2d_backward(x, weight, dy, stride, padding, need_dx, need_dw,
+                                             _winograd_tiles(weight.shape[1::-1] + weight.shape[2:], stride, x.shape[2:]))
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, bias_grad(dy)

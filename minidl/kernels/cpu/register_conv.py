@@ -56,7 +56,7 @@ import numpy as np
 from numba import literally, njit, types
 from numba.extending import overload
 
-from . import tasks
+from . import register_winograd, tasks
 from .direct_conv import _cache_aligned, balanced, finite, image_parts, run_backward
 from .elementary import row_sum
 from .register_tiles import (LANES, TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, tap_groups,
@@ -83,27 +83,36 @@ def supported(weight_shape, stride, padding, dilation, groups):
             and all(0 <= p < k for p, k in zip(padding, kernel)))
 
 
-def conv2d_forward(x, weight, bias, stride, padding):
-    """Y = K * X + b (float32); bias (O,) or None."""
+def conv2d_forward(x, weight, bias, stride, padding, winograd=False):
+    """Y = K * X + b (float32); bias (O,) or None. ``winograd``: a 3x3 stride-1 layer by
+    register_winograd's F(2x2, 3x3) tiles (an image holding a NaN or inf, or every image when
+    the weight or bias does, by the direct tiles)."""
     n_out, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
     out_size = tuple((s + 2 * p - k) // stride[0] + 1 for s, p, k in zip(x.shape[2:], padding, (kh, kw)))
     y = np.empty((x.shape[0], n_out) + out_size, dtype=x.dtype)
     shift = np.zeros(n_out, dtype=x.dtype) if bias is None else bias
+    if winograd and finite(np.ascontiguousarray(weight)) and finite(shift):
+        return _winograd_correlate(x, weight, shift, padding, y)
     return _correlate(x, weight, shift, stride[0], padding, y)
 
 
-def conv2d_backward(x, weight, dy, stride, padding, need_dx=True, need_dw=True):
-    """(dx, dweight, dbias) (float32), dx / dweight None when not needed."""
+def conv2d_backward(x, weight, dy, stride, padding, need_dx=True, need_dw=True, winograd=False):
+    """(dx, dweight, dbias) (float32), dx / dweight None when not needed. ``winograd``: dX of a
+    3x3 stride-1 layer by register_winograd's tiles (an image of dY holding a NaN or inf, or
+    every image when the weight does, by the direct tiles)."""
     kh, kw = weight.shape[2:]
     step = stride[0]
     transposed = weight.transpose(1, 0, 2, 3)  # dX's rows are x's channels
+    winograd_kernels = np.zeros(0, dtype=x.dtype)
     if step == 1:  # the correlation of dYq with the flipped kernel, K[o, c, kh-1-u, kw-1-v]
         dx_kernels = _packed(transposed[:, :, ::-1, ::-1], tap_groups(kh, kw, 1, -1))
+        if winograd and need_dx and finite(np.ascontiguousarray(weight)):
+            winograd_kernels = register_winograd.transformed_kernels(transposed[:, :, ::-1, ::-1])
     else:  # each phase of dX by the taps that reach it
         dx_kernels = np.concatenate([_packed(transposed, tap_groups(kh, kw, step, phase))
                                      for phase in range(step * step)])
-    return run_backward(_kernels(kh, kw, step)[1], dx_kernels, x, weight, dy, padding, need_dx, need_dw,
-                        WEIGHT_GRAD_ROWS, tuple(stride))
+    return run_backward(_kernels(kh, kw, step)[1], (dx_kernels, winograd_kernels), x, weight, dy, padding, need_dx,
+                        need_dw, WEIGHT_GRAD_ROWS, tuple(stride))
 
 
 def _correlate(x, weight, bias, stride, padding, y):
@@ -114,6 +123,40 @@ def _correlate(x, weight, bias, stride, padding, y):
     tasks.run(_kernels(kh, kw, stride)[0], n_batch * parts, x, _packed(weight, tap_groups(kh, kw, stride, -1)), bias,
               padding[0], padding[1], parts, y, balance=balanced(x.shape, weight.shape, y.shape[2:]))
     return y
+
+
+def _winograd_correlate(x, weight, bias, padding, y):
+    """``_correlate`` at stride 1 by register_winograd's tiles; the images holding a NaN or inf by
+    the direct tiles. Returns y."""
+    nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
+    per_image = register_winograd.blocks(*y.shape[2:])
+    tasks.run(_winograd_blocks, x.shape[0] * per_image, x, register_winograd.transformed_kernels(weight), bias,
+              padding[0], padding[1], per_image, y, nonfinite)
+    held = np.flatnonzero(nonfinite)
+    if held.size:
+        y[held] = _correlate(x[held], weight, bias, 1, padding, np.empty_like(y[held]))
+    return y
+
+
+@njit(cache=True, nogil=True)
+def _winograd_blocks(share, first, last, x, kernels, bias, top, left, per_image, y, nonfinite):
+    """Tasks (image n, block of its tiles) = divmod(t, per_image) of ``_winograd_correlate``: the
+    image's planes as wide and tall as its tiles' windows reach (2 ceil(o / 2) + 2); an image
+    holding a NaN or inf is flagged in ``nonfinite`` and skipped."""
+    channels = x.shape[1]
+    oh, ow = y.shape[2:]
+    wq, rows = 2 * -(-ow // 2) + 2, 2 * -(-oh // 2) + 2
+    stack, planes = _stack_of(channels, rows, wq, x.dtype)
+    v, m = register_winograd.workspaces(channels, x.dtype)
+    for task in range(first, last):
+        n, block = task // per_image, task % per_image
+        if task == first or block == 0:
+            nonfinite[n] = not finite(x[n])
+            if not nonfinite[n]:
+                _fill_phases(x[n], top, left, 1, wq, rows, planes)
+        if not nonfinite[n]:
+            register_winograd.correlate(stack, planes.shape[1], wq, channels, kernels, bias, block, block + 1, y[n],
+                                        v, m)
 
 
 def _packed(weight, groups):
@@ -297,12 +340,16 @@ def _kernels(kh, kw, stride):
     def backward(share, first, last, x, dx_kernels, dy, ph, pw, need_dx, need_dw, dx, dweight_parts, dbias_parts,
                  nonfinite):
         """dx[n] (when need_dx) for the images first <= n < last, and their dK and db added to this
-        share's part (an image holding a NaN or inf is flagged in ``nonfinite`` instead)."""
+        share's part (an image holding a NaN or inf is flagged in ``nonfinite`` instead).
+        dx_kernels: (the packed direct kernels, ``register_winograd.transformed_kernels`` of the
+        flipped kernel or nothing): dX by the Winograd tiles where given and dY[n] is finite."""
+        dx_kernels, winograd_kernels = dx_kernels
         channels, height, width = x.shape[1:]
         n_out, oh, ow = dy.shape[1:]
-        if stride == 1:  # planes as wide as x's rows and their kw - 1 zeros
+        if stride == 1:  # planes as wide as x's rows and their kw - 1 zeros (and as Winograd's windows reach)
             rows, cols = height, width
-            wq, plane_rows = width + kw - 1, height + kh - 1
+            odd = 1 if winograd_kernels.size else 0
+            wq, plane_rows = width + kw - 1 + (width & odd), height + kh - 1 + (height & odd)
             grad_top, grad_left = kh - 1 - ph, kw - 1 - pw
         else:  # the phase planes of x and their dX rows and columns
             rows, cols = -(-(height + ph) // stride), -(-(width + pw) // stride)
@@ -316,6 +363,7 @@ def _kernels(kh, kw, stride):
         n_blocks = -(-channels // TILE_ROWS)
         acc = _cache_aligned(n_blocks * TILE_ROWS * _rounded((rows - 1) * wq + cols, TILE_LANES), x.dtype)
         no_bias = np.zeros(channels, dtype=x.dtype)
+        v, m = register_winograd.workspaces(n_out if winograd_kernels.size else 0, x.dtype)
         dweight, dbias = dweight_parts[share].reshape(-1), dbias_parts[share]
         for n in range(first, last):
             _fill_phases(dy[n], grad_top, grad_left, 1, wq, plane_rows, grad_planes[:n_out])
@@ -330,7 +378,10 @@ def _kernels(kh, kw, stride):
                                          channels * taps)
             elif need_dw:
                 nonfinite[n] = True  # its dK is summed apart, over the output positions alone
-            if need_dx:
+            if need_dx and winograd_kernels.size and finite(dy[n]):
+                register_winograd.correlate(grad_stack, size, wq, n_out, winograd_kernels, no_bias, 0,
+                                            register_winograd.blocks(height, width), dx[n], v, m)
+            elif need_dx:
                 _transposed(stride, kh, kw, taps, phase_taps, taps_before, grad_stack, size, wq, n_out, dx_kernels,
                             no_bias, n_blocks, dx[n], acc, rows, cols, ph, pw)
 

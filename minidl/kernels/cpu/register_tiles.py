@@ -220,28 +220,33 @@ def row_block_product(a, a_start, a_stride, b, b_start, width, depth, out, out_s
 
 
 @intrinsic
-def winograd_input_tile(typingctx, planes, start, phase_stride, wq, v, v_start, v_step, count):
-    """winograd_input_tile(planes, start, phase_stride, wq, v, v_start, v_step, count): the input
-    transform V = B^T D B of F(2x2, 3x3) for LANES consecutive tiles of one channel (those below
-    ``count`` stored), v[v_start + (4a + b) v_step + l] = V_l[a, b] with D_l[i, j] = Xp[2ty + i,
-    2(tx + l) + j] read from the stride-2 phase planes P_pq[m, n] = Xp[2m + p, 2n + q]
-    (``register_conv._fill_phases``): P_pq at planes[start + (2p + q) phase_stride + m' wq + n'],
-    (m', n') = (m - ty, n - tx), so that a vector of tiles loads consecutive floats. With D's rows
-    d_i, B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3), and the same along the columns.
-    1-d C-contiguous float32 arrays; the lanes past ``count`` are neither stored nor used."""
+def winograd_input_tile(typingctx, planes, start, wq, v, v_start, v_step, count):
+    """winograd_input_tile(planes, start, wq, v, v_start, v_step, count): the input transform V =
+    B^T D B of F(2x2, 3x3) for LANES consecutive tiles of one plane (those below ``count``
+    stored), v[v_start + (4a + b) v_step + l] = V_l[a, b], D_l[i, j] = planes[start + i wq + 2l +
+    j]. A row's even and odd columns are split by shuffles of two vector loads, at +0 and at +2.
+    With D's rows d_i, B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3), and the same along the
+    columns. 1-d C-contiguous float32 arrays; the lanes past ``count`` are neither stored nor used."""
     if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
                for array in (planes, v)):
         return None
-    sig = types.void(planes, start, phase_stride, wq, v, v_start, v_step, count)
+    sig = types.void(planes, start, wq, v, v_start, v_step, count)
 
     def codegen(context, builder, signature, args):
-        plane_ptr, v_ptr = (_element(context, builder, signature, args, index) for index in (0, 4))
-        phase_stride, wq, v_step, count = (_int64(context, builder, signature, args, index) for index in (2, 3, 6, 7))
-        two_phases = builder.mul(_constant(2), phase_stride)
-        rows = [_constant(0), two_phases, wq, builder.add(two_phases, wq)]  # Xp rows 2ty + i: phase p = i % 2
-        columns = [_constant(0), phase_stride, _constant(1), builder.add(phase_stride, _constant(1))]
-        d = [[builder.load(_vector_pointer(builder, plane_ptr, builder.add(row, column)), align=4)
-              for column in columns] for row in rows]  # d[i][j], columns j = 2tx, 2tx + 1, 2tx + 2, 2tx + 3
+        plane_ptr, v_ptr = (_element(context, builder, signature, args, index) for index in (0, 3))
+        wq, v_step, count = (_int64(context, builder, signature, args, index) for index in (2, 5, 6))
+        evens, odds = (ir.Constant(ir.VectorType(ir.IntType(32), LANES), [2 * lane + parity for lane in range(LANES)])
+                       for parity in (0, 1))
+
+        def columns(row):  # columns 2l, 2l + 1, 2l + 2, 2l + 3 of the row at ``row``
+            split = []
+            for shift in (0, 2):
+                low, high = (builder.load(_vector_pointer(builder, plane_ptr, builder.add(row, _constant(shift + half))),
+                                          align=4) for half in (0, LANES))
+                split += [builder.shuffle_vector(low, high, evens), builder.shuffle_vector(low, high, odds)]
+            return split
+
+        d = [columns(builder.mul(_constant(i), wq)) for i in range(4)]  # d[i][j]
 
         def b_transposed(d0, d1, d2, d3):
             return [builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)]
