@@ -560,9 +560,11 @@ for (n, c, h, w, o, k, s, p) in ((2, 5, 9, 8, 13, 3, 1, (1, 0)), (3, 4, 7, 9, 7,
 x, weight, bias = rng.standard_normal((2, 5, 9, 40)), rng.standard_normal((13, 5, 3, 3)), rng.standard_normal(13)
 dy = rng.standard_normal((2, 13, 9, 42))
 ours = [register_conv.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), (1, 1), (1, 2), True)]
-ours += register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (1, 1), (1, 2), True, True, True)
+ours += register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (1, 1), (1, 2),
+                                      True, True, True)
 args = ((1, 1), (1, 2), (1, 1), 1)
-for a, b in zip(ours, [conv.conv2d_forward(x, weight, bias, *args, (9, 42))] + list(conv.conv2d_backward(x, weight, dy, *args))):
+references = [conv.conv2d_forward(x, weight, bias, *args, (9, 42))] + list(conv.conv2d_backward(x, weight, dy, *args))
+for a, b in zip(ours, references):
     worst = max(worst, np.abs(a - b).max() / np.abs(b).max())
 from minidl.kernels.cpu import matmul
 matmul.TILED_PRODUCT_FROM = 0

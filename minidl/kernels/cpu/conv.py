@@ -499,9 +499,10 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     n_batch, channels = x.shape[:2]
     n_out, kernel, out_size = weight.shape[0], weight.shape[2:], dy.shape[2:]
     algorithm = _algorithm_for(x, weight, stride, padding, dilation, groups, out_size)
-    if algorithm == "register tiles":
+    if algorithm == "register tiles":  # dX is the correlation of O planes into C
+        dx_shape = (channels, n_out) + tuple(kernel)
         return register_conv.conv2d_backward(x, weight, dy, stride, padding, need_dx, need_dw,
-                                             _winograd_tiles(weight.shape[1::-1] + weight.shape[2:], stride, x.shape[2:]))
+                                             _winograd_tiles(dx_shape, stride, x.shape[2:]))
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, bias_grad(dy)

@@ -241,8 +241,8 @@ def winograd_input_tile(typingctx, planes, start, wq, v, v_start, v_step, count)
         def columns(row):  # columns 2l, 2l + 1, 2l + 2, 2l + 3 of the row at ``row``
             split = []
             for shift in (0, 2):
-                low, high = (builder.load(_vector_pointer(builder, plane_ptr, builder.add(row, _constant(shift + half))),
-                                          align=4) for half in (0, LANES))
+                low, high = (builder.load(_vector_pointer(builder, plane_ptr, builder.add(row, _constant(offset))),
+                                          align=4) for offset in (shift, shift + LANES))
                 split += [builder.shuffle_vector(low, high, evens), builder.shuffle_vector(low, high, odds)]
             return split
 
