@@ -471,7 +471,8 @@ def _winograd_tile_cases(count, seed=7):
              (1, 9, 3, 3, 8, (0, 0)),       # one output position
              (2, 3, 2, 70, 40, (1, 1)),     # rows of 35 tiles: blocks end inside them
              (1, 1, 9, 7, 5, (1, 0)),       # one input channel
-             (2, 5, 5, 6, 8, (2, 0))]
+             (2, 5, 5, 6, 8, (2, 0)),
+             (1, 8, 34, 60, 16, (1, 1))]   # dK's tiles in two chunks (416 + 94), the last vector part full
     while len(cases) < count:
         padding = tuple(int(p) for p in rng.integers(0, 3, 2))
         h, w = (int(3 - 2 * p + rng.integers(0, 20)) for p in padding)
@@ -482,8 +483,8 @@ def _winograd_tile_cases(count, seed=7):
 
 @pytest.mark.parametrize("n, c, h, w, o, padding", _winograd_tile_cases(20))
 def test_winograd_tiles_equal_the_float64_paths(rng, n, c, h, w, o, padding):
-    """register_conv's passes on the F(2x2, 3x3) tiles (forward; dX beside the direct tiles' dK
-    and db) in float32 against conv2d's float64 paths: the same convolution of the same values,
+    """register_conv's passes on the F(2x2, 3x3) tiles (forward, dX, dK where the padding is at
+    most 1) in float32 against conv2d's float64 paths: the same convolution of the same values,
     within float32 rounding."""
     from minidl.kernels.cpu import conv, register_conv
     out_size = tuple(s + 2 * p - 2 for s, p in zip((h, w), padding))
@@ -497,7 +498,7 @@ def test_winograd_tiles_equal_the_float64_paths(rng, n, c, h, w, o, padding):
     ours = register_conv.conv2d_forward(*as32[:3], *args[:2], winograd=True)
     assert ours.dtype == np.float32
     assert_close(ours, conv.conv2d_forward(x, weight, bias, *args, out_size), what="y", rtol=1e-4, atol=1e-4)
-    grads = register_conv.conv2d_backward(as32[0], as32[1], as32[3], *args[:2], winograd=True)
+    grads = register_conv.conv2d_backward(as32[0], as32[1], as32[3], *args[:2], winograd_dx=True, winograd_dk=True)
     for name, grad, reference in zip(("dx", "dweight", "dbias"), grads, conv.conv2d_backward(x, weight, dy, *args)):
         assert grad.dtype == np.float32
         assert_close(grad, reference, what=name, rtol=1e-4, atol=1e-4)
@@ -529,6 +530,25 @@ def test_winograd_tiles_leave_a_nonfinite_value_to_the_direct_tiles(rng, where):
         np.testing.assert_allclose(ours[[0, 2]], direct[[0, 2]], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("where", ["input", "dy"])
+def test_winograd_weight_grad_leaves_a_nonfinite_image_to_the_direct_tiles(rng, where):
+    """dK on the Winograd tiles: an image of x or dY holding an inf adds its direct (or, for x,
+    exact) dK, so that the non-finite entries of dK are those of the direct tiles and the rest
+    agree within rounding."""
+    from minidl.kernels.cpu import register_conv
+    x = rng.standard_normal((3, 16, 8, 9)).astype(np.float32)
+    weight = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((3, 32, 8, 9)).astype(np.float32)
+    {"input": x, "dy": dy}[where][1, 5, 3, 4] = np.inf
+    ours, direct = (register_conv.conv2d_backward(x, weight, dy, (1, 1), (1, 1), False, True, False, tiles)[1]
+                    for tiles in (True, False))
+    assert not np.isfinite(direct).all()
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(direct))
+    np.testing.assert_array_equal(np.isinf(ours), np.isinf(direct))
+    finite = np.isfinite(direct)
+    np.testing.assert_allclose(ours[finite], direct[finite], rtol=1e-4, atol=1e-4)
+
+
 def test_bench_conv2d_runs_on_the_winograd_tiles_and_matches_torch(rng):
     """The bench's conv2d row (a smaller batch) takes the Winograd tiles forward; F.conv2d
     forward and backward against PyTorch in float32."""
@@ -558,12 +578,12 @@ for (n, c, h, w, o, k, s, p) in ((2, 5, 9, 8, 13, 3, 1, (1, 0)), (3, 4, 7, 9, 7,
                  conv.conv2d_backward(x, weight, dy, *args))
     worst = max([worst] + [np.abs(a - b).max() / max(1.0, np.abs(b).max()) for a, b in pairs])
 x, weight, bias = rng.standard_normal((2, 5, 9, 40)), rng.standard_normal((13, 5, 3, 3)), rng.standard_normal(13)
-dy = rng.standard_normal((2, 13, 9, 42))
-ours = [register_conv.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), (1, 1), (1, 2), True)]
-ours += register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (1, 1), (1, 2),
-                                      True, True, True)
-args = ((1, 1), (1, 2), (1, 1), 1)
-references = [conv.conv2d_forward(x, weight, bias, *args, (9, 42))] + list(conv.conv2d_backward(x, weight, dy, *args))
+dy = rng.standard_normal((2, 13, 9, 40))
+ours = [register_conv.conv2d_forward(*(a.astype(np.float32) for a in (x, weight, bias)), (1, 1), (1, 1), True)]
+ours += register_conv.conv2d_backward(*(a.astype(np.float32) for a in (x, weight, dy)), (1, 1), (1, 1),
+                                      True, True, True, True)
+args = ((1, 1), (1, 1), (1, 1), 1)
+references = [conv.conv2d_forward(x, weight, bias, *args, (9, 40))] + list(conv.conv2d_backward(x, weight, dy, *args))
 for a, b in zip(ours, references):
     worst = max(worst, np.abs(a - b).max() / np.abs(b).max())
 from minidl.kernels.cpu import matmul

@@ -502,7 +502,8 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     if algorithm == "register tiles":  # dX is the correlation of O planes into C
         dx_shape = (channels, n_out) + tuple(kernel)
         return register_conv.conv2d_backward(x, weight, dy, stride, padding, need_dx, need_dw,
-                                             _winograd_tiles(dx_shape, stride, x.shape[2:]))
+                                             _winograd_tiles(dx_shape, stride, x.shape[2:]),
+                                             _winograd_tiles(weight.shape, stride, out_size))
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, bias_grad(dy)

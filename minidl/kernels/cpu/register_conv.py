@@ -45,6 +45,9 @@ rows copied in loops of constant steps (stride 2 as two interleaved streams), no
 row, and the finiteness test apart from them (``direct_conv.finite``): 64 images of
 (16, 32, 32) on one Zen 5 core 0.61 -> 0.15 ms (stride 2: 0.74 -> 0.29).
 
+3x3 stride-1 layers that ``register_winograd.chosen`` picks run their passes by Winograd F(2x2,
+3x3) on the same tiles instead (``register_winograd``), from the same planes.
+
 The backward pass is one kernel over shares of the images (``tasks.run``), each share adding
 its images' dK and db to partial sums of its own (float64), summed in share order; an image
 holding a NaN or inf is left to ``direct_conv``'s exact sum over the output positions (a wide
@@ -96,23 +99,25 @@ def conv2d_forward(x, weight, bias, stride, padding, winograd=False):
     return _correlate(x, weight, shift, stride[0], padding, y)
 
 
-def conv2d_backward(x, weight, dy, stride, padding, need_dx=True, need_dw=True, winograd=False):
-    """(dx, dweight, dbias) (float32), dx / dweight None when not needed. ``winograd``: dX of a
+def conv2d_backward(x, weight, dy, stride, padding, need_dx=True, need_dw=True, winograd_dx=False, winograd_dk=False):
+    """(dx, dweight, dbias) (float32), dx / dweight None when not needed. ``winograd_dx``: dX of a
     3x3 stride-1 layer by register_winograd's tiles (an image of dY holding a NaN or inf, or
-    every image when the weight does, by the direct tiles)."""
+    every image when the weight does, by the direct tiles); ``winograd_dk``: its dK too (padding
+    at most 1; images holding a NaN or inf by the direct tiles)."""
     kh, kw = weight.shape[2:]
     step = stride[0]
     transposed = weight.transpose(1, 0, 2, 3)  # dX's rows are x's channels
     winograd_kernels = np.zeros(0, dtype=x.dtype)
     if step == 1:  # the correlation of dYq with the flipped kernel, K[o, c, kh-1-u, kw-1-v]
         dx_kernels = _packed(transposed[:, :, ::-1, ::-1], tap_groups(kh, kw, 1, -1))
-        if winograd and need_dx and finite(np.ascontiguousarray(weight)):
+        if winograd_dx and need_dx and finite(np.ascontiguousarray(weight)):
             winograd_kernels = register_winograd.transformed_kernels(transposed[:, :, ::-1, ::-1])
     else:  # each phase of dX by the taps that reach it
         dx_kernels = np.concatenate([_packed(transposed, tap_groups(kh, kw, step, phase))
                                      for phase in range(step * step)])
-    return run_backward(_kernels(kh, kw, step)[1], (dx_kernels, winograd_kernels), x, weight, dy, padding, need_dx,
-                        need_dw, WEIGHT_GRAD_ROWS, tuple(stride))
+    winograd_dk = bool(winograd_dk and need_dw and step == 1 and max(padding) <= 1)
+    return run_backward(_kernels(kh, kw, step)[1], (dx_kernels, winograd_kernels, winograd_dk), x, weight, dy,
+                        padding, need_dx, need_dw, WEIGHT_GRAD_ROWS, tuple(stride))
 
 
 def _correlate(x, weight, bias, stride, padding, y):
@@ -342,13 +347,14 @@ def _kernels(kh, kw, stride):
         """dx[n] (when need_dx) for the images first <= n < last, and their dK and db added to this
         share's part (an image holding a NaN or inf is flagged in ``nonfinite`` instead).
         dx_kernels: (the packed direct kernels, ``register_winograd.transformed_kernels`` of the
-        flipped kernel or nothing): dX by the Winograd tiles where given and dY[n] is finite."""
-        dx_kernels, winograd_kernels = dx_kernels
+        flipped kernel or nothing, whether dK runs on the Winograd tiles): dX by the Winograd tiles
+        where given and dY[n] is finite, dK where asked and x[n] and dY[n] are."""
+        dx_kernels, winograd_kernels, winograd_dk = dx_kernels
         channels, height, width = x.shape[1:]
         n_out, oh, ow = dy.shape[1:]
         if stride == 1:  # planes as wide as x's rows and their kw - 1 zeros (and as Winograd's windows reach)
             rows, cols = height, width
-            odd = 1 if winograd_kernels.size else 0
+            odd = 1 if winograd_kernels.size or winograd_dk else 0
             wq, plane_rows = width + kw - 1 + (width & odd), height + kh - 1 + (height & odd)
             grad_top, grad_left = kh - 1 - ph, kw - 1 - pw
         else:  # the phase planes of x and their dX rows and columns
@@ -365,11 +371,17 @@ def _kernels(kh, kw, stride):
         no_bias = np.zeros(channels, dtype=x.dtype)
         v, m = register_winograd.workspaces(n_out if winograd_kernels.size else 0, x.dtype)
         dweight, dbias = dweight_parts[share].reshape(-1), dbias_parts[share]
+        dk_v, dk_m, du, chunk = register_winograd.weight_grad_workspaces(
+            channels if winograd_dk else 0, dweight_parts.shape[1], -(-oh // 2) * -(-ow // 2), x.dtype)
         for n in range(first, last):
             _fill_phases(dy[n], grad_top, grad_left, 1, wq, plane_rows, grad_planes[:n_out])
             for o in range(n_out):
                 dbias[o] += row_sum(dy[n, o].reshape(-1))
-            if need_dw and finite(x[n]):
+            if need_dw and finite(x[n]) and winograd_dk and finite(dy[n]):
+                _fill_phases(x[n], ph, pw, stride, wq, plane_rows, planes)
+                register_winograd.weight_grad(grad_stack, start, stack, size, wq, channels, oh, ow, dk_v, dk_m, du,
+                                              chunk)
+            elif need_dw and finite(x[n]):
                 _fill_phases(x[n], ph, pw, stride, wq, plane_rows, planes)
                 for o in range(0, dweight_parts.shape[1], WEIGHT_GRAD_ROWS):
                     for c in range(channels):
@@ -384,5 +396,7 @@ def _kernels(kh, kw, stride):
             elif need_dx:
                 _transposed(stride, kh, kw, taps, phase_taps, taps_before, grad_stack, size, wq, n_out, dx_kernels,
                             no_bias, n_blocks, dx[n], acc, rows, cols, ph, pw)
+        if winograd_dk:
+            register_winograd.add_weight_grad(du, channels, dweight)
 
     return correlate, backward

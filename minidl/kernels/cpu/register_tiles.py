@@ -235,18 +235,7 @@ def winograd_input_tile(typingctx, planes, start, wq, v, v_start, v_step, count)
     def codegen(context, builder, signature, args):
         plane_ptr, v_ptr = (_element(context, builder, signature, args, index) for index in (0, 3))
         wq, v_step, count = (_int64(context, builder, signature, args, index) for index in (2, 5, 6))
-        evens, odds = (ir.Constant(ir.VectorType(ir.IntType(32), LANES), [2 * lane + parity for lane in range(LANES)])
-                       for parity in (0, 1))
-
-        def columns(row):  # columns 2l, 2l + 1, 2l + 2, 2l + 3 of the row at ``row``
-            split = []
-            for shift in (0, 2):
-                low, high = (builder.load(_vector_pointer(builder, plane_ptr, builder.add(row, _constant(offset))),
-                                          align=4) for offset in (shift, shift + LANES))
-                split += [builder.shuffle_vector(low, high, evens), builder.shuffle_vector(low, high, odds)]
-            return split
-
-        d = [columns(builder.mul(_constant(i), wq)) for i in range(4)]  # d[i][j]
+        d = [_split_columns(builder, plane_ptr, builder.mul(_constant(i), wq), (0, 2)) for i in range(4)]  # d[i][j]
 
         def b_transposed(d0, d1, d2, d3):
             return [builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)]
@@ -298,6 +287,110 @@ def winograd_output_tile(typingctx, m, m_start, m_step, shift, y, top, bottom, t
                               _lanes_below(builder, count, half * LANES))
         return context.get_dummy_value()
     return sig, codegen
+
+
+@intrinsic
+def winograd_grad_tile(typingctx, planes, start, wq, dm, dm_start, dm_step, count):
+    """winograd_grad_tile(planes, start, wq, dm, dm_start, dm_step, count): the adjoint of the
+    output transform of F(2x2, 3x3), dM = A dY A^T (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), for
+    LANES consecutive tiles of one plane of dY (those below ``count`` stored), dm[dm_start + (4a +
+    b) dm_step + l] = dM_l[a, b], dY_l[i, j] = planes[start + i wq + 2l + j]. 1-d C-contiguous
+    float32 arrays."""
+    if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
+               for array in (planes, dm)):
+        return None
+    sig = types.void(planes, start, wq, dm, dm_start, dm_step, count)
+
+    def codegen(context, builder, signature, args):
+        plane_ptr, dm_ptr = (_element(context, builder, signature, args, index) for index in (0, 3))
+        wq, dm_step, count = (_int64(context, builder, signature, args, index) for index in (2, 5, 6))
+        y = [_split_columns(builder, plane_ptr, builder.mul(_constant(i), wq), (0,)) for i in range(2)]  # y[i][j]
+
+        def a_times(y0, y1):  # A (y0, y1): the 4 rows (or columns) of A dY
+            return [y0, builder.fadd(y0, y1), builder.fsub(y0, y1), builder.fneg(y1)]
+
+        rows_done = list(zip(*[a_times(y[0][j], y[1][j]) for j in range(2)]))  # [a][j]
+        mask = _lanes_below(builder, count, 0)
+        for a in range(4):
+            for b, value in enumerate(a_times(*rows_done[a])):
+                slab = builder.mul(_constant(4 * a + b), dm_step)
+                _masked_store(builder, value, _vector_pointer(builder, dm_ptr, slab), mask)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+WINOGRAD_GRAD_CHANNELS = 8  # input channels of a Winograd dK tile, beside LANES / 8 output channels
+
+
+@intrinsic
+def winograd_weight_grad_tile(typingctx, grad, grad_start, grad_stride, v, v_start, v_stride, length, out, out_start,
+                              out_stride):
+    """winograd_weight_grad_tile(grad, grad_start, grad_stride, v, v_start, v_stride, length, out,
+    out_start, out_stride): out[out_start + r out_stride + u] += sum_(f < length) grad[grad_start +
+    r grad_stride + f] v[v_start + u v_stride + f] for r < LANES / 8, u < 8 (the dK GEMM of
+    F(2x2, 3x3) over tiles f, dU = dM V^T): LANES running sums of LANES lanes, then added lane
+    by lane in a fixed tree of shuffles into one vector of the LANES totals, added to ``out``
+    (float64). grad and v 1-d C-contiguous float32, out float64; length a positive multiple of
+    LANES."""
+    if not (all(isinstance(a, types.Array) and a.ndim == 1 for a in (grad, v, out))
+            and grad.dtype == v.dtype == types.float32 and out.dtype == types.float64):
+        return None
+    sig = types.void(grad, grad_start, grad_stride, v, v_start, v_stride, length, out, out_start, out_stride)
+    rows = LANES // WINOGRAD_GRAD_CHANNELS
+
+    def codegen(context, builder, signature, args):
+        grad_ptr, v_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 3, 7))
+        grad_stride, v_stride, length, out_stride = (_int64(context, builder, signature, args, index)
+                                                     for index in (2, 5, 6, 9))
+        fma = _fma(builder)
+
+        def vector_at(pointer, offset):
+            return builder.load(_vector_pointer(builder, pointer, offset), align=4)
+
+        loop, position, sums = _open_loop(builder, "winograd.dk", [ir.Constant(_VECTOR, [0.0] * LANES)] * LANES)
+        grads = [vector_at(grad_ptr, builder.add(builder.mul(_constant(r), grad_stride), position))
+                 for r in range(rows)]
+        updated = list(sums)
+        for u in range(WINOGRAD_GRAD_CHANNELS):
+            inputs = vector_at(v_ptr, builder.add(builder.mul(_constant(u), v_stride), position))
+            for r in range(rows):
+                index = r * WINOGRAD_GRAD_CHANNELS + u
+                updated[index] = builder.call(fma, [grads[r], inputs, updated[index]])
+        _close_loop(builder, loop, position, builder.add(position, _constant(LANES)), length, sums, updated)
+        vectors, width = updated, LANES  # each vector: LANES / width sums, ``width`` lanes of each
+        while len(vectors) > 1:  # pairs of vectors -> one: the first and second half of each sum's lanes added
+            half = width // 2
+            first = [m * width + h for m in range(LANES // width) for h in range(half)]
+            first += [LANES + index for index in first]
+            orders = [ir.Constant(ir.VectorType(ir.IntType(32), LANES), [index + shift for index in first])
+                      for shift in (0, half)]
+            vectors = [builder.fadd(*[builder.shuffle_vector(p, q, order) for order in orders])
+                       for p, q in zip(vectors[::2], vectors[1::2])]
+            width = half
+        doubles = ir.VectorType(ir.DoubleType(), WINOGRAD_GRAD_CHANNELS)
+        undefined = ir.Constant(_VECTOR, ir.Undefined)
+        for r in range(rows):
+            part = builder.shuffle_vector(vectors[0], undefined, ir.Constant(
+                ir.VectorType(ir.IntType(32), WINOGRAD_GRAD_CHANNELS),
+                [r * WINOGRAD_GRAD_CHANNELS + u for u in range(WINOGRAD_GRAD_CHANNELS)]))
+            row = builder.gep(out_ptr, [builder.mul(_constant(r), out_stride)])
+            target = builder.bitcast(row, doubles.as_pointer())
+            builder.store(builder.fadd(builder.load(target, align=8), builder.fpext(part, doubles)), target, align=8)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+def _split_columns(builder, plane_ptr, row, shifts):
+    """For each shift s: the even and odd columns 2l + s, 2l + s + 1 (l < LANES) of the row at
+    ``row``, by shuffles of two vector loads."""
+    evens, odds = (ir.Constant(ir.VectorType(ir.IntType(32), LANES), [2 * lane + parity for lane in range(LANES)])
+                   for parity in (0, 1))
+    split = []
+    for shift in shifts:
+        low, high = (builder.load(_vector_pointer(builder, plane_ptr, builder.add(row, _constant(offset))), align=4)
+                     for offset in (shift, shift + LANES))
+        split += [builder.shuffle_vector(low, high, evens), builder.shuffle_vector(low, high, odds)]
+    return split
 
 
 def _lanes_below(builder, count, first):
