@@ -219,35 +219,49 @@ def row_block_product(a, a_start, a_stride, b, b_start, width, depth, out, out_s
                      accumulate)
 
 
-@intrinsic
-def winograd_input_tile(typingctx, planes, start, wq, v, v_start, v_step, count):
-    """winograd_input_tile(planes, start, wq, v, v_start, v_step, count): the input transform V =
-    B^T D B of F(2x2, 3x3) for LANES consecutive tiles of one plane (those below ``count``
-    stored), v[v_start + (4a + b) v_step + l] = V_l[a, b], D_l[i, j] = planes[start + i wq + 2l +
-    j]. A row's even and odd columns are split by shuffles of two vector loads, at +0 and at +2.
-    With D's rows d_i, B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3), and the same along the
-    columns. 1-d C-contiguous float32 arrays; the lanes past ``count`` are neither stored nor used."""
-    if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
-               for array in (planes, v)):
-        return None
-    sig = types.void(planes, start, wq, v, v_start, v_step, count)
+def _window_tile(name, doc, window_rows, shifts, transform):
+    """An intrinsic name(planes, start, wq, out, out_start, out_step, count) that stores T W T^T
+    (``_store_both_sides``, T = transform(builder, *values)) of the windows W_l[i, j] =
+    planes[start + i wq + 2l + j] (i < window_rows; j's even and odd columns from shifts 0, 2,
+    ...: ``_split_columns``) of LANES consecutive tiles at out[out_start + (4a + b) out_step + l],
+    the lanes below ``count``. 1-d C-contiguous float32 arrays."""
+    def typer(typingctx, planes, start, wq, out, out_start, out_step, count):
+        if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
+                   for array in (planes, out)):
+            return None
+        sig = types.void(planes, start, wq, out, out_start, out_step, count)
 
-    def codegen(context, builder, signature, args):
-        plane_ptr, v_ptr = (_element(context, builder, signature, args, index) for index in (0, 3))
-        wq, v_step, count = (_int64(context, builder, signature, args, index) for index in (2, 5, 6))
-        d = [_split_columns(builder, plane_ptr, builder.mul(_constant(i), wq), (0, 2)) for i in range(4)]  # d[i][j]
+        def codegen(context, builder, signature, args):
+            plane_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 3))
+            wq, out_step, count = (_int64(context, builder, signature, args, index) for index in (2, 5, 6))
+            window = [_split_columns(builder, plane_ptr, builder.mul(_constant(i), wq), shifts)
+                      for i in range(window_rows)]
+            _store_both_sides(builder, window, functools.partial(transform, builder), out_ptr, out_step, count)
+            return context.get_dummy_value()
+        return sig, codegen
+    typer.__name__, typer.__doc__ = name, doc
+    return intrinsic(typer)
 
-        def b_transposed(d0, d1, d2, d3):
-            return [builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)]
 
-        rows_done = list(zip(*[b_transposed(*[d[i][j] for i in range(4)]) for j in range(4)]))  # [a][j]
-        mask = _lanes_below(builder, count, 0)
-        for a in range(4):
-            for b, value in enumerate(b_transposed(*rows_done[a])):
-                slab = builder.mul(_constant(4 * a + b), v_step)
-                _masked_store(builder, value, _vector_pointer(builder, v_ptr, slab), mask)
-        return context.get_dummy_value()
-    return sig, codegen
+def _b_transposed(builder, d0, d1, d2, d3):
+    """B^T d = (d0 - d2, d1 + d2, d2 - d1, d1 - d3): F(2x2, 3x3)'s input transform on one side."""
+    return [builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)]
+
+
+def _a_times(builder, y0, y1):
+    """A (y0, y1) = (y0, y0 + y1, y0 - y1, -y1): the adjoint of F(2x2, 3x3)'s output transform on one side."""
+    return [y0, builder.fadd(y0, y1), builder.fsub(y0, y1), builder.fneg(y1)]
+
+
+winograd_input_tile = _window_tile("winograd_input_tile", """winograd_input_tile(planes, start, wq, v, v_start,
+    v_step, count): the input transform V = B^T D B of F(2x2, 3x3) for LANES consecutive tiles of one
+    plane (those below ``count`` stored), v[v_start + (4a + b) v_step + l] = V_l[a, b], D_l[i, j] =
+    planes[start + i wq + 2l + j]; the lanes past ``count`` are neither stored nor used.""", 4, (0, 2), _b_transposed)
+
+winograd_grad_tile = _window_tile("winograd_grad_tile", """winograd_grad_tile(planes, start, wq, dm, dm_start,
+    dm_step, count): the adjoint of F(2x2, 3x3)'s output transform, dM = A dY A^T (A = [[1, 0], [1,
+    1], [1, -1], [0, -1]]), for LANES consecutive tiles of one plane of dY, dm[dm_start + (4a + b)
+    dm_step + l] = dM_l[a, b], dY_l[i, j] = planes[start + i wq + 2l + j].""", 2, (0,), _a_times)
 
 
 @intrinsic
@@ -285,36 +299,6 @@ def winograd_output_tile(typingctx, m, m_start, m_step, shift, y, top, bottom, t
                 pair = builder.shuffle_vector(first, second, ir.Constant(ir.VectorType(ir.IntType(32), LANES), order))
                 _masked_store(builder, pair, _vector_pointer(builder, y_ptr, builder.add(row, _constant(half * LANES))),
                               _lanes_below(builder, count, half * LANES))
-        return context.get_dummy_value()
-    return sig, codegen
-
-
-@intrinsic
-def winograd_grad_tile(typingctx, planes, start, wq, dm, dm_start, dm_step, count):
-    """winograd_grad_tile(planes, start, wq, dm, dm_start, dm_step, count): the adjoint of the
-    output transform of F(2x2, 3x3), dM = A dY A^T (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), for
-    LANES consecutive tiles of one plane of dY (those below ``count`` stored), dm[dm_start + (4a +
-    b) dm_step + l] = dM_l[a, b], dY_l[i, j] = planes[start + i wq + 2l + j]. 1-d C-contiguous
-    float32 arrays."""
-    if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
-               for array in (planes, dm)):
-        return None
-    sig = types.void(planes, start, wq, dm, dm_start, dm_step, count)
-
-    def codegen(context, builder, signature, args):
-        plane_ptr, dm_ptr = (_element(context, builder, signature, args, index) for index in (0, 3))
-        wq, dm_step, count = (_int64(context, builder, signature, args, index) for index in (2, 5, 6))
-        y = [_split_columns(builder, plane_ptr, builder.mul(_constant(i), wq), (0,)) for i in range(2)]  # y[i][j]
-
-        def a_times(y0, y1):  # A (y0, y1): the 4 rows (or columns) of A dY
-            return [y0, builder.fadd(y0, y1), builder.fsub(y0, y1), builder.fneg(y1)]
-
-        rows_done = list(zip(*[a_times(y[0][j], y[1][j]) for j in range(2)]))  # [a][j]
-        mask = _lanes_below(builder, count, 0)
-        for a in range(4):
-            for b, value in enumerate(a_times(*rows_done[a])):
-                slab = builder.mul(_constant(4 * a + b), dm_step)
-                _masked_store(builder, value, _vector_pointer(builder, dm_ptr, slab), mask)
         return context.get_dummy_value()
     return sig, codegen
 
@@ -378,6 +362,17 @@ def winograd_weight_grad_tile(typingctx, grad, grad_start, grad_stride, v, v_sta
             builder.store(builder.fadd(builder.load(target, align=8), builder.fpext(part, doubles)), target, align=8)
         return context.get_dummy_value()
     return sig, codegen
+
+
+def _store_both_sides(builder, window, transform, out_ptr, step, count):
+    """T W T^T of a window W[i][j] (vectors of LANES tiles) for a 1-d transform T (4 values from
+    W's rows, then from its columns) stored at out_ptr + (4a + b) step, the lanes below ``count``."""
+    rows_done = list(zip(*[transform(*[row[j] for row in window]) for j in range(len(window[0]))]))  # [a][j]
+    mask = _lanes_below(builder, count, 0)
+    for a, values in enumerate(rows_done):
+        for b, value in enumerate(transform(*values)):
+            _masked_store(builder, value, _vector_pointer(builder, out_ptr, builder.mul(_constant(4 * a + b), step)),
+                          mask)
 
 
 def _split_columns(builder, plane_ptr, row, shifts):
