@@ -136,7 +136,7 @@ def _winograd_correlate(x, weight, bias, padding, y):
     nonfinite = np.zeros(x.shape[0], dtype=np.bool_)
     per_image = register_winograd.blocks(*y.shape[2:])
     tasks.run(_winograd_blocks, x.shape[0] * per_image, x, register_winograd.transformed_kernels(weight), bias,
-              padding[0], padding[1], per_image, y, nonfinite)
+              padding[0], padding[1], per_image, y, nonfinite, balance=balanced(x.shape, weight.shape, y.shape[2:]))
     held = np.flatnonzero(nonfinite)
     if held.size:
         y[held] = _correlate(x[held], weight, bias, 1, padding, np.empty_like(y[held]))
