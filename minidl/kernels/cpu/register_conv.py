@@ -107,14 +107,13 @@ def conv2d_backward(x, weight, dy, stride, padding, need_dx=True, need_dw=True, 
     kh, kw = weight.shape[2:]
     step = stride[0]
     transposed = weight.transpose(1, 0, 2, 3)  # dX's rows are x's channels
-    winograd_kernels = np.zeros(0, dtype=x.dtype)
-    if step == 1:  # the correlation of dYq with the flipped kernel, K[o, c, kh-1-u, kw-1-v]
-        dx_kernels = _packed(transposed[:, :, ::-1, ::-1], tap_groups(kh, kw, 1, -1))
-        if winograd_dx and need_dx and finite(np.ascontiguousarray(weight)):
+    dx_kernels = winograd_kernels = np.zeros(0, dtype=x.dtype)
+    if need_dx and step == 1:  # the correlation of dYq with the flipped kernel, K[o, c, kh-1-u, kw-1-v]
+        dx_kernels = _packed(transposed[:, :, ::-1, ::-1], 1, -1)
+        if winograd_dx and finite(np.ascontiguousarray(weight)):
             winograd_kernels = register_winograd.transformed_kernels(transposed[:, :, ::-1, ::-1])
-    else:  # each phase of dX by the taps that reach it
-        dx_kernels = np.concatenate([_packed(transposed, tap_groups(kh, kw, step, phase))
-                                     for phase in range(step * step)])
+    elif need_dx:  # each phase of dX by the taps that reach it
+        dx_kernels = np.concatenate([_packed(transposed, step, phase) for phase in range(step * step)])
     winograd_dk = bool(winograd_dk and need_dw and step == 1 and max(padding) <= 1)
     return run_backward(_kernels(kh, kw, step)[1], (dx_kernels, winograd_kernels, winograd_dk), x, weight, dy,
                         padding, need_dx, need_dw, WEIGHT_GRAD_ROWS, tuple(stride))
@@ -125,7 +124,7 @@ def _correlate(x, weight, bias, stride, padding, y):
     padding[0] zero rows and padding[1] zero columns. Returns y."""
     n_batch, (n_out, _, kh, kw) = x.shape[0], weight.shape
     parts = image_parts(-(-n_out // TILE_ROWS), n_batch)
-    tasks.run(_kernels(kh, kw, stride)[0], n_batch * parts, x, _packed(weight, tap_groups(kh, kw, stride, -1)), bias,
+    tasks.run(_kernels(kh, kw, stride)[0], n_batch * parts, x, _packed(weight, stride, -1), bias,
               padding[0], padding[1], parts, y, balance=balanced(x.shape, weight.shape, y.shape[2:]))
     return y
 
@@ -164,19 +163,25 @@ def _winograd_blocks(share, first, last, x, kernels, bias, top, left, per_image,
                                         v, m)
 
 
-def _packed(weight, groups):
+def _packed(weight, stride, phase):
     """(O, C, kh, kw) -> flat, for every tile of TILE_ROWS output channels in turn and in it for
-    every group of ``tap_groups``: (C, the group's taps, TILE_ROWS), output channel last; the
-    missing channels of the last tile are zero."""
-    n_out, channels = weight.shape[:2]
+    every group of ``tap_groups(kh, kw, stride, phase)``: (C, the group's taps, TILE_ROWS), output
+    channel last; the missing channels of the last tile are zero. One gather (``_pack_order``):
+    a group at a time took 27 us for a (32, 16, 3, 3) weight at stride 2."""
+    n_out, channels, kh, kw = weight.shape
     n_tiles = -(-n_out // TILE_ROWS)
-    parts = []
-    for _, taps in groups:
-        rows, cols = zip(*[(u, v) for u, v, _, _ in taps])
-        part = np.zeros((n_tiles * TILE_ROWS, channels, len(taps)), dtype=weight.dtype)
-        part[:n_out] = weight[:, :, list(rows), list(cols)]
-        parts.append(part.reshape(n_tiles, TILE_ROWS, channels * len(taps)).transpose(0, 2, 1).reshape(n_tiles, -1))
-    return np.ascontiguousarray(np.concatenate(parts, axis=1)).reshape(-1)
+    rows = np.zeros((n_tiles * TILE_ROWS, channels * kh * kw), dtype=weight.dtype)
+    rows[:n_out] = weight.reshape(n_out, -1)
+    gathered = rows.reshape(n_tiles, TILE_ROWS, -1)[:, :, _pack_order(kh, kw, stride, phase, channels)]
+    return np.ascontiguousarray(gathered.transpose(0, 2, 1)).reshape(-1)
+
+
+@functools.lru_cache(maxsize=None)
+def _pack_order(kh, kw, stride, phase, channels):
+    """The flat (c, u, v) index of each weight ``_packed`` lists for one output channel: for each
+    group of ``tap_groups``, for each channel, the group's taps."""
+    return np.array([(c * kh + u) * kw + v for _, taps in tap_groups(kh, kw, stride, phase)
+                     for c in range(channels) for u, v, _, _ in taps])
 
 
 @njit(inline="always")

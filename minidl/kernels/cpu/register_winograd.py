@@ -36,7 +36,7 @@ from numba import njit
 from .direct_conv import _cache_aligned
 from .register_tiles import (LANES, TILE_LANES, TILE_ROWS, WINOGRAD_GRAD_CHANNELS, product_tile, winograd_grad_tile,
                              winograd_input_tile, winograd_output_tile, winograd_weight_grad_tile)
-from .winograd import G, weight_transform
+from . import winograd  # its G and weight_transform; imported whole: winograd imports conv, which imports this
 
 SKEW = 16  # floats after each k's slab of V and M (one cache line)
 
@@ -63,7 +63,7 @@ def transformed_kernels(weight):
     n_out, channels = weight.shape[:2]
     n_blocks = -(-n_out // TILE_ROWS)
     packed = np.zeros((16, n_blocks * TILE_ROWS, channels), dtype=weight.dtype)
-    packed[:, :n_out] = weight_transform(weight, G)
+    packed[:, :n_out] = winograd.weight_transform(weight, winograd.G)
     return np.ascontiguousarray(packed.reshape(16, n_blocks, TILE_ROWS, channels).transpose(0, 1, 3, 2)).reshape(-1)
 
 
@@ -206,15 +206,14 @@ def weight_grad(grad_planes, grad_start, planes, size, wq, channels, oh, ow, v, 
 def add_weight_grad(du, channels, dweight):
     """dweight[o, c] += G^T dU[:, o, c] G (dweight flat (O', C, 3, 3), float64): dK from the dU of
     ``weight_grad``."""
+    g = winograd.G
     channel_rows = _rounded(channels, WINOGRAD_GRAD_CHANNELS)
-    n_out = min(du.size // 16 // channel_rows, dweight.size // (9 * channels))
-    for o in range(n_out):
+    out_rows = du.size // 16 // channel_rows
+    for o in range(min(out_rows, dweight.size // (9 * channels))):
         for c in range(channels):
             for u in range(3):
                 for w in range(3):
                     total = 0.0
-                    for a in range(4):
-                        for b in range(4):
-                            total += G[a, u] * du[((4 * a + b) * (du.size // 16 // channel_rows) + o) * channel_rows
-                                                  + c] * G[b, w]
+                    for k in range(16):
+                        total += g[k // 4, u] * du[(k * out_rows + o) * channel_rows + c] * g[k % 4, w]
                     dweight[(o * channels + c) * 9 + 3 * u + w] += total
