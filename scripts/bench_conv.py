@@ -110,7 +110,10 @@ def op_rows(device="cpu", repeats=5, batch=64, peak=None, alone=False):
     """Forward + backward (dx and every parameter gradient), float32:
     conv2d (64,16,32,32) x (32,16,3,3) pad 1; max_pool2d 2x2 and BatchNorm2d on (64,32,32,32);
     cross-entropy on (256,1000) logits. ``batch`` shrinks the first axis (for the simulator).
-    ``peak`` (GFLOP/s): the conv row also gets each library's GFLOP/s and its % of that peak.
+    ``peak`` (GFLOP/s): the conv row also gets each library's GFLOP/s and its % of that peak,
+    counting the direct convolution's 2 N O C kh kw oh ow per pass (``conv_flops``): a Winograd
+    pass does fewer multiply-adds (minidl's F(2x2, 3x3) tiles 2.25x fewer) and so reads above the
+    GEMM peak.
     ``alone``: each (op, library) timed in a process of its own. Medians of OP_REPEATS x
     ``repeats`` calls."""
     repeats *= OP_REPEATS  # single calls of 0.3-15 ms: medians of 3 or 5 moved by 50% between runs
