@@ -268,6 +268,11 @@ def test_tiled_products_equal_numpy(rng, monkeypatch, rows, depth, width, transp
     assert ours.dtype == np.float32 and ours.shape == (rows, width)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4 * np.sqrt(depth))
     np.testing.assert_allclose(function(a, b), expected, rtol=1e-12, atol=1e-12)
+    if not transposed:  # a bias on every row: the tiles start each row block from it
+        bias = rng.standard_normal(width)
+        np.testing.assert_allclose(matmul.product(a.astype(np.float32), b.astype(np.float32), bias.astype(np.float32)),
+                                   expected + bias, rtol=1e-4, atol=1e-4 * np.sqrt(depth))
+        np.testing.assert_allclose(matmul.product(a, b, bias), expected + bias, rtol=1e-12, atol=1e-12)
 
 
 def test_step_product_tiles_equal_numpy(rng):

@@ -19,9 +19,11 @@ from . import tasks
 from .register_tiles import TILE_LANES, TILE_ROWS, pack_rows, row_block_product
 
 
-def product(a, b):
-    """a b for (M, K) and (K, N) arrays (module docstring)."""
-    return _tiled_product(a, b, False)
+def product(a, b, bias=None):
+    """a b for (M, K) and (K, N) arrays (module docstring), plus ``bias`` (N,) on every row when
+    given: on the tiles each row block starts from the bias, in cache, instead of a pass of its
+    own over the output (``xw += b`` over an LSTM's (3200, 512) projection took 167 us)."""
+    return _tiled_product(a, b, False, bias)
 
 
 def transposed_product(a, b):
@@ -38,21 +40,25 @@ COPIED_B_ROWS = 256
 DEPTH_CHUNK = 256  # steps of K per sweep of a share's tiles: their A and B chunks stay in L2
 
 
-def _tiled_product(a, b, transposed):
-    """A B with A = a^T when ``transposed``, else a (module docstring)."""
+def _tiled_product(a, b, transposed, bias=None):
+    """A B (+ bias) with A = a^T when ``transposed``, else a (module docstring)."""
     (depth, rows), width = (a.shape if transposed else a.shape[::-1]), b.shape[1]
     if (a.dtype != np.float32 or b.dtype != np.float32 or rows % TILE_ROWS or width % TILE_LANES
-            or depth * rows * width < TILED_PRODUCT_FROM or (rows < COPIED_B_ROWS and not b.flags.c_contiguous)):
-        return (a.T if transposed else a) @ b
+            or depth * rows * width < TILED_PRODUCT_FROM or (rows < COPIED_B_ROWS and not b.flags.c_contiguous)
+            or (bias is not None and bias.dtype != np.float32)):
+        out = (a.T if transposed else a) @ b
+        if bias is not None:
+            out += bias
+        return out
     out = np.empty((rows, width), dtype=a.dtype)
     tasks.run(_product_tiles, rows // TILE_ROWS, np.ascontiguousarray(a), transposed,
-              np.ascontiguousarray(b).reshape(-1), out)
+              np.ascontiguousarray(b).reshape(-1), out, np.zeros(0, a.dtype) if bias is None else bias)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _product_tiles(share, first, last, a, transposed, b, out):
-    """Row blocks [first, last) of out = A B (``_tiled_product``)."""
+def _product_tiles(share, first, last, a, transposed, b, out, bias):
+    """Row blocks [first, last) of out = A B (+ bias, unless empty; ``_tiled_product``)."""
     rows, width = out.shape
     depth = a.shape[0] if transposed else a.shape[1]
     flat_a, flat_out = a.reshape(-1), out.reshape(-1)
@@ -65,5 +71,10 @@ def _product_tiles(share, first, last, a, transposed, b, out):
             else:  # the block's rows of this chunk, K-major
                 pack_rows(flat_a, block * depth + chunk, depth, count, packed)
                 source, start, stride = packed, 0, TILE_ROWS
+            if chunk == 0 and bias.size:  # the block's rows start from the bias
+                for r in range(block, block + TILE_ROWS):
+                    row = flat_out[r * width:(r + 1) * width]
+                    for j in range(width):
+                        row[j] = bias[j]
             row_block_product(source, start, stride, b, chunk * width, width, count, flat_out, block * width,
-                              chunk > 0)
+                              chunk > 0 or bias.size > 0)

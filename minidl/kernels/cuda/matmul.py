@@ -105,9 +105,12 @@ def matmul(a, b, out, batch_shape, a_bst, b_bst):
     return out
 
 
-def product(a, b):
-    """a b (the cpu's register tiles' counterpart, kernels/cpu/matmul.py)."""
-    return a @ b
+def product(a, b, bias=None):
+    """a b (+ bias on every row; the cpu's register tiles' counterpart, kernels/cpu/matmul.py)."""
+    out = a @ b
+    if bias is not None:
+        out += bias
+    return out
 
 
 def transposed_product(a, b):

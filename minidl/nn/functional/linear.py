@@ -28,9 +28,7 @@ class Linear(Function):
         ctx.save_for_backward(rows, weight)
         ctx.x_shape = x.shape
         ctx.has_bias = bias is not None
-        y = for_device(ctx.device, "matmul").product(rows, weight.T)
-        if bias is not None:
-            y += bias
+        y = for_device(ctx.device, "matmul").product(rows, weight.T, bias)
         return y.reshape(x.shape[:-1] + weight.shape[:1])
 
     @staticmethod

@@ -28,10 +28,7 @@ from .linear import dropout as dropout_entries
 def _project(device, x, w_ih, bias):
     """xw = x W_ih^T + bias for all steps in one GEMM: (T, N, I) -> (T, N, G)."""
     steps, batch, _ = x.shape
-    xw = for_device(device, "matmul").product(x.reshape(steps * batch, -1), w_ih.T)
-    if bias is not None:
-        xw += bias
-    return xw.reshape(steps, batch, -1)
+    return for_device(device, "matmul").product(x.reshape(steps * batch, -1), w_ih.T, bias).reshape(steps, batch, -1)
 
 
 def _sum_bias(b_ih, b_hh):
