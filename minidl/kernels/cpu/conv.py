@@ -444,12 +444,12 @@ def _algorithm_for(x, weight, stride, padding, dilation, groups, out_size):
     return algorithm
 
 
-def _winograd_tiles(weight_shape, stride, out_size):
+def _winograd_tiles(weight_shape, stride, out_size, backward=False):
     """Whether register_conv's correlation of weight_shape[1] planes into weight_shape[0] (the
-    forward pass; dX's is (C, O)) runs on the Winograd tiles: 3x3, stride 1, and where
+    forward pass and dK; dX's is (C, O)) runs on the Winograd tiles: 3x3, stride 1, and where
     ``register_winograd.chosen`` says."""
     return (tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (1, 1)
-            and register_winograd.chosen(weight_shape[1], weight_shape[0], out_size))
+            and register_winograd.chosen(weight_shape[1], weight_shape[0], out_size, backward))
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
@@ -502,8 +502,8 @@ def conv2d_backward(x, weight, dy, stride, padding, dilation, groups, need_dx=Tr
     if algorithm == "register tiles":  # dX is the correlation of O planes into C
         dx_shape = (channels, n_out) + tuple(kernel)
         return register_conv.conv2d_backward(x, weight, dy, stride, padding, need_dx, need_dw,
-                                             _winograd_tiles(dx_shape, stride, x.shape[2:]),
-                                             _winograd_tiles(weight.shape, stride, out_size))
+                                             _winograd_tiles(dx_shape, stride, x.shape[2:], True),
+                                             _winograd_tiles(weight.shape, stride, out_size, True))
     if algorithm == "winograd":
         dx, dweight = winograd.conv2d_backward(x, weight, dy, padding, need_dx, need_dw)
         return dx, dweight, bias_grad(dy)

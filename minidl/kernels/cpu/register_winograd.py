@@ -41,19 +41,26 @@ from . import winograd  # its G and weight_transform; imported whole: winograd i
 SKEW = 16  # floats after each k's slab of V and M (one cache line)
 
 
-def chosen(channels, n_out, out_size):
-    """Whether a float32 correlation of ``channels`` planes into ``n_out`` (3x3, stride 1) runs
-    here: 8-64 input and 16 or more output channels, blocks of tiles at least 7/8 full,
-    AVX-512 (measured there). Forward ms, these tiles / the direct tiles, batch 64, 2 Zen 5
-    cores: 16->32 at 32x32 1.26 / 1.60, 32->32 at 28x28 2.12 / 2.51, 64->64 at 16x16 2.32 /
-    3.01, 32->64 at 28x28 3.63 / 4.63, 16->16 at 32x32 0.62 / 0.77, 8->16 at 32x32 0.38 / 0.42,
-    16->32 at 16x16 0.39 / 0.40; backward with dX here (its correlation is O -> C) 16->32 at
-    32x32 3.29 / 3.49, 64->64 at 16x16 6.97 / 7.19. Not: 32->64 at 14x14 (49 tiles in 64 lanes,
-    forward 1.21 / 1.21, backward 3.09 / 2.89), 1->32 at 28x28 (0.41 / 0.19), 128->128 at 14x14
-    (batch 16: 3.6 / 2.3)."""
-    tiles = -(-out_size[0] // 2) * -(-out_size[1] // 2)
-    lanes = -(-tiles // TILE_LANES) * TILE_LANES
-    return LANES == 16 and 8 <= channels <= 64 and n_out >= 16 and 8 * tiles >= 7 * lanes
+#: fewest C O oh ow of a correlation for the Winograd tiles, and the smallest output side, in the
+#: forward pass and in the backward pass's (dX, dK): below, the transforms and fills cost more
+#: than the products save (module docstring of ``chosen``)
+MIN_WORK = 1 << 18
+MIN_SIDE, MIN_BACKWARD_SIDE = 14, 16
+
+
+def chosen(channels, n_out, out_size, backward=False):
+    """Whether a float32 correlation of ``channels`` planes into ``n_out`` (3x3, stride 1) over an
+    out_size output runs here: 8-64 input channels, C O oh ow >= MIN_WORK, no side below MIN_SIDE
+    (MIN_BACKWARD_SIDE for dX and dK), AVX-512 (measured there). Forward ms, these tiles / the
+    direct tiles, batch 64, 2 Zen 5 cores: 16->32 at 32x32 1.26 / 1.60, 32->32 at 28x28 2.12 /
+    2.51, 64->64 at 28x28 6.26 / 9.10, 64->64 at 16x16 2.32 / 3.01, 16->16 at 32x32 0.62 / 0.77,
+    32->64 at 14x14 0.99 / 1.21 (batch 256: 4.01 / 4.88); but 16->16 at 16x16 0.24 / 0.22, 8->16 at
+    16x16 0.16 / 0.12, 16->32 at 12x12 0.33 / 0.29, 32->32 at 7x7 0.32 / 0.21, 64->128 at 7x7 1.65
+    / 1.37, 8->8 at 32x32 0.27 / 0.23. Backward (dX, dK, db) 16->32 at 32x32 2.78 / 3.38, 64->64
+    at 16x16 6.16 / 7.06, 16->16 at 32x32 1.40 / 1.72; but 32->64 at 14x14 3.23 / 3.02 (batch 256
+    11.18 / 12.15) and 64->64 at 8x8 3.16 / 2.89."""
+    return (LANES == 16 and 8 <= channels <= 64 and channels * n_out * out_size[0] * out_size[1] >= MIN_WORK
+            and min(out_size) >= (MIN_BACKWARD_SIDE if backward else MIN_SIDE))
 
 
 def transformed_kernels(weight):
