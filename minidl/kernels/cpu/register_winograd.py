@@ -20,11 +20,12 @@ It reads the planes ``register_conv`` fills for its direct tiles (zero-padded, W
 ``register_conv`` runs a forward pass (Y = K * X) and a dX (the correlation of dY with the
 flipped kernel, in the same per-image backward kernel as dK, from the same dY planes) either
 way. dK is the adjoint in K (``weight_grad``; padding at most 1, so that x's planes hold every
-tile's window): dU[k] = sum over tiles dM[k] V[k]^T with dM = A dY A^T, then dK = G^T dU G. The bench's conv2d (64, 16, 32, 32) x (32, 16, 3, 3) pad 1 on
-2 Zen 5 cores, ms, direct tiles / these: forward 1.60 / 1.26, backward 3.38 / 2.78 (dK alone
-1.96 / 1.60). A k's slab of V and M is a multiple of a cache line plus one line (SKEW), so that the 16
-slabs of a transform do not fall on one set of L1 (16 streams 4 KB apart took a dX pass past
-10 ms).
+tile's window): dU[k] = sum over tiles dM[k] V[k]^T with dM = A dY A^T, then dK = G^T dU G.
+The bench's conv2d (64, 16, 32, 32) x (32, 16, 3, 3) pad 1 on 2 Zen 5 cores, ms, direct tiles /
+these: forward 1.60 / 1.26, backward 3.38 / 2.78 (dK alone 1.96 / 1.60).
+
+A k's slab of V and M is a multiple of a cache line plus one line (SKEW), so that the 16 slabs
+of a transform do not fall on one set of L1 (16 streams 4 KB apart took a dX pass past 10 ms).
 
 An image holding a NaN or inf is left to the direct tiles: in a transform inf - inf makes NaN
 of outputs that the direct sum leaves inf or finite. So are all images when the weight does
