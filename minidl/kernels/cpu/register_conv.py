@@ -382,20 +382,21 @@ def _kernels(kh, kw, stride):
             _fill_phases(dy[n], grad_top, grad_left, 1, wq, plane_rows, grad_planes[:n_out])
             for o in range(n_out):
                 dbias[o] += row_sum(dy[n, o].reshape(-1))
-            if need_dw and finite(x[n]) and winograd_dk and finite(dy[n]):
+            grad_finite = (winograd_dk or winograd_kernels.size > 0) and finite(dy[n])  # for the Winograd tiles
+            if need_dw and finite(x[n]):
                 _fill_phases(x[n], ph, pw, stride, wq, plane_rows, planes)
-                register_winograd.weight_grad(grad_stack, start, stack, size, wq, channels, oh, ow, dk_v, dk_m, du,
-                                              chunk)
-            elif need_dw and finite(x[n]):
-                _fill_phases(x[n], ph, pw, stride, wq, plane_rows, planes)
-                for o in range(0, dweight_parts.shape[1], WEIGHT_GRAD_ROWS):
-                    for c in range(channels):
-                        weight_grad_tile(kh, kw, stride, grad_stack, o * size + start, size, stack, c * size,
-                                         channels * size, wq, length, dweight, (o * channels + c) * taps,
-                                         channels * taps)
+                if winograd_dk and grad_finite:
+                    register_winograd.weight_grad(grad_stack, start, stack, size, wq, channels, oh, ow, dk_v, dk_m,
+                                                  du, chunk)
+                else:
+                    for o in range(0, dweight_parts.shape[1], WEIGHT_GRAD_ROWS):
+                        for c in range(channels):
+                            weight_grad_tile(kh, kw, stride, grad_stack, o * size + start, size, stack, c * size,
+                                             channels * size, wq, length, dweight, (o * channels + c) * taps,
+                                             channels * taps)
             elif need_dw:
                 nonfinite[n] = True  # its dK is summed apart, over the output positions alone
-            if need_dx and winograd_kernels.size and finite(dy[n]):
+            if need_dx and winograd_kernels.size and grad_finite:
                 register_winograd.correlate(grad_stack, size, wq, n_out, winograd_kernels, no_bias, 0,
                                             register_winograd.blocks(height, width), dx[n], v, m)
             elif need_dx:
