@@ -17,12 +17,13 @@ sum) rounded as a stored p would be. Per row: the max, the exponentials (through
 ``elementary``: SIMD in float32), their sum; lse - x_t is taken in float64. Scaling the rows in
 the forward pass instead cost a fourth pass: 10 of its 89 us on (256, 1000), one Zen 5 core.
 
-The passes with exponentials run over shares of the rows on ``tasks``'s pool from 2^20 values
-(_PARALLEL_FROM), the others are size-dispatched from there. A (256, 1000) cross-entropy forward
-took 144 us on one core and 84-98 us on two, alone; but when another thread spins on the second
-core (PyTorch's workers do for milliseconds after each of its ops) the share held there waits
-for it: the bench's interleaved fwd+bwd read 0.36-1.0 ms in shares, 0.35-0.69 ms on one core.
-So that size stays on one core (alone it reads 0.22 ms in shares, 0.27 on one core).
+The passes with exponentials run over shares of the rows on ``tasks``'s pool from 2^17 values
+(_SHARES_FROM), the others are size-dispatched from 2^20 (_PARALLEL_FROM: a workqueue launch
+costs more than a pass without exponentials over less). The bench's (256, 1000) fwd+bwd step,
+same-minute A/B in fresh processes: alone 141-150 us with the forward in shares against 167-177
+on one core; interleaved with PyTorch, whose workers spin on the second core for milliseconds
+after each of its ops and hold up the share waiting there, 203-214 against 183-186. Alone is
+what a training loop sees, so shares it is.
 """
 import numpy as np
 from numba import njit
@@ -32,13 +33,14 @@ from .elementary import NO_ZERO_DIVISION_CHECK, exp, rounded_like, row_dot, row_
 
 
 _PARALLEL_FROM = 1 << 20
+_SHARES_FROM = 1 << 17
 
 
 def _exponential_rows(kernel, rows, *arrays):
     """out, a new array shaped as ``rows``, written by kernel(share, first, last, rows, *arrays,
-    out): over shares of the rows from _PARALLEL_FROM values, else in one share here."""
+    out): over shares of the rows from _SHARES_FROM values, else in one share here."""
     out = np.empty_like(rows)
-    if rows.size < _PARALLEL_FROM:
+    if rows.size < _SHARES_FROM:
         kernel(0, 0, rows.shape[0], rows, *arrays, out)
     else:
         tasks.run(kernel, rows.shape[0], rows, *arrays, out)
