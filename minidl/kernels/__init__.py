@@ -5,9 +5,18 @@ numba-cuda kernels with the same module names and signatures.
 """
 import importlib
 
+_modules = {}  # (device, family) -> module: import_module costs ~4 us a call, the lookup ~0.1 us
+
 
 def for_device(device, family):
     """The kernel module of op ``family`` (e.g. "softmax_ce") for ``device`` ("cpu" or "cuda")."""
+    module = _modules.get((device, family))
+    if module is None:
+        module = _modules[device, family] = _imported(device, family)
+    return module
+
+
+def _imported(device, family):
     name = f"{__name__}.{device}.{family}"
     try:
         return importlib.import_module(name)
