@@ -57,8 +57,8 @@ def test_large_float32_inputs_match_torch(rng, name, options):
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape, dim", [((300, 4000), -1), ((3, 400, 1000), 1), ((2, 3, 5), 0)])
 def test_softmax_kernels_match_torch_along_any_axis(rng, name, shape, dim):
-    """Rows along ``dim``; 1.2 million float32 elements run the parallel builds. Against PyTorch
-    in float64."""
+    """Rows along ``dim``; 1.2 million float32 elements run over shares of the rows. Against
+    PyTorch in float64."""
     torch = pytest.importorskip("torch")
     x = (4 * rng.standard_normal(shape)).astype(np.float32)
     upstream = rng.standard_normal(shape).astype(np.float32)

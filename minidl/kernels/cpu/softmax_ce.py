@@ -17,26 +17,24 @@ sum) rounded as a stored p would be. Per row: the max, the exponentials (through
 ``elementary``: SIMD in float32), their sum; lse - x_t is taken in float64. Scaling the rows in
 the forward pass instead cost a fourth pass: 10 of its 89 us on (256, 1000), one Zen 5 core.
 
-The passes with exponentials run over shares of the rows on ``tasks``'s pool from 2^17 values
-(_SHARES_FROM), the others are size-dispatched from 2^20 (_PARALLEL_FROM: a workqueue launch
-costs more than a pass without exponentials over less). The bench's (256, 1000) fwd+bwd step,
-same-minute A/B in fresh processes: alone 141-150 us with the forward in shares against 167-177
-on one core; interleaved with PyTorch, whose workers spin on the second core for milliseconds
-after each of its ops and hold up the share waiting there, 203-214 against 183-186. Alone is
-what a training loop sees, so shares it is.
+Every pass runs over shares of the rows on ``tasks``'s pool from 2^17 values (_SHARES_FROM),
+else in one share on the calling thread. The bench's (256, 1000) fwd+bwd step, same-minute A/B
+in fresh processes: alone 141-150 us with the forward in two shares against 167-177 on one core;
+interleaved with PyTorch, whose OpenMP worker spins on the second core for milliseconds after
+each of its ops and holds up the share waiting there, 203-214 against 183-186. Alone is what a
+training loop sees, so shares it is. The backward, bound by memory: 21.6 -> 18.8 us in shares.
 """
 import numpy as np
 from numba import njit
 
-from . import size_dispatched, tasks
+from . import tasks
 from .elementary import NO_ZERO_DIVISION_CHECK, exp, rounded_like, row_dot, row_sum, shifted_exponentials
 
 
-_PARALLEL_FROM = 1 << 20
 _SHARES_FROM = 1 << 17
 
 
-def _exponential_rows(kernel, rows, *arrays):
+def _rows_in_shares(kernel, rows, *arrays):
     """out, a new array shaped as ``rows``, written by kernel(share, first, last, rows, *arrays,
     out): over shares of the rows from _SHARES_FROM values, else in one share here."""
     out = np.empty_like(rows)
@@ -51,7 +49,7 @@ def cross_entropy_forward(logits, target, class_weight, ignore_index, smoothing)
     """(per-row losses, (exponentials, 1 / sums), kept for ``cross_entropy_backward``)."""
     losses = np.zeros(logits.shape[0], dtype=logits.dtype)
     scales = np.empty(logits.shape[0], dtype=logits.dtype)
-    exponentials = _exponential_rows(_cross_entropy_rows, logits, target, class_weight, ignore_index,
+    exponentials = _rows_in_shares(_cross_entropy_rows, logits, target, class_weight, ignore_index,
                                      smoothing, losses, scales)
     return losses, (exponentials, scales)
 
@@ -81,41 +79,36 @@ def cross_entropy_backward(logits, target, kept, grad_rows, class_weight, ignore
     """d(sum_i g_i loss_i)/dlogits, with g = ``grad_rows`` and p from what the forward pass kept;
     see the module docstring."""
     exponentials, scales = kept
-    return _cross_entropy_backward(logits, target, exponentials, scales, grad_rows, class_weight, ignore_index,
-                                   smoothing)
+    return _rows_in_shares(_cross_entropy_backward_rows, exponentials, target, scales, grad_rows, class_weight,
+                           ignore_index, smoothing)
 
 
-@size_dispatched(parallel_from=_PARALLEL_FROM)
-def _cross_entropy_backward(loop):
-    def kernel(logits, target, exponentials, scales, grad_rows, class_weight, ignore_index, smoothing):
-        n, c = logits.shape
-        grad = np.empty_like(logits)
-        weight_total = 0.0
-        for k in range(c):
-            weight_total += class_weight[k]
-        for i in loop(n):
-            t = target[i]
-            out = grad[i]
-            if t == ignore_index:
-                out[:] = 0.0
-                continue
-            # the row's coefficients in the logits' dtype (an array store casts), so that the
-            # loops below stay in float32 for float32 logits
-            scale = np.empty(3, dtype=logits.dtype)
-            scale[0] = grad_rows[i] * (1.0 - smoothing) * class_weight[t]  # g hard
-            scale[1] = grad_rows[i] * smoothing / c                        # g soft
-            scale[2] = scale[0] + scale[1] * weight_total                  # g (hard + soft W)
-            g_hard, g_soft, g_p = scale[0], scale[1], scale[2]
-            e, inverse = exponentials[i], scales[i]  # p[k] = e[k] * inverse
-            if smoothing > 0.0:
-                for k in range(c):
-                    out[k] = g_p * (e[k] * inverse) - g_soft * class_weight[k]
-            else:
-                for k in range(c):
-                    out[k] = g_p * (e[k] * inverse)
-            out[t] -= g_hard
-        return grad
-    return kernel
+@njit(cache=True, nogil=True, **NO_ZERO_DIVISION_CHECK)
+def _cross_entropy_backward_rows(share, first, last, exponentials, target, scales, grad_rows, class_weight,
+                                 ignore_index, smoothing, grad):
+    c = exponentials.shape[1]
+    weight_total = 0.0
+    for k in range(c):
+        weight_total += class_weight[k]
+    for i in range(first, last):
+        t = target[i]
+        out = grad[i]
+        if t == ignore_index:
+            out[:] = 0.0
+            continue
+        # the row's coefficients rounded to the logits' dtype, so that the loops below stay in
+        # float32 for float32 logits
+        g_hard = exponentials.dtype.type(grad_rows[i] * (1.0 - smoothing) * class_weight[t])
+        g_soft = exponentials.dtype.type(grad_rows[i] * smoothing / c)
+        g_p = exponentials.dtype.type(g_hard + g_soft * weight_total)  # g (hard + soft W)
+        e, inverse = exponentials[i], scales[i]  # p[k] = e[k] * inverse
+        if smoothing > 0.0:
+            for k in range(c):
+                out[k] = g_p * (e[k] * inverse) - g_soft * class_weight[k]
+        else:
+            for k in range(c):
+                out[k] = g_p * (e[k] * inverse)
+        out[t] -= g_hard
 
 
 # Softmax and log-softmax over the last axis of rows (R, C):
@@ -126,7 +119,7 @@ def _cross_entropy_backward(loop):
 
 def softmax_forward(rows):
     """p of every row."""
-    return _exponential_rows(_softmax_rows, rows)
+    return _rows_in_shares(_softmax_rows, rows)
 
 
 @njit(cache=True, nogil=True, **NO_ZERO_DIVISION_CHECK)
@@ -138,24 +131,23 @@ def _softmax_rows(share, first, last, rows, probabilities):
             p[k] *= scale
 
 
-@size_dispatched(parallel_from=_PARALLEL_FROM)
-def softmax_backward(loop):
+def softmax_backward(probabilities, grad):
     """dx = p (dy - sum dy p) per row, from p and dy (R, C)."""
-    def kernel(probabilities, grad):
-        n, c = grad.shape
-        dx = np.empty_like(grad)
-        for i in loop(n):
-            p, g, out = probabilities[i], grad[i], dx[i]
-            total = rounded_like(g, row_dot(g, p))
-            for k in range(c):
-                out[k] = p[k] * (g[k] - total)
-        return dx
-    return kernel
+    return _rows_in_shares(_softmax_backward_rows, grad, probabilities)
+
+
+@njit(cache=True, nogil=True, **NO_ZERO_DIVISION_CHECK)
+def _softmax_backward_rows(share, first, last, grad, probabilities, dx):
+    for i in range(first, last):
+        p, g, out = probabilities[i], grad[i], dx[i]
+        total = rounded_like(g, row_dot(g, p))
+        for k in range(grad.shape[1]):
+            out[k] = p[k] * (g[k] - total)
 
 
 def log_softmax_forward(rows):
     """y = x - lse of every row."""
-    return _exponential_rows(_log_softmax_rows, rows)
+    return _rows_in_shares(_log_softmax_rows, rows)
 
 
 @njit(cache=True, nogil=True, **NO_ZERO_DIVISION_CHECK)
@@ -170,7 +162,7 @@ def _log_softmax_rows(share, first, last, rows, y):
 
 def log_softmax_backward(y, grad):
     """dx = dy - e^y sum dy per row, from y and dy (R, C)."""
-    return _exponential_rows(_log_softmax_backward_rows, y, grad)
+    return _rows_in_shares(_log_softmax_backward_rows, y, grad)
 
 
 @njit(cache=True, nogil=True, **NO_ZERO_DIVISION_CHECK)
