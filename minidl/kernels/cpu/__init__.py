@@ -10,6 +10,8 @@ divides, and made the serial Adam update 4-5x slower than it needs to be.
 """
 from numba import njit, prange
 
+from . import kernel_cache  # first: every kernel defined after it is cached under its stamp
+
 PARALLEL_MIN_WORK = 1 << 18  # elements of the first argument (Adam: 0.30 ms serial, 0.25 parallel)
 
 
