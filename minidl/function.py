@@ -27,6 +27,7 @@ import threading
 import numpy as np
 
 from .device import default_device, like
+from .kernels import for_device
 
 _grad_state = threading.local()
 
@@ -212,9 +213,17 @@ def _summed(total, grad, total_is_ours):
             total = total.astype(dtype)  # a copy
         return grad.add_into(total)
     if total_is_ours and total.dtype == dtype:
-        total += grad
-        return total
+        return add_in_place(total, grad)
     return total + grad
+
+
+def add_in_place(total, grad):
+    """total += grad; returns total. Host arrays through kernels/cpu/accumulate (a big sum in
+    shares on its thread pool)."""
+    if type(total) is np.ndarray:
+        return for_device("cpu", "accumulate").add_into(total, grad)
+    total += grad
+    return total
 
 
 class AccumulateGrad:

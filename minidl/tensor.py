@@ -5,7 +5,7 @@ import numpy as np
 
 from . import ops
 from .device import Device, default_device, like, to_device, to_host
-from .function import is_grad_enabled
+from .function import add_in_place, is_grad_enabled
 from .kernels.cuda.array import CudaArray, as_cuda
 from .meta import MetaArray
 from .random import default_generator
@@ -307,7 +307,7 @@ class Tensor:
                 converted = np.array(converted, copy=True, like=like(converted))
             self.grad = Tensor._from_array(converted, self.device)
         else:
-            self.grad.array += converted
+            add_in_place(self.grad.array, converted)
         for hook in tuple(self.__dict__.get("_grad_hooks", {}).values()):
             hook(self)
 
