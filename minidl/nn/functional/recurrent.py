@@ -49,9 +49,10 @@ def _layer_grads(device, needs, x, h0, h_seq, w_ih, d_xw, d_hw):
     dx = kernel.product(rows_xw, w_ih).reshape(x.shape) if needs[0] else None
     dw_ih = kernel.transposed_product(rows_xw, x.reshape(steps * batch, -1)) if needs[1] else None
     dw_hh = None
-    if needs[2]:
-        dw_hh = d_hw[0].T @ h0
-        dw_hh += kernel.transposed_product(rows_hw[batch:], h_seq[:-1].reshape(-1, h0.shape[1]))
+    if needs[2]:  # h_(t-1) of every step in one array: one product (a second one for h_0 alone,
+        # on BLAS, cost more than this copy: LSTM bench step 6.35 -> 6.18 ms)
+        h_prev = np.concatenate((h0, h_seq[:-1].reshape(-1, h0.shape[1])))
+        dw_hh = kernel.transposed_product(rows_hw, h_prev)
     db_ih = rows_xw.sum(axis=0) if needs[3] else None
     db_hh = (db_ih if d_hw is d_xw and db_ih is not None else rows_hw.sum(axis=0)) if needs[4] else None
     return dx, dw_ih, dw_hh, db_ih, db_hh
