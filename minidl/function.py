@@ -218,12 +218,19 @@ def _summed(total, grad, total_is_ours):
 
 
 def add_in_place(total, grad):
-    """total += grad; returns total. Host arrays through kernels/cpu/accumulate (a big sum in
+    """total += grad; returns total. Host arrays through kernels/cpu/arrays (a big sum in
     shares on its thread pool)."""
     if type(total) is np.ndarray:
-        return for_device("cpu", "accumulate").add_into(total, grad)
+        return for_device("cpu", "arrays").add_into(total, grad)
     total += grad
     return total
+
+
+def copied(array):
+    """np.array(array, copy=True); host arrays through kernels/cpu/arrays (a big copy in shares)."""
+    if type(array) is np.ndarray:
+        return for_device("cpu", "arrays").copy_of(array)
+    return np.array(array, copy=True, like=like(array))
 
 
 class AccumulateGrad:

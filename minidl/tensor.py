@@ -5,7 +5,7 @@ import numpy as np
 
 from . import ops
 from .device import Device, default_device, like, to_device, to_host
-from .function import add_in_place, is_grad_enabled
+from .function import add_in_place, copied, is_grad_enabled
 from .kernels.cuda.array import CudaArray, as_cuda
 from .meta import MetaArray
 from .random import default_generator
@@ -304,7 +304,7 @@ class Tensor:
         converted = np.asarray(grad, dtype=self.dtype, like=like(grad))
         if self.grad is None:
             if not (keep and converted is grad):
-                converted = np.array(converted, copy=True, like=like(converted))
+                converted = copied(converted)
             self.grad = Tensor._from_array(converted, self.device)
         else:
             add_in_place(self.grad.array, converted)
@@ -933,7 +933,7 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor from data (copied, like ``torch.tensor``)."""
     if isinstance(data, (Tensor, np.ndarray, CudaArray)):
         data = data.array if isinstance(data, Tensor) else data
-        data = np.array(data, copy=True, like=like(data))
+        data = copied(data)
     return Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
 
 
