@@ -76,6 +76,8 @@ def test_layer_norm_gradcheck(rng):
     b = minidl.tensor(rng.standard_normal((2, 5)), dtype=minidl.float64, requires_grad=True)
     assert gradcheck(lambda x, w, b: F.layer_norm(x, (2, 5), w, b), [x, w, b])
     assert gradcheck(lambda x: F.layer_norm(x, 5, eps=1e-2), [x])
+    rows = minidl.tensor(rng.standard_normal((11, 3)), dtype=minidl.float64, requires_grad=True)
+    assert gradcheck(lambda x: F.layer_norm(x, 3), [rows])  # a block of 8 rows' statistics, then 3
 
 
 def test_group_norm_gradcheck(rng):
