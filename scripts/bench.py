@@ -107,8 +107,9 @@ def startup_rows():
     return rows
 
 
-TRANSFORMER_ROWS = {"layer": "TransformerEncoderLayer d{d_model} h{heads} ({batch}, {seq})",
-                    "norm": "LayerNorm({d_model}) on ({batch}, {seq}, {d_model})"}
+TRANSFORMER_ROWS = {  # which: (name, repeats factor, warm-up calls)
+    "layer": ("TransformerEncoderLayer d{d_model} h{heads} ({batch}, {seq})", 1, 1),
+    "norm": ("LayerNorm({d_model}) on ({batch}, {seq}, {d_model})", 10, 3)}
 
 
 def transformer_rows(repeats, batch=32, seq=128, d_model=256, heads=4, alone=False):
@@ -117,9 +118,9 @@ def transformer_rows(repeats, batch=32, seq=128, d_model=256, heads=4, alone=Fal
     step (0.5 ms) gets 10x the repeats after 3 warm-up calls: in a fresh process both libraries'
     first 5-10 calls took 1.2-3x their steady time, which a median of 5 after one warm-up showed."""
     rows = []
-    for which, name in TRANSFORMER_ROWS.items():
+    for which, (name, factor, warmup) in TRANSFORMER_ROWS.items():
         medians = time_contestants(transformer_steps, (which, batch, seq, d_model, heads), ("minidl", "torch"),
-                                   repeats * (10 if which == "norm" else 1), alone, warmup=3 if which == "norm" else 1)
+                                   repeats * factor, alone, warmup=warmup)
         rows.append({"benchmark": name.format(batch=batch, seq=seq, d_model=d_model, heads=heads) + ", fwd+bwd",
                      "minidl_s": medians["minidl"], "torch_s": medians["torch"],
                      "ratio": medians["minidl"] / medians["torch"]})

@@ -23,26 +23,25 @@ PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 def directory_stamp(directory):
     """A hash of the names and contents of the ``*.py`` files in ``directory``."""
-    entries = sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-                     for entry in os.scandir(directory) if entry.name.endswith(".py") and entry.is_file())
-    return _hashed(directory, tuple(entries))
-
-
-@functools.lru_cache(maxsize=None)
-def _hashed(directory, entries):
-    """The hash behind ``directory_stamp``; read again when a file's mtime or size changes."""
     digest = hashlib.sha256()
-    for name, _, _ in entries:
+    for name in sorted(entry.name for entry in os.scandir(directory) if entry.name.endswith(".py") and entry.is_file()):
         with open(os.path.join(directory, name), "rb") as source:
             digest.update(name.encode() + b"\0" + source.read() + b"\0")
     return digest.digest()
+
+
+@functools.cache
+def _package_stamp():
+    """``directory_stamp(PACKAGE)``, once a process: the kernels it stamps are the code this
+    process imported, whatever changes on disk after."""
+    return directory_stamp(PACKAGE)
 
 
 class _PackageStamped:
     """A locator mixin: this package's files get ``directory_stamp(PACKAGE)``; others none."""
 
     def get_source_stamp(self):
-        return directory_stamp(PACKAGE)
+        return _package_stamp()
 
     @classmethod
     def from_function(cls, py_func, py_file):
