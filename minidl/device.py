@@ -35,6 +35,10 @@ class Device:
         self.type = name
 
     def __eq__(self, other):
+        if type(other) is Device:
+            return self.type == other.type
+        if type(other) is str and other in KNOWN_DEVICES:  # the common case, without parsing
+            return other == self.type
         if isinstance(other, (Device, str)):
             try:
                 return self.type == Device(other).type
@@ -61,10 +65,13 @@ class Device:
         return False
 
 
+_CPU = Device("cpu")
+
+
 def default_device():
     """The innermost ``with minidl.device(...)`` device, else cpu."""
     stack = getattr(_defaults, "stack", None)
-    return stack[-1] if stack else Device("cpu")
+    return stack[-1] if stack else _CPU
 
 
 def to_device(array, device):

@@ -37,8 +37,7 @@ KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # the dtypes the k
 
 def _category(dtype):
     """PyTorch's dtype categories, in promotion order: bool < integer < float < complex."""
-    return (np.issubdtype(dtype, np.complexfloating) + np.issubdtype(dtype, np.inexact)
-            + (dtype != np.bool_))
+    return (dtype.kind == "c") + (dtype.kind in "fc") + (dtype != np.bool_)
 
 
 _SCALAR_DTYPES = {bool: np.dtype(np.bool_), int: np.dtype(np.int64), float: DEFAULT_FLOAT,
@@ -53,6 +52,16 @@ def result_dtype(*operands):
     result_type of the top-ranked operands of that category, or for Python scalars alone the
     default (float32, int64, bool). So float32 (N,) + int64 -> float32, int64 * 2.5 -> float32,
     float32 (N,) * float64 0-d -> float32, int32 + int64 -> int64."""
+    first = operands[0]
+    if type(first) is np.ndarray and first.ndim and all(  # the common case, ranked in one look
+            type(x) is np.ndarray and x.dtype == first.dtype or type(x) is float and first.dtype.kind in "fc"
+            or type(x) is int and first.dtype.kind in "fciu" for x in operands[1:]):
+        return first.dtype
+    return ranked_result_dtype(operands)
+
+
+def ranked_result_dtype(operands):
+    """``result_dtype`` by ranking every operand (its rule in full)."""
     ranked = []
     for x in operands:
         if type(x) in _SCALAR_DTYPES:
@@ -74,7 +83,7 @@ def _cast(array, dtype):
 
 def float_dtype(dtype):
     """``dtype`` if it is a float type, else the default float32 (bool and integers promote)."""
-    return dtype if np.issubdtype(dtype, np.inexact) else DEFAULT_FLOAT
+    return dtype if dtype.kind in "fc" else DEFAULT_FLOAT
 
 
 def require_float(name, input, argument="input"):
@@ -287,7 +296,7 @@ class Function:
         output = cls.forward(ctx, *arrays, **options)
         # only float outputs join the graph (argsort-like integer and bool results never do)
         needs_grad = (is_grad_enabled() and any(t.requires_grad for t in tensors)
-                      and np.issubdtype(output.dtype, np.inexact))
+                      and output.dtype.kind in "fc")
         result = Tensor._from_array(output, device, requires_grad=needs_grad)
         if needs_grad:
             ctx.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)

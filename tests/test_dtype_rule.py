@@ -395,3 +395,22 @@ def test_modifying_a_tensor_a_backward_needs_raises_instead_of_a_wrong_gradient(
     a += 1  # Mul saved a; its gradient for w would silently use the new values
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         z.backward()
+
+
+# ---------------------------------------------------------------- result_dtype's one-look path
+
+_OPERAND_DTYPES = [np.bool_, np.uint8, np.int32, np.int64, np.float16, np.float32, np.float64, np.complex64]
+
+
+@pytest.mark.parametrize("first", _OPERAND_DTYPES)
+def test_result_dtype_one_look_path_agrees_with_the_full_ranking(first):
+    """result_dtype answers common operands (an array with others of its dtype, or weak Python
+    scalars) in one look; every combination must give what ranking all operands gives."""
+    from minidl.function import ranked_result_dtype, result_dtype
+    others = ([np.ones(3, dtype=d) for d in _OPERAND_DTYPES] + [np.ones((), dtype=d) for d in _OPERAND_DTYPES]
+              + [True, 2, 2.5, 1j])
+    for shape in ((3,), ()):
+        a = np.ones(shape, dtype=first)
+        for b in others:
+            for operands in ((a, b), (a, b, b), (a, a, b)):
+                assert result_dtype(*operands) == ranked_result_dtype(operands), (a.dtype, shape, b)

@@ -421,3 +421,11 @@ def test_relu_kernel_on_views_keeps_nan_and_masks_the_gradient(shape):
     upstream = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
     y.backward(upstream)
     np.testing.assert_array_equal(x.grad.numpy(), (upstream * (np.maximum(data.T, 0) > 0)).T)
+
+
+def test_device_equality_fast_and_parsed():
+    cpu = minidl.Device("cpu")
+    assert cpu == "cpu" and cpu == minidl.Device("cpu") and cpu == "CPU" and cpu == "cpu:0"
+    assert cpu != "meta" and cpu != "cuda" and cpu != minidl.Device("meta")
+    assert cpu != "tpu" and cpu != 3 and cpu != None  # noqa: E711  (unparsable, not a device)
+    assert minidl.Device("cuda") == "cuda:1" and minidl.Device("meta") == "meta"
