@@ -58,7 +58,11 @@ def shares(n_tasks, work=None, balance=False, per_share=None):
     (SHARES_PER_THREAD with ``balance``; shares of ``per_share`` tasks when given), at most one
     per task (the size of per-share scratch arrays such as partial sums); one when ``work``
     (elements read and written) is below PARALLEL_MIN_WORK."""
-    threads = numba.get_num_threads()
+    return _share_count(numba.get_num_threads(), n_tasks, work, balance, per_share)
+
+
+def _share_count(threads, n_tasks, work, balance, per_share):
+    """``shares`` for ``threads`` Numba threads (read once a call: numba.get_num_threads takes ~1 us)."""
     if (work is not None and work < PARALLEL_MIN_WORK) or threads == 1:
         return 1
     if per_share is not None:
@@ -71,7 +75,8 @@ def run(kernel, n_tasks, *args, work=None, balance=False, per_share=None):
     ``shares(n_tasks, work, balance, per_share)`` of them), concurrently: this thread and the
     pool's take the shares in turn. In one share on this thread when ``work`` (elements read
     and written) is below PARALLEL_MIN_WORK."""
-    count = shares(n_tasks, work, balance, per_share)
+    threads = numba.get_num_threads()
+    count = _share_count(threads, n_tasks, work, balance, per_share)
     bounds = [share * n_tasks // count for share in range(count + 1)]
     next_share = itertools.count()  # next() is atomic: each share is taken once
 
@@ -81,7 +86,7 @@ def run(kernel, n_tasks, *args, work=None, balance=False, per_share=None):
             kernel(share, bounds[share], bounds[share + 1], *args)
             share = next(next_share)
 
-    helpers = min(count, numba.get_num_threads()) - 1
+    helpers = min(count, threads) - 1
     if helpers > 0:
         _thread_pool().run(take_shares, helpers)
     else:
