@@ -96,6 +96,12 @@ def test_cross_entropy_errors_name_the_shapes_and_values():
         F.cross_entropy(logits, minidl.tensor([0, 1, 2]))
     with pytest.raises(IndexError, match="target 3 is out of range for 3 classes"):
         F.cross_entropy(logits, minidl.tensor([0, 1, 2, 3]))
+    with pytest.raises(IndexError, match="target -1 is out of range for 3 classes"):
+        F.cross_entropy(logits, minidl.tensor([0, -1, 2, 1]))
+    with pytest.raises(IndexError, match="target -1 is out of range for 3 classes"):  # besides ignored rows
+        F.cross_entropy(logits, minidl.tensor([-100, -1, 2, 1]))
+    assert np.isfinite(F.cross_entropy(logits, minidl.tensor([-100, 0, 2, 1])).item())
+    assert np.isfinite(F.cross_entropy(logits, minidl.tensor([0, 1, 2, 5]), ignore_index=5).item())
     with pytest.raises(TypeError, match="integer class indices"):
         F.cross_entropy(logits, minidl.tensor([0.0, 1.0, 2.0, 1.0]))
     with pytest.raises(ValueError, match="reduction"):

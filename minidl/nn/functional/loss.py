@@ -44,7 +44,10 @@ def _rows_back(grad_rows, shape):
 
 
 def _check_classes(name, target, n_classes, ignore_index):
+    """target != ignore_index, after a check that every other target is a class index."""
     valid = target != ignore_index
+    if not target.size or (target.min() >= 0 and target.max() < n_classes):
+        return valid
     bad = valid & ((target < 0) | (target >= n_classes))
     if bad.any():
         raise IndexError(f"{name}: target {int(target[bad][0])} is out of range for "
@@ -79,11 +82,14 @@ class CrossEntropy(Function):
         flat_target = np.ascontiguousarray(target.reshape(-1), dtype=np.int64, like=like(logits))
         n_classes = rows.shape[1]
         valid = _check_classes("cross_entropy", flat_target, n_classes, ignore_index)
-        weight = (np.ones(n_classes, dtype=logits.dtype, like=like(logits)) if class_weight is None
-                  else np.ascontiguousarray(class_weight, dtype=logits.dtype, like=like(logits)))
+        if class_weight is None:
+            weight = np.ones(n_classes, dtype=logits.dtype, like=like(logits))
+            row_weights = valid.astype(logits.dtype)
+        else:
+            weight = np.ascontiguousarray(class_weight, dtype=logits.dtype, like=like(logits))
+            row_weights = np.where(valid, weight[np.where(valid, flat_target, 0)], 0).astype(logits.dtype)
         # kept is what the device's backward kernel needs besides the logits (cpu: the softmax)
         losses, kept = kernel.cross_entropy_forward(rows, flat_target, weight, ignore_index, smoothing)
-        row_weights = np.where(valid, weight[np.where(valid, flat_target, 0)], 0).astype(logits.dtype)
         value, scale = _reduce_rows(losses, row_weights, reduction, target.shape)
         ctx.save_for_backward(rows, flat_target, kept, weight)
         ctx.options = (ignore_index, smoothing, reduction, scale, logits.shape)
