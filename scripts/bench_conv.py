@@ -102,6 +102,7 @@ def _ratio_row(name, medians, unit, scale=1.0):
 
 
 OP_REPEATS = 10  # op rows take this many times the section's repeats
+OP_WARMUP = 10  # calls before the timed ones: in a fresh process both libraries' first 5-10 took up to 3x
 OP_NAMES = {"conv": "conv2d ({batch},16,32,32)x(32,16,3,3) pad 1", "pool": "max_pool2d 2x2 ({batch},32,32,32)",
             "bn": "BatchNorm2d train ({batch},32,32,32)", "ce": "cross_entropy ({batch4},1000)"}
 
@@ -115,9 +116,10 @@ def op_rows(device="cpu", repeats=5, batch=64, peak=None, alone=False):
     pass does fewer multiply-adds (minidl's F(2x2, 3x3) tiles 2.25x fewer) and so reads above the
     GEMM peak.
     ``alone``: each (op, library) timed in a process of its own. Medians of OP_REPEATS x
-    ``repeats`` calls."""
+    ``repeats`` calls after OP_WARMUP calls."""
     repeats *= OP_REPEATS  # single calls of 0.3-15 ms: medians of 3 or 5 moved by 50% between runs
-    medians = {op: time_contestants(op_step, (op, device, batch), list(sides(device)), repeats, alone)
+    medians = {op: time_contestants(op_step, (op, device, batch), list(sides(device)), repeats, alone,
+                                    warmup=OP_WARMUP)
                for op in OP_NAMES}
     rows = []
     for op, times in medians.items():
