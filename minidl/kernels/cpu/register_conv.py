@@ -38,7 +38,9 @@ taps of each phase as ``register_tiles.tap_groups`` lists them, no zero taps. A 
 convolution is such a convolution run backwards (nn.functional.conv_transpose): the bench's
 ConvTranspose2d(32, 16, 3, stride 2) at batch 64, per pass (ms, im2col chunks / tiles),
 forward of the convolution it transposes 1.73 / 0.77 (193 GFLOP/s), whole layer fwd+bwd 5.1 /
-2.6 on 2 Zen 5 cores (with the fills below and ConvTranspose2d's bias on conv's loops).
+2.6 on 2 Zen 5 cores (with the fills below and ConvTranspose2d's bias on conv's loops). The
+four phases' sums then go into dX together, row by row, in vector stores (``_interleave_phases``):
+0.93 -> 0.51 ms for that dX (296 GFLOP/s), 2.6-2.8 -> 2.1-2.2 ms for the layer.
 
 Filling the planes costs as much as a pass's tiles on small images unless its loops vectorise:
 rows copied in loops of constant steps (stride 2 as two interleaved streams), no division per
@@ -62,8 +64,8 @@ from numba.extending import overload
 from . import register_winograd, tasks
 from .direct_conv import _cache_aligned, balanced, finite, image_parts, run_backward
 from .elementary import row_sum
-from .register_tiles import (LANES, TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, tap_groups,
-                             weight_grad_tile)
+from .register_tiles import (LANES, TILE_LANES, TILE_ROWS, WEIGHT_GRAD_ROWS, correlate_tile, interleave_lanes,
+                             tap_groups, weight_grad_tile)
 
 SIZES = ((3, 3), (5, 5))  # kernel windows with tiles of their own
 STRIDES = ((1, 1), (2, 2))
@@ -190,15 +192,13 @@ def _rounded(length, step):
 
 
 @njit(cache=True)
-def _correlate_blocks(kh, kw, stride, phase, taps, stack, size, wq, channels, kernels, kernel_base, bias, first_block,
-                      last_block, out, acc, rows, cols, step, top, left):
+def _correlate_tiles(kh, kw, stride, phase, taps, stack, size, wq, channels, kernels, kernel_base, first_block,
+                     last_block, acc, length):
     """The tiles of ``tap_groups(kh, kw, stride, phase)`` (``taps`` in all) over the planes of
     ``stack`` (``size`` apart, Wq wide, followed by the tiles' slack) and the tile-packed kernels
-    from kernel_base, for blocks [first_block, last_block) of output channels and rows x cols
-    positions; out[o, step i - top, step j - left] = bias[o] + position (i, j)'s sum, where in
-    range. ``acc``: TILE_ROWS x length floats per block."""
-    n_out, height, width = out.shape
-    length = _rounded((rows - 1) * wq + cols, TILE_LANES)
+    from kernel_base, for blocks [first_block, last_block) of output channels and ``length`` wide
+    positions (a multiple of TILE_LANES): acc[(o - TILE_ROWS first_block) length + f] = output
+    channel o's sum at wide position f."""
     for chunk in range(0, length, TILE_CHUNK):
         for block in range(first_block, last_block):
             acc_start = (block - first_block) * TILE_ROWS * length
@@ -206,28 +206,31 @@ def _correlate_blocks(kh, kw, stride, phase, taps, stack, size, wq, channels, ke
                 correlate_tile(literally(kh), literally(kw), literally(stride), literally(phase), kernels,
                                kernel_base + block * channels * taps * TILE_ROWS, stack, start, size, wq, channels,
                                acc, acc_start + start, length)
-    first_col, last_col = max(0, -(-left // step)), min(cols, (width - 1 + left) // step + 1)
+
+
+@njit(cache=True)
+def _correlate_blocks(kh, kw, stride, phase, taps, stack, size, wq, channels, kernels, kernel_base, bias, first_block,
+                      last_block, out, acc, rows, cols):
+    """``_correlate_tiles`` over rows x cols positions, then out[o, i, j] = bias[o] + position (i,
+    j)'s sum. ``acc``: TILE_ROWS x length floats per block."""
+    n_out = out.shape[0]
+    length = _rounded((rows - 1) * wq + cols, TILE_LANES)
+    _correlate_tiles(kh, kw, stride, phase, taps, stack, size, wq, channels, kernels, kernel_base, first_block,
+                     last_block, acc, length)
     for o in range(first_block * TILE_ROWS, min(last_block * TILE_ROWS, n_out)):
         channel, shift = out[o], bias[o]
         for i in range(rows):
-            r = step * i - top
-            if r < 0 or r >= height:
-                continue
-            row, src = channel[r], acc[(o - first_block * TILE_ROWS) * length + i * wq:]
-            if step == 1:
-                for j in range(first_col, last_col):
-                    row[j - left] = src[j] + shift
-            else:
-                for j in range(first_col, last_col):
-                    row[step * j - left] = src[j] + shift
+            row, src = channel[i], acc[(o - first_block * TILE_ROWS) * length + i * wq:]
+            for j in range(cols):
+                row[j] = src[j] + shift
 
 
 def _transposed(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
                 out, acc, rows, cols, ph, pw):
     """dX = the transposed correlation of the dYq planes in ``stack`` with ``conv2d_backward``'s
     dx_kernels, for a constant ``stride``: with stride 1 the correlation with the flipped kernel
-    over rows x cols positions of x; with stride 2 its four phases (p, q) in turn, each by the
-    taps that reach it, over rows x cols phase positions."""
+    over rows x cols positions of x; with stride 2 its four phases (p, q), each by the taps that
+    reach it into a quarter of ``acc``, then interleaved into dX row by row."""
 
 
 @overload(_transposed, prefer_literal=True)
@@ -239,34 +242,72 @@ def _transposed_at(stride, kh, kw, taps, phase_taps, taps_before, stack, size, w
         def unit(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
                  out, acc, rows, cols, ph, pw):
             _correlate_blocks(kh, kw, 1, -1, taps, stack, size, wq, channels, kernels, 0, bias, np.int64(0), n_blocks,
-                              out, acc, rows, cols, 1, 0, 0)
+                              out, acc, rows, cols)
         return unit
 
     def phases(stride, kh, kw, taps, phase_taps, taps_before, stack, size, wq, channels, kernels, bias, n_blocks,
                out, acc, rows, cols, ph, pw):
         per_tap = n_blocks * TILE_ROWS * channels  # floats of ``kernels`` per tap of a phase
-        _transposed_phase(kh, kw, 0, phase_taps[0], taps_before[0] * per_tap, stack, size, wq, channels, kernels,
-                          bias, n_blocks, out, acc, ph, pw)
-        _transposed_phase(kh, kw, 1, phase_taps[1], taps_before[1] * per_tap, stack, size, wq, channels, kernels,
-                          bias, n_blocks, out, acc, ph, pw)
-        _transposed_phase(kh, kw, 2, phase_taps[2], taps_before[2] * per_tap, stack, size, wq, channels, kernels,
-                          bias, n_blocks, out, acc, ph, pw)
-        _transposed_phase(kh, kw, 3, phase_taps[3], taps_before[3] * per_tap, stack, size, wq, channels, kernels,
-                          bias, n_blocks, out, acc, ph, pw)
+        quarter = acc.size // 4
+        _phase_tiles(kh, kw, 0, phase_taps[0], taps_before[0] * per_tap, stack, size, wq, channels, kernels,
+                     n_blocks, out.shape[1:], acc[:quarter], ph, pw)
+        _phase_tiles(kh, kw, 1, phase_taps[1], taps_before[1] * per_tap, stack, size, wq, channels, kernels,
+                     n_blocks, out.shape[1:], acc[quarter:], ph, pw)
+        _phase_tiles(kh, kw, 2, phase_taps[2], taps_before[2] * per_tap, stack, size, wq, channels, kernels,
+                     n_blocks, out.shape[1:], acc[2 * quarter:], ph, pw)
+        _phase_tiles(kh, kw, 3, phase_taps[3], taps_before[3] * per_tap, stack, size, wq, channels, kernels,
+                     n_blocks, out.shape[1:], acc[3 * quarter:], ph, pw)
+        _interleave_phases(acc, quarter, wq, ph, pw, out)  # dX has no bias
     return phases
 
 
 @njit(cache=True)
-def _transposed_phase(kh, kw, phase, taps, kernel_base, stack, size, wq, channels, kernels, bias, n_blocks, out, acc,
-                      ph, pw):
-    """Phase (p, q) = (phase // 2, phase % 2) of a stride-2 dX: the correlation of the dYq planes
-    with the ``taps`` that reach it (``kernels`` from kernel_base), over the phase positions that
-    hold x's (``_phase_span``)."""
-    p, q = phase >> 1, phase & 1
-    top, rows = _phase_span(out.shape[1], ph, p)
-    left, cols = _phase_span(out.shape[2], pw, q)
-    _correlate_blocks(kh, kw, 2, phase, taps, stack[top * wq + left:], size, wq, channels, kernels, kernel_base, bias,
-                      np.int64(0), n_blocks, out, acc, rows, cols, 2, ph - p - 2 * top, pw - q - 2 * left)
+def _phase_tiles(kh, kw, phase, taps, kernel_base, stack, size, wq, channels, kernels, n_blocks, shape, acc, ph, pw):
+    """Phase (p, q) = (phase // 2, phase % 2) of a stride-2 dX of ``shape`` (H, W) into ``acc``: the
+    correlation of the dYq planes with the ``taps`` that reach it (``kernels`` from kernel_base),
+    over the phase positions that hold x's (``_phase_span``), ``_phase_length`` wide."""
+    top, _ = _phase_span(shape[0], ph, phase >> 1)
+    left, _ = _phase_span(shape[1], pw, phase & 1)
+    _correlate_tiles(kh, kw, 2, phase, taps, stack[top * wq + left:], size, wq, channels, kernels, kernel_base,
+                     np.int64(0), n_blocks, acc, _phase_length(shape, wq, ph, pw, phase))
+
+
+@njit(inline="always")
+def _phase_length(shape, wq, ph, pw, phase):
+    """Wide positions of phase (p, q)'s sums: its rows x cols positions, rounded to whole tiles."""
+    rows = _phase_span(shape[0], ph, phase >> 1)[1]
+    return _rounded((rows - 1) * wq + _phase_span(shape[1], pw, phase & 1)[1], TILE_LANES)
+
+
+@njit(cache=True)
+def _interleave_phases(acc, quarter, wq, ph, pw, out):
+    """out[o, r, c] = phase ((r + ph) % 2, (c + pw) % 2)'s sum at ((r + ph) // 2, (c + pw) //
+    2), from the four phases' sums ``_phase_tiles`` left ``quarter`` floats apart in ``acc``. A row
+    of out takes its even and odd columns from two phases, LANES of each at a time
+    (``interleave_lanes``). One phase at a time, every other column, the stores took 0.56 of the
+    1.62 ms of a ConvTranspose2d(32, 16, 3, stride 2) forward pass at batch 64 on one core."""
+    n_out, height, width = out.shape
+    flat = out.reshape(-1)  # flat indices: a view a row cost more than its 32 stores
+    even_q, odd_q = pw & 1, (1 + pw) & 1  # the phases of columns 2k and 2k + 1
+    even_left, odd_left = _phase_span(width, pw, even_q)[0], _phase_span(width, pw, odd_q)[0]
+    for r in range(height):
+        p = (r + ph) & 1
+        i = ((r + ph) >> 1) - _phase_span(height, ph, p)[0]
+        even_length = _phase_length((height, width), wq, ph, pw, 2 * p + even_q)
+        odd_length = _phase_length((height, width), wq, ph, pw, 2 * p + odd_q)
+        even_base = (2 * p + even_q) * quarter + i * wq + (pw >> 1) - even_left
+        odd_base = (2 * p + odd_q) * quarter + i * wq + ((1 + pw) >> 1) - odd_left
+        for o in range(n_out):
+            start = (o * height + r) * width
+            even, odd = even_base + o * even_length, odd_base + o * odd_length
+            vectors = (width >> 1) - (width >> 1) % LANES
+            for k in range(0, vectors, LANES):
+                interleave_lanes(acc, even + k, acc, odd + k, flat, start + 2 * k)
+            for k in range(vectors, width >> 1):
+                flat[start + 2 * k] = acc[even + k]
+                flat[start + 2 * k + 1] = acc[odd + k]
+            if width & 1:
+                flat[start + width - 1] = acc[even + (width >> 1)]
 
 
 @njit(inline="always")
@@ -344,7 +385,7 @@ def _kernels(kh, kw, stride):
             if task == first or part == 0:
                 _fill_phases(x[n], top, left, stride, wq, rows, planes)
             _correlate_blocks(kh, kw, stride, -1, taps, stack, planes.shape[1], wq, channels, kernels, 0, bias,
-                              part * n_blocks // parts, (part + 1) * n_blocks // parts, y[n], acc, oh, ow, 1, 0, 0)
+                              part * n_blocks // parts, (part + 1) * n_blocks // parts, y[n], acc, oh, ow)
 
     @njit(cache=True, nogil=True)
     def backward(share, first, last, x, dx_kernels, dy, ph, pw, need_dx, need_dw, dx, dweight_parts, dbias_parts,
@@ -372,7 +413,7 @@ def _kernels(kh, kw, stride):
         length = _rounded((oh - 1) * wq + ow, LANES)
         start = grad_top * wq + grad_left  # where output (0, 0) sits in dYq
         n_blocks = -(-channels // TILE_ROWS)
-        acc = _cache_aligned(n_blocks * TILE_ROWS * _rounded((rows - 1) * wq + cols, TILE_LANES), x.dtype)
+        acc = _cache_aligned(phases * n_blocks * TILE_ROWS * _rounded((rows - 1) * wq + cols, TILE_LANES), x.dtype)
         no_bias = np.zeros(channels, dtype=x.dtype)
         v, m = register_winograd.workspaces(n_out if winograd_kernels.size else 0, x.dtype)
         dweight, dbias = dweight_parts[share].reshape(-1), dbias_parts[share]

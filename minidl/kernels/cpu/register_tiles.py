@@ -195,6 +195,29 @@ def transpose_8x8(typingctx, src, src_start, src_stride, dst, dst_start):
     return types.void(src, src_start, src_stride, dst, dst_start), codegen
 
 
+@intrinsic
+def interleave_lanes(typingctx, even, even_start, odd, odd_start, out, out_start):
+    """interleave_lanes(even, even_start, odd, odd_start, out, out_start): out[out_start + 2 k] =
+    even[even_start + k] and out[out_start + 2 k + 1] = odd[odd_start + k] for k < LANES, through
+    two vector loads, two shuffles and two vector stores (LLVM left that loop scalar): the rows of
+    a stride-2 dX from its phases. 1-d C-contiguous float32 arrays."""
+    if not all(isinstance(array, types.Array) and array.dtype == types.float32 and array.ndim == 1
+               for array in (even, odd, out)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        even_ptr, odd_ptr, out_ptr = (_element(context, builder, signature, args, index) for index in (0, 2, 4))
+        first, second = (builder.load(_vector_pointer(builder, pointer, _constant(0)), align=4)
+                         for pointer in (even_ptr, odd_ptr))
+        for half in range(2):
+            lanes = [lane for k in range(half * LANES // 2, (half + 1) * LANES // 2) for lane in (k, LANES + k)]
+            builder.store(builder.shuffle_vector(first, second, ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                                                           lanes)),
+                          _vector_pointer(builder, out_ptr, _constant(half * LANES)), align=4)
+        return context.get_dummy_value()
+    return types.void(even, even_start, odd, odd_start, out, out_start), codegen
+
+
 @njit(cache=True, nogil=True)
 def pack_rows(src, start, stride, depth, packed):
     """packed[TILE_ROWS k + r] = src[start + r stride + k] for r < TILE_ROWS, k < depth: TILE_ROWS
