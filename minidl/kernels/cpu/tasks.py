@@ -77,6 +77,9 @@ def run(kernel, n_tasks, *args, work=None, balance=False, per_share=None):
     and written) is below PARALLEL_MIN_WORK."""
     threads = numba.get_num_threads()
     count = _share_count(threads, n_tasks, work, balance, per_share)
+    if count == 1:  # no pool, no bounds: 0.2 us instead of 2
+        kernel(0, 0, n_tasks, *args)
+        return
     bounds = [share * n_tasks // count for share in range(count + 1)]
     next_share = itertools.count()  # next() is atomic: each share is taken once
 
