@@ -322,3 +322,21 @@ def test_time_loop_split_over_rows_equals_one_share(mode, rng, monkeypatch):
     monkeypatch.setattr(tasks, "kernel_blas_can_be_serial", lambda: False)
     for a, b in zip(split, forward_and_backward()):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_no_initial_state_is_a_zero_state(name, steps):
+    """hx=None reaches the layers as None (their dW_hh then skips h_0's zero term): outputs and
+    gradients as with explicit zero states."""
+    rng = np.random.default_rng(5)
+    model = getattr(nn, name)(5, 8, num_layers=2, bidirectional=True)
+    x = rng.standard_normal((steps, 4, 5)).astype(np.float32)
+    grads = []
+    for hx in (None, (minidl.zeros(4, 4, 8), minidl.zeros(4, 4, 8)) if name == "LSTM" else minidl.zeros(4, 4, 8)):
+        model.zero_grad()
+        out, _ = model(minidl.tensor(x), hx)
+        out.sum().backward()
+        grads.append([out.detach().numpy()] + [p.grad.numpy().copy() for p in model.parameters()])
+    for without, with_zeros in zip(*grads):
+        np.testing.assert_allclose(without, with_zeros, rtol=1e-5, atol=1e-6)

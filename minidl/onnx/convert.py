@@ -318,8 +318,9 @@ def _recurrent(op_type, order, **fixed):
                   g.constant(_gates(w_ih, order, hidden)[None], name.format("W")),
                   g.constant(_gates(w_hh, order, hidden)[None], name.format("R")),
                   g.constant(bias[None], name.format("B")), ""]
-        for state in states:  # untraced all-zero states are ONNX's default: leave them out
-            if g.values.get(id(state)) is None and not isinstance(state, Tensor) and not np.any(to_host(state)):
+        for state in states:  # absent (hx=None) or untraced all-zero states are ONNX's default: leave them out
+            if state is None or (g.values.get(id(state)) is None and not isinstance(state, Tensor)
+                                 and not np.any(to_host(state))):
                 inputs.append("")
             else:
                 inputs.append(g.node("Unsqueeze", [g.value(state), g.ints([0], "axes")], call))

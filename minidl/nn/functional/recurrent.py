@@ -6,6 +6,10 @@ steps is one GEMM, the time loop forward and backprop through time are one kerne
 Arrays are time-major, (T, N, F). Weights follow PyTorch's layout, gates stacked along rows:
 LSTM [i f g o], GRU [r z n], so a PyTorch state_dict loads as is.
 
+An initial state of None (hx=None) is zeros: the layer makes them for its kernels, and its
+dW_hh sums steps 2..T alone (h_0's term is zero), over h_1..h_(T-1) where they lie, instead of
+first copying [h_0, h_1..h_(T-1)] into one array.
+
 A layer's Function returns its hidden sequence; h_n is its last step (indexing, so autograd
 carries the gradient of h_n back into the sequence). The LSTM's Function returns T + 1 rows,
 h_1..h_T and then c_T, so that c_n comes out of the same Function.
@@ -37,19 +41,29 @@ def _sum_bias(b_ih, b_hh):
     return b_ih + b_hh
 
 
+def _initial_state(state, x, hidden):
+    """The (N, H) initial state a kernel starts from: ``state``, or zeros for None (hx=None)."""
+    if state is None:
+        return np.zeros((x.shape[1], hidden), dtype=x.dtype, like=like(x))
+    return np.ascontiguousarray(state, like=like(x))
+
+
 def _layer_grads(device, needs, x, h0, h_seq, w_ih, d_xw, d_hw):
     """Gradients of (x, W_ih, W_hh, b_ih, b_hh) from the pre-activation gradients of the input
     side, d_xw, and of the hidden side, d_hw (the same array for RNN and LSTM), over all steps:
         dx_t = d_xw_t W_ih,  dW_ih = sum_t d_xw_t^T x_t,  dW_hh = sum_t d_hw_t^T h_(t-1),
         db_ih = sum_t d_xw_t,  db_hh = sum_t d_hw_t        (rows are samples).
-    ``needs`` holds the needs_input_grad flags of those five inputs."""
+    ``needs`` holds the needs_input_grad flags of those five inputs; h0 None is zeros (its term
+    of dW_hh is zero: steps 1.. alone, on h_seq as it lies)."""
     steps, batch, width = d_xw.shape
     kernel = for_device(device, "matmul")
     rows_xw, rows_hw = d_xw.reshape(-1, width), d_hw.reshape(-1, width)
     dx = kernel.product(rows_xw, w_ih).reshape(x.shape) if needs[0] else None
     dw_ih = kernel.transposed_product(rows_xw, x.reshape(steps * batch, -1)) if needs[1] else None
     dw_hh = None
-    if needs[2]:  # h_(t-1) of every step in one array: one product (a second one for h_0 alone,
+    if needs[2] and h0 is None:
+        dw_hh = kernel.transposed_product(rows_hw[batch:], h_seq[:-1].reshape(-1, h_seq.shape[2]))
+    elif needs[2]:  # h_(t-1) of every step in one array: one product (a second one for h_0 alone,
         # on BLAS, cost more than this copy: LSTM bench step 6.35 -> 6.18 ms)
         h_prev = np.concatenate((h0, h_seq[:-1].reshape(-1, h0.shape[1])))
         dw_hh = kernel.transposed_product(rows_hw, h_prev)
@@ -75,9 +89,10 @@ class RNNLayer(Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, relu=False):
         kernel = for_device(ctx.device, "rnn")
-        x, h0 = np.ascontiguousarray(x, like=like(x)), np.ascontiguousarray(h0, like=like(x))
+        x = np.ascontiguousarray(x, like=like(x))
         xw = _project(ctx.device, x, w_ih, _sum_bias(b_ih, b_hh))
-        h_seq = kernel.rnn_forward(xw, h0, np.ascontiguousarray(w_hh.T, like=like(x)), relu)
+        h_seq = kernel.rnn_forward(xw, _initial_state(h0, x, w_hh.shape[1]),
+                                   np.ascontiguousarray(w_hh.T, like=like(x)), relu)
         ctx.save_for_backward(x, h0, h_seq, w_ih, w_hh)
         ctx.relu = relu
         return h_seq
@@ -111,9 +126,10 @@ class LSTMLayer(Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
         kernel = for_device(ctx.device, "rnn")
-        x, h0, c0 = (np.ascontiguousarray(a, like=like(x)) for a in (x, h0, c0))
+        x = np.ascontiguousarray(x, like=like(x))
+        c0 = _initial_state(c0, x, w_hh.shape[1])
         xw = _project(ctx.device, x, w_ih, _sum_bias(b_ih, b_hh))
-        out, c_seq, gates, tanh_c = kernel.lstm_forward(xw, h0, c0,
+        out, c_seq, gates, tanh_c = kernel.lstm_forward(xw, _initial_state(h0, x, w_hh.shape[1]), c0,
                                                         np.ascontiguousarray(w_hh.T, like=like(x)))
         ctx.save_for_backward(x, h0, c0, out, c_seq, gates, tanh_c, w_ih, w_hh)
         return out
@@ -147,10 +163,11 @@ class GRULayer(Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
         kernel = for_device(ctx.device, "rnn")
-        x, h0 = np.ascontiguousarray(x, like=like(x)), np.ascontiguousarray(h0, like=like(x))
+        x = np.ascontiguousarray(x, like=like(x))
         xw = _project(ctx.device, x, w_ih, b_ih)
         b_hh = np.zeros(w_hh.shape[0], dtype=x.dtype, like=like(x)) if b_hh is None else b_hh
-        h_seq, saved = kernel.gru_forward(xw, h0, np.ascontiguousarray(w_hh.T, like=like(x)), b_hh)
+        h_seq, saved = kernel.gru_forward(xw, _initial_state(h0, x, w_hh.shape[1]),
+                                          np.ascontiguousarray(w_hh.T, like=like(x)), b_hh)
         ctx.save_for_backward(x, h0, h_seq, saved, w_ih, w_hh)
         return h_seq
 
@@ -159,7 +176,7 @@ class GRULayer(Function):
         x, h0, h_seq, saved, w_ih, w_hh = ctx.saved_arrays
         kernel = for_device(ctx.device, "rnn")
         d_xw, d_hw, dh0 = kernel.gru_backward(np.ascontiguousarray(grad, like=like(grad)), saved, h_seq,
-                                              h0, w_hh)
+                                              _initial_state(h0, x, w_hh.shape[1]), w_hh)
         needs = ctx.needs_input_grad
         dx, dw_ih, dw_hh, db_ih, db_hh = _layer_grads(
             ctx.device, needs[:1] + needs[2:], x, h0, h_seq, w_ih, d_xw, d_hw)
@@ -247,15 +264,14 @@ def _recurrent(mode, input, hx, weights, batch_first, name, dropout=0.0, trainin
     elif batch_first:
         input = input.transpose(0, 1)
     x = input
-    zeros = np.zeros((input.shape[1], hidden_size), dtype=dtype)
     h_last, c_last = [], []
     num_layers = len(weights) // directions
     for layer in range(num_layers):
         outputs = []
         for direction in range(directions):
             index = layer * directions + direction
-            h0 = zeros if states is None else states[0][index]
-            c0 = zeros if states is None or not lstm else states[1][index]
+            h0 = None if states is None else states[0][index]  # None: zeros, known to the layer
+            c0 = None if states is None or not lstm else states[1][index]
             h_seq, h_n, c_n = _run_layer(mode, x if direction == 0 else x[::-1], h0, c0,
                                          *weights[index])
             outputs.append(h_seq if direction == 0 else h_seq[::-1])
