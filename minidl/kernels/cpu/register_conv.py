@@ -290,6 +290,7 @@ def _interleave_phases(acc, quarter, wq, ph, pw, out):
     flat = out.reshape(-1)  # flat indices: a view a row cost more than its 32 stores
     even_q, odd_q = pw & 1, (1 + pw) & 1  # the phases of columns 2k and 2k + 1
     even_left, odd_left = _phase_span(width, pw, even_q)[0], _phase_span(width, pw, odd_q)[0]
+    vectors = (width >> 1) - (width >> 1) % LANES  # column pairs stored LANES at a time
     for r in range(height):
         p = (r + ph) & 1
         i = ((r + ph) >> 1) - _phase_span(height, ph, p)[0]
@@ -300,7 +301,6 @@ def _interleave_phases(acc, quarter, wq, ph, pw, out):
         for o in range(n_out):
             start = (o * height + r) * width
             even, odd = even_base + o * even_length, odd_base + o * odd_length
-            vectors = (width >> 1) - (width >> 1) % LANES
             for k in range(0, vectors, LANES):
                 interleave_lanes(acc, even + k, acc, odd + k, flat, start + 2 * k)
             for k in range(vectors, width >> 1):
