@@ -4,8 +4,9 @@
     python scripts/bench.py --only mlp      # one section: mlp, startup, conv, rnn, tree, transformer
     python scripts/bench.py --only distributed  # scripts/bench_distributed.py (mpiexec; not in the default)
     python scripts/bench.py --quick         # fewer images and repeats
-    python scripts/bench.py --alone         # every timed row also with each library alone in its own
-                                            # process (GEMM peak, % of it and memory are always shown)
+    python scripts/bench.py --alone         # every timed row also with each library alone in processes
+                                            # of its own, the two libraries' in turn (GEMM peak, % of
+                                            # it and memory are always shown)
     python scripts/bench.py --device cuda   # conv ops and CNN epochs on the GPU: minidl cuda, PyTorch
                                             # cuda and minidl's own cpu path
 
@@ -207,7 +208,7 @@ def main(argv=None):
                         choices=["mlp", "startup", "conv", "rnn", "tree", "transformer", "distributed"])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
     parser.add_argument("--alone", action="store_true",
-                        help="also time each library in a process of its own (all but start-up and tree)")
+                        help="also time each library in processes of its own (all but start-up and tree)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cuda: the conv section on the GPU (the other sections are cpu only)")
     args = parser.parse_args(argv)

@@ -11,6 +11,18 @@ import time
 import numpy as np
 
 
+def time_calls(step, repeats, warmup=1):
+    """Seconds of each of ``repeats`` calls of ``step()`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def time_interleaved(candidates, repeats=5, warmup=1):
     """Median seconds of each callable in ``candidates`` (name -> fn), run in turns so that a
     noisy neighbour slows all of them alike."""
@@ -26,39 +38,51 @@ def time_interleaved(candidates, repeats=5, warmup=1):
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+#: fresh interpreters per contestant, taken in turn (A, B, A, B), when timed alone: a noisy minute
+#: of a shared machine then slows both libraries alike, as interleaving does within one process.
+#: With one process each, the LSTM row alone read 1.37 (minidl 9.2 ms) and 0.99 (6.2 ms) in two
+#: runs minutes apart; fresh processes of the same minidl code ran their first dozen steps at 12 ms
+#: in one case out of three, at 6.5-7 in the others.
+ALONE_ROUNDS = 2
+
+
 def time_contestants(factory, args, contestants, repeats=5, alone=False, warmup=1):
     """Median seconds of each contestant's step, from ``factory(*args, only=None)`` -> {name: step}.
 
-    Interleaved (``time_interleaved``), or with ``alone`` each contestant in a fresh interpreter
-    of its own, built there by ``factory(*args, only=name)``: no second library's thread pool
-    beside it (PyTorch's OpenMP workers spin on for milliseconds after each of its ops and take
-    a core from whatever runs next). ``factory`` is a module-level function of a bench script and
-    ``args`` are JSON values."""
+    Interleaved (``time_interleaved``), or with ``alone`` each contestant in fresh interpreters of
+    its own, ALONE_ROUNDS of them taken in turn with the other contestants', each built there by
+    ``factory(*args, only=name)`` and timing its share of the ``repeats`` after ``warmup`` calls;
+    the median is over all of them. No second library's thread pool runs beside it (PyTorch's
+    OpenMP workers spin on for milliseconds after each of its ops and take a core from whatever
+    runs next). ``factory`` is a module-level function of a bench script and ``args`` are JSON
+    values."""
     if not alone:
         return time_interleaved(factory(*args), repeats, warmup)
     source = os.path.abspath(sys.modules[factory.__module__].__file__)
-    medians = {}
-    for who in contestants:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), source, factory.__name__,
-                              json.dumps(list(args)), who, str(repeats), str(warmup)],
-                             capture_output=True, text=True, check=True)
-        medians[who] = json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
-    return medians
+    samples = {who: [] for who in contestants}
+    per_process = -(-repeats // ALONE_ROUNDS)
+    for _ in range(ALONE_ROUNDS):
+        for who in contestants:
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), source, factory.__name__,
+                                  json.dumps(list(args)), who, str(per_process), str(warmup)],
+                                 capture_output=True, text=True, check=True)
+            samples[who] += json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return {who: statistics.median(values) for who, values in samples.items()}
 
 
 def measuring_ways(alone):
     """[(how, alone)] for a bench section's tables: interleaved, and with ``alone`` also alone."""
-    return [("interleaved in one process", False)] + ([("each library alone in its own process", True)]
+    return [("interleaved in one process", False)] + ([("each library alone in its own processes, in turn", True)]
                                                      if alone else [])
 
 
 def _time_alone(source, factory_name, args, who, repeats, warmup):
-    """The child end of ``time_contestants(alone=True)``: prints {"median_s": ...}."""
+    """The child end of ``time_contestants(alone=True)``: prints {"seconds": [each timed call]}."""
     spec = importlib.util.spec_from_file_location("bench_alone_" + os.path.basename(source)[:-3], source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    steps = getattr(module, factory_name)(*json.loads(args), only=who)
-    print(json.dumps({"median_s": time_interleaved({who: steps[who]}, int(repeats), int(warmup))[who]}))
+    step = getattr(module, factory_name)(*json.loads(args), only=who)[who]
+    print(json.dumps({"seconds": time_calls(step, int(repeats), int(warmup))}))
 
 
 def print_table(rows, title=None):

@@ -11,7 +11,7 @@ import minidl
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from bench_common import time_contestants, torch_twin  # noqa: E402
+from bench_common import ALONE_ROUNDS, time_contestants, torch_twin  # noqa: E402
 from models import MODELS  # noqa: E402
 
 
@@ -51,12 +51,13 @@ def test_time_contestants_times_each_step_in_or_out_of_this_process(tmp_path, al
     assert set(medians) == {"short", "long"}
     assert 0.01 <= medians["short"] < medians["long"] and medians["long"] >= 0.03
     with open(pid_file) as f:
-        pids = {}
-        for line in f:
-            name, pid = line.split()
-            pids.setdefault(name, set()).add(int(pid))
-    assert all(len(p) == 1 for p in pids.values())  # warm-up and repeats of one contestant: one process
-    if alone:
-        assert pids["short"] != pids["long"] and os.getpid() not in pids["short"] | pids["long"]
-    else:
-        assert pids["short"] == pids["long"] == {os.getpid()}
+        calls = [(name, int(pid)) for name, pid in (line.split() for line in f)]
+    if not alone:
+        assert {pid for _, pid in calls} == {os.getpid()}
+        return
+    # ALONE_ROUNDS fresh processes per contestant, taken in turn: short, long, short, long
+    runs = [calls[0]] + [call for previous, call in zip(calls, calls[1:]) if call != previous]
+    assert [name for name, _ in runs] == ["short", "long"] * ALONE_ROUNDS
+    assert len({pid for _, pid in runs}) == len(runs) and os.getpid() not in {pid for _, pid in runs}
+    per_process = -(-3 // ALONE_ROUNDS) + 1  # its share of the repeats and one warm-up call
+    assert len(calls) == len(runs) * per_process
