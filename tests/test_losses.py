@@ -71,12 +71,34 @@ def test_cross_entropy_over_shares_of_rows_matches_torch(options, rows, rng):
     mx = minidl.tensor(logits, requires_grad=True)
     tx = torch.tensor(logits.astype(np.float64), requires_grad=True)
     loss = F.cross_entropy(mx, minidl.tensor(target), weight=minidl.tensor(weight), reduction="sum", **options)
-    expected = torch.nn.functional.cross_entropy(tx, torch.tensor(target), weight=torch.tensor(weight.astype(np.float64)),
-                                                 reduction="sum", **options)
+    expected = torch.nn.functional.cross_entropy(tx, torch.tensor(target),
+                                                 weight=torch.tensor(weight.astype(np.float64)), reduction="sum",
+                                                 **options)
     loss.backward()
     expected.backward()
     assert_close(loss, expected, what="loss", rtol=1e-5)
     assert_close(mx.grad, tx.grad, what="dlogits", rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_kept_gradient_is_never_handed_out(reduction, rng):
+    """Reduced, the forward pass keeps the loss's gradient and backward passes it on (times an
+    upstream other than 1): while the graph holds it, .grad must take a copy, so that backward k
+    times sums k gradients and a .grad zeroed in place leaves the kept gradient whole."""
+    logits, target = logits_and_targets(rng, n=7, c=4, dtype=np.float32)
+    loss = F.cross_entropy(logits, target, reduction=reduction)
+    loss.backward(retain_graph=True)
+    once = logits.grad.numpy().copy()
+    assert np.abs(once).max() > 0
+    for times in (2, 3):
+        loss.backward(retain_graph=True)
+        np.testing.assert_allclose(logits.grad.numpy(), times * once, rtol=1e-6)
+    logits.grad.array[...] = 0
+    (2.5 * loss).backward(retain_graph=True)
+    np.testing.assert_allclose(logits.grad.numpy(), 2.5 * once, rtol=1e-6)
+    logits.grad.array[...] = 0
+    loss.backward()
+    np.testing.assert_allclose(logits.grad.numpy(), once, rtol=1e-6)
 
 
 def test_cross_entropy_is_stable_for_huge_logits():

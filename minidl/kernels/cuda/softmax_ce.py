@@ -73,15 +73,19 @@ def _backward_kernel():
     return kernel
 
 
-def cross_entropy_forward(logits, target, class_weight, ignore_index, smoothing):
-    """Per-row losses (logits' dtype) and each row's log-sum-exp (float64)."""
+def cross_entropy_forward(logits, target, class_weight, ignore_index, smoothing, gradient_scale=None):
+    """Per-row losses (logits' dtype) and each row's log-sum-exp (float64); with ``gradient_scale``
+    s, instead of the log-sum-exps the gradient of s sum_i loss_i (kernels.cpu.softmax_ce)."""
     logits, target, class_weight = (as_cuda(a) for a in (logits, target, class_weight))
     n, c = logits.shape
     losses = full((n,), 0, logits.dtype)
     lse = full((n,), 0, np.float64)
     launch(_forward_kernel(), n, c, logits.flat(), target.flat(), class_weight.flat(),
            np.int64(ignore_index), np.float64(smoothing), losses.base, lse.base)
-    return losses, lse
+    if gradient_scale is None:
+        return losses, lse
+    scale = as_cuda(gradient_scale).astype(logits.dtype)  # a device or host scalar
+    return losses, cross_entropy_backward(logits, target, lse, scale, class_weight, ignore_index, smoothing)
 
 
 def cross_entropy_backward(logits, target, lse, grad_rows, class_weight, ignore_index, smoothing):

@@ -55,14 +55,18 @@ def _check_classes(name, target, n_classes, ignore_index):
     return valid
 
 
-def _reduce_rows(losses, weights, reduction, out_shape):
-    """Apply a reduction to per-row losses; returns (value, per-row scale of the upstream grad)."""
+def _row_scale(weights, reduction):
+    """The factor of every row's loss in the reduced loss: None for 'none', 1 for 'sum', 1 / (the
+    rows' weights summed) for 'mean'; d(reduced)/d(loss_i) is that times the row's weight."""
     if reduction == "none":
-        return losses.reshape(out_shape), None
-    if reduction == "sum":
-        return losses.sum(dtype=losses.dtype), np.ones_like(losses)
-    total_weight = weights.sum(dtype=losses.dtype)
-    return losses.sum(dtype=losses.dtype) / total_weight, np.full_like(losses, 1.0 / total_weight)
+        return None
+    return weights.dtype.type(1) if reduction == "sum" else 1 / weights.sum(dtype=weights.dtype)
+
+
+def _reduce_rows(losses, scale, out_shape):
+    """The reduced loss of per-row losses: themselves (``out_shape``) for scale None, else scale
+    times their sum."""
+    return losses.reshape(out_shape) if scale is None else losses.sum(dtype=losses.dtype) * scale
 
 
 def loss_meta(input, target, *options):
@@ -71,7 +75,10 @@ def loss_meta(input, target, *options):
 
 
 class CrossEntropy(Function):
-    """Fused log-softmax + NLL: one kernel forward, one backward; formula in kernels/*/softmax_ce."""
+    """Fused log-softmax + NLL, formula in kernels/*/softmax_ce: one kernel forward, and with
+    reduction 'none' one backward. Reduced ('mean', 'sum'), the forward kernel writes the gradient
+    of the reduced loss itself, and backward passes it on, times the upstream gradient unless
+    that is a host 1."""
 
     infer = staticmethod(loss_meta)
 
@@ -88,23 +95,24 @@ class CrossEntropy(Function):
         else:
             weight = np.ascontiguousarray(class_weight, dtype=logits.dtype, like=like(logits))
             row_weights = np.where(valid, weight[np.where(valid, flat_target, 0)], 0).astype(logits.dtype)
-        # kept is what the device's backward kernel needs besides the logits (cpu: the softmax)
-        losses, kept = kernel.cross_entropy_forward(rows, flat_target, weight, ignore_index, smoothing)
-        value, scale = _reduce_rows(losses, row_weights, reduction, target.shape)
+        scale = _row_scale(row_weights, reduction)
+        # kept is the gradient of the reduced loss, or (scale None) what the device's backward
+        # kernel needs besides the logits (cpu: the exponentials and 1 / their sums)
+        losses, kept = kernel.cross_entropy_forward(rows, flat_target, weight, ignore_index, smoothing, scale)
         ctx.save_for_backward(rows, flat_target, kept, weight)
-        ctx.options = (ignore_index, smoothing, reduction, scale, logits.shape)
-        return np.asarray(value, dtype=logits.dtype, like=like(logits))
+        ctx.options = (ignore_index, smoothing, scale, logits.shape)
+        return np.asarray(_reduce_rows(losses, scale, target.shape), dtype=logits.dtype, like=like(logits))
 
     @staticmethod
     def backward(ctx, grad):
         rows, flat_target, kept, weight = ctx.saved_arrays
-        ignore_index, smoothing, reduction, scale, shape = ctx.options
-        grad_rows = (np.ascontiguousarray(grad.reshape(-1), dtype=rows.dtype, like=like(rows))
-                     if reduction == "none"
-                     else scale * grad)
-        kernel = for_device(ctx.device, "softmax_ce")
-        d_rows = kernel.cross_entropy_backward(rows, flat_target, kept, grad_rows, weight,
-                                               ignore_index, smoothing)
+        ignore_index, smoothing, scale, shape = ctx.options
+        if scale is not None:  # kept is the gradient (the engine copies what ctx still holds)
+            d_rows = kept if type(grad) is np.ndarray and grad == 1 else (kept * grad).astype(kept.dtype, copy=False)
+            return _rows_back(d_rows, shape), None, None
+        grad_rows = np.ascontiguousarray(grad.reshape(-1), dtype=rows.dtype, like=like(rows))
+        d_rows = for_device(ctx.device, "softmax_ce").cross_entropy_backward(
+            rows, flat_target, kept, grad_rows, weight, ignore_index, smoothing)
         return _rows_back(d_rows, shape), None, None
 
 
@@ -134,14 +142,14 @@ class NLLLoss(Function):
         safe_target = np.where(valid, flat_target, 0)
         row_weights = np.where(valid, weight[safe_target], 0).astype(logp.dtype)
         losses = -rows[np.arange(len(rows)), safe_target] * row_weights
-        value, scale = _reduce_rows(losses, row_weights, reduction, target.shape)
-        ctx.options = (safe_target, row_weights, scale, rows.shape, logp.shape, reduction)
-        return np.asarray(value, dtype=logp.dtype, like=like(logp))
+        scale = _row_scale(row_weights, reduction)
+        ctx.options = (safe_target, row_weights, scale, rows.shape, logp.shape)
+        return np.asarray(_reduce_rows(losses, scale, target.shape), dtype=logp.dtype, like=like(logp))
 
     @staticmethod
     def backward(ctx, grad):
-        safe_target, row_weights, scale, rows_shape, shape, reduction = ctx.options
-        per_row = grad.reshape(-1) if reduction == "none" else scale * grad
+        safe_target, row_weights, scale, rows_shape, shape = ctx.options
+        per_row = grad.reshape(-1) if scale is None else scale * grad
         d_rows = np.zeros(rows_shape, dtype=row_weights.dtype, like=like(row_weights))
         d_rows[np.arange(rows_shape[0]), safe_target] = -row_weights * per_row
         return _rows_back(d_rows, shape), None, None
