@@ -41,7 +41,7 @@ def time_interleaved(candidates, repeats=5, warmup=1):
 #: fresh interpreters per contestant, taken in turn (A, B, A, B), when timed alone: a noisy minute
 #: of a shared machine then slows both libraries alike, as interleaving does within one process.
 #: With one process each, the LSTM row alone read 1.37 (minidl 9.2 ms) and 0.99 (6.2 ms) in two
-#: runs minutes apart; fresh processes of the same minidl code ran their first dozen steps at 12 ms
+#: runs minutes apart; fresh processes of the same minidl code ran their first ten steps at 12 ms
 #: in one case out of three, at 6.5-7 in the others.
 ALONE_ROUNDS = 2
 
