@@ -11,21 +11,15 @@ import time
 import numpy as np
 
 
-def time_calls(step, repeats, warmup=1):
-    """Seconds of each of ``repeats`` calls of ``step()`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        step()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
 def time_interleaved(candidates, repeats=5, warmup=1):
     """Median seconds of each callable in ``candidates`` (name -> fn), run in turns so that a
     noisy neighbour slows all of them alike."""
+    return {name: statistics.median(values)
+            for name, values in _interleaved_seconds(candidates, repeats, warmup).items()}
+
+
+def _interleaved_seconds(candidates, repeats, warmup):
+    """{name: seconds of each timed call} for ``time_interleaved``."""
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
@@ -35,7 +29,7 @@ def time_interleaved(candidates, repeats=5, warmup=1):
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 #: fresh interpreters per contestant, taken in turn (A, B, A, B), when timed alone: a noisy minute
@@ -81,8 +75,8 @@ def _time_alone(source, factory_name, args, who, repeats, warmup):
     spec = importlib.util.spec_from_file_location("bench_alone_" + os.path.basename(source)[:-3], source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    step = getattr(module, factory_name)(*json.loads(args), only=who)[who]
-    print(json.dumps({"seconds": time_calls(step, int(repeats), int(warmup))}))
+    steps = getattr(module, factory_name)(*json.loads(args), only=who)
+    print(json.dumps({"seconds": _interleaved_seconds(steps, int(repeats), int(warmup))[who]}))
 
 
 def print_table(rows, title=None):
